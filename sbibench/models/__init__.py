@@ -1,0 +1,26 @@
+"""Analytic model families: priors, simulators, exact posteriors and exact likelihoods."""
+
+from __future__ import annotations
+
+import importlib
+
+from sbibench.models.common import Family, Model
+
+__all__ = ["FAMILIES", "Family", "Model", "get_family"]
+
+# name -> "module:attribute", imported on first use.
+FAMILIES = {
+    "poisson_gamma": "sbibench.models.poisson_gamma:POISSON_GAMMA",
+    "normal_mean": "sbibench.models.linear_gaussian:NORMAL_MEAN",
+    "normal_inverse_gamma": "sbibench.models.normal_inverse_gamma:NORMAL_INVERSE_GAMMA",
+    "linear_gaussian": "sbibench.models.linear_gaussian:LINEAR_GAUSSIAN",
+    "linear_gaussian_vae": "sbibench.models.linear_gaussian:LINEAR_GAUSSIAN_VAE",
+}
+
+
+def get_family(name: str) -> Family:
+    """The family called ``name``; ValueError listing the known ones otherwise."""
+    if name not in FAMILIES:
+        raise ValueError(f"unknown model family {name!r}; known: {', '.join(sorted(FAMILIES))}")
+    module, attribute = FAMILIES[name].split(":")
+    return getattr(importlib.import_module(module), attribute)

@@ -1,0 +1,236 @@
+"""Tasks: a checked task card bound to its analytic model, and the registry of tasks by name."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import tomllib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution
+
+from sbibench.models import FAMILIES, Model, get_family
+from sbibench.models.common import check_theta, sample
+from sbibench.paths import data_dir
+
+__all__ = ["Task", "CardError", "get_task", "list_tasks", "load_card"]
+
+# The keys of a card, each with what it means; every one is required and no other is allowed.
+CARD_KEYS = {
+    "name": "the task's name; equals the file's stem",
+    "family": "the model family",
+    "description": "one line for tables",
+    "num_observations": "how many observations the reference posteriors hold",
+    "seed": "seed of the generator that draws the observations",
+    "prior": "table of the family's prior numbers",
+    "simulator": "table of the family's simulator numbers",
+}
+
+
+class CardError(ValueError):
+    """A task card is malformed; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """An inference task with an exact posterior. Observations are numbered 1..K.
+
+    Shapes: ``D`` = ``dim_parameters``, ``M`` = ``dim_data``; every tensor is float64.
+
+    Example:
+        >>> task = get_task("normal_mean")
+        >>> theta = task.sample_prior(5, generator=torch.Generator().manual_seed(0))
+        >>> task.simulate(theta).shape
+        torch.Size([5, 10])
+    """
+
+    name: str
+    family: str
+    description: str
+    num_observations: int
+    seed: int
+    card_path: Path
+    card_sha256: str
+    model: Model
+
+    @property
+    def prior(self) -> Distribution:
+        """The prior, event shape (D,)."""
+        return self.model.prior
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return self.model.parameter_names
+
+    @property
+    def dim_parameters(self) -> int:
+        return len(self.model.parameter_names)
+
+    @property
+    def dim_data(self) -> int:
+        return self.model.data_dim
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """(n, D) draws from the prior; a pure function of ``generator`` when given."""
+        return sample(self.prior, n, generator)
+
+    def simulate(self, theta: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """(N, D) parameters -> (N, M) data; deterministic given ``generator``."""
+        return self.model.simulate(theta, generator=generator)
+
+    def log_likelihood(self, theta: Tensor, x: Tensor) -> Tensor:
+        """Exact log p(x | theta): (N, D) and (M,) or (N, M) -> (N,)."""
+        return self.model.log_likelihood(theta, x)
+
+    def log_joint(self, theta: Tensor, x: Tensor) -> Tensor:
+        """Unnormalised log posterior log p(x | theta) + log p(theta): (N, D) -> (N,)."""
+        theta = check_theta(theta, self.dim_parameters)
+        return self.model.log_likelihood(theta, x) + self.prior.log_prob(theta)
+
+    def posterior(self, x: Tensor) -> Distribution:
+        """Exact posterior given (M,) or (K, M) data: batch shape () or (K,), event (D,)."""
+        return self.model.posterior(x)
+
+    def _reference(self):  # noqa: ANN202 - returns references.Reference (import cycle)
+        from sbibench.references import load_reference
+
+        return load_reference(self)
+
+    def _check_number(self, k: int) -> int:
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.num_observations:
+            raise ValueError(
+                f"observation number must be in 1..{self.num_observations} for task "
+                f"{self.name!r}, got {k!r}"
+            )
+        return k
+
+    def observation(self, k: int) -> Tensor:
+        """The k-th observation (1-based), shape (M,), from the reference files."""
+        return self._reference().observations[self._check_number(k) - 1]
+
+    def true_parameters(self, k: int) -> Tensor:
+        """The parameters that generated observation k, shape (D,)."""
+        return self._reference().true_parameters[self._check_number(k) - 1]
+
+    def reference_samples(self, k: int) -> Tensor:
+        """Exact posterior samples for observation k, shape (10000, D)."""
+        return self._reference().samples[self._check_number(k) - 1]
+
+    def reference_moments(self, k: int) -> tuple[Tensor, Tensor]:
+        """Exact posterior mean (D,) and covariance (D, D) for observation k."""
+        reference = self._reference()
+        index = self._check_number(k) - 1
+        return reference.means[index], reference.covariances[index]
+
+
+def _check_table(path: Path, table: str, value: Any, fields: dict) -> dict:
+    if not isinstance(value, dict):
+        raise CardError(f"{path}: [{table}] must be a table, got {value!r}")
+    for key in value:
+        if key not in fields:
+            raise CardError(
+                f"{path}: unknown field {table}.{key}; the family's {table} fields are "
+                f"{', '.join(sorted(fields))}"
+            )
+    checked = {}
+    for key, field in fields.items():
+        if key not in value:
+            raise CardError(f"{path}: missing field {table}.{key} ({field.meaning})")
+        try:
+            checked[key] = field.check(value[key])
+        except ValueError as error:
+            raise CardError(f"{path}: field {table}.{key} {error}") from None
+    return checked
+
+
+def load_card(path: str | Path) -> Task:
+    """Read, check and build the task that the card at ``path`` defines.
+
+    Raises:
+        CardError: the card is not TOML, or has an unknown, missing or out-of-range field;
+            the message names the file and the field.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        card = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise CardError(f"{path}: not a valid TOML card: {error}") from None
+    for key in card:
+        if key not in CARD_KEYS:
+            raise CardError(f"{path}: unknown field {key!r}; allowed: {', '.join(CARD_KEYS)}")
+    for key, meaning in CARD_KEYS.items():
+        if key not in card:
+            raise CardError(f"{path}: missing field {key!r} ({meaning})")
+    for key in ("name", "family", "description"):
+        if not isinstance(card[key], str) or not card[key]:
+            raise CardError(f"{path}: field {key!r} must be a non-empty string")
+    if card["name"] != path.stem:
+        raise CardError(f"{path}: field 'name' is {card['name']!r} but the file is {path.name}")
+    if card["family"] not in FAMILIES:
+        raise CardError(
+            f"{path}: field 'family' is {card['family']!r}; known: {', '.join(sorted(FAMILIES))}"
+        )
+    for key, minimum in (("num_observations", 1), ("seed", 0)):
+        value = card[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise CardError(
+                f"{path}: field {key!r} must be a whole number >= {minimum}, got {value!r}"
+            )
+    family = get_family(card["family"])
+    prior = _check_table(path, "prior", card["prior"], family.prior)
+    simulator = _check_table(path, "simulator", card["simulator"], family.simulator)
+    return Task(
+        name=card["name"],
+        family=card["family"],
+        description=card["description"],
+        num_observations=card["num_observations"],
+        seed=card["seed"],
+        card_path=path,
+        card_sha256=hashlib.sha256(raw).hexdigest(),
+        model=family.build(prior, simulator),
+    )
+
+
+def _card_folders() -> list[Path]:
+    """The packaged ``tasks/`` folder, then folders other packages register under the
+    ``sbibench.tasks`` entry-point group (each entry point loads a path to a folder of cards)."""
+    folders = [data_dir() / "tasks"]
+    folders += [Path(entry.load()) for entry in entry_points(group="sbibench.tasks")]
+    return folders
+
+
+@functools.cache
+def _registry() -> dict[str, Path]:
+    cards: dict[str, Path] = {}
+    for folder in _card_folders():
+        for path in sorted(folder.glob("*.toml")):
+            if path.stem in cards:
+                raise CardError(
+                    f"{path}: task {path.stem!r} is already defined by {cards[path.stem]}"
+                )
+            cards[path.stem] = path
+    return cards
+
+
+def list_tasks() -> list[str]:
+    """Names of every known task, sorted."""
+    return sorted(_registry())
+
+
+@functools.cache
+def get_task(name: str) -> Task:
+    """The task called ``name``.
+
+    Raises:
+        ValueError: no such task; the message lists the known ones.
+    """
+    cards = _registry()
+    if name not in cards:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(cards))}")
+    return load_card(cards[name])
