@@ -2,4 +2,6 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from sbibench.task import Task, get_task, list_tasks  # noqa: E402
+
+__all__ = ["Task", "__version__", "get_task", "list_tasks"]

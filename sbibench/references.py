@@ -31,7 +31,6 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from sbibench.models.common import sample
-from sbibench.paths import data_dir
 from sbibench.task import Task
 
 __all__ = [
@@ -67,8 +66,8 @@ class Reference:
 
 
 def reference_dir(task: Task) -> Path:
-    """``<data_dir>/reference_posteriors/<task name>``."""
-    return data_dir() / "reference_posteriors" / task.name
+    """``reference_posteriors/<task name>`` beside the ``tasks/`` folder holding its card."""
+    return task.card_path.parent.parent / "reference_posteriors" / task.name
 
 
 def exact_moments(posterior: Distribution) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,188 @@
+"""Task cards, the task registry and the Task API."""
+
+import pytest
+import torch
+
+from sbibench import get_task, list_tasks
+from sbibench.task import CardError, load_card
+
+TASKS = list_tasks()
+
+
+def test_the_five_tasks_are_registered():
+    assert TASKS == [
+        "linear_gaussian",
+        "linear_gaussian_vae",
+        "normal_mean",
+        "normal_mean_variance",
+        "poisson_gamma",
+    ]
+
+
+def test_unknown_task_lists_the_known_ones():
+    with pytest.raises(ValueError, match="unknown task 'gaussian_lineaar'.*linear_gaussian"):
+        get_task("gaussian_lineaar")
+
+
+@pytest.mark.parametrize(
+    ("name", "dims"),
+    [
+        ("poisson_gamma", (1, 20)),
+        ("normal_mean", (1, 10)),
+        ("normal_mean_variance", (2, 10)),
+        ("linear_gaussian", (10, 10)),
+        ("linear_gaussian_vae", (4, 20)),
+    ],
+)
+def test_dimensions_follow_the_cards(name, dims):
+    task = get_task(name)
+    assert (task.dim_parameters, task.dim_data) == dims
+    assert len(task.parameter_names) == dims[0]
+    assert task.prior.event_shape == (dims[0],)
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_simulator_is_deterministic_under_a_generator(name):
+    task = get_task(name)
+    theta = task.sample_prior(50, torch.Generator().manual_seed(1))
+    assert theta.shape == (50, task.dim_parameters) and theta.dtype == torch.float64
+    assert task.prior.support.check(theta).all()
+    first = task.simulate(theta, torch.Generator().manual_seed(2))
+    again = task.simulate(theta, torch.Generator().manual_seed(2))
+    other = task.simulate(theta, torch.Generator().manual_seed(3))
+    assert first.shape == (50, task.dim_data) and first.dtype == torch.float64
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+    assert torch.isfinite(first).all()
+    # Prior draws under a generator leave the global RNG where it was.
+    state = torch.get_rng_state()
+    task.sample_prior(5, torch.Generator().manual_seed(1))
+    assert torch.equal(state, torch.get_rng_state())
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_simulator_matches_log_likelihood(name):
+    """The simulator draws from the density that log_likelihood evaluates: on many data sets
+    simulated at one theta, the average log-likelihood at the true theta beats a shifted one."""
+    task = get_task(name)
+    theta = task.true_parameters(1).unsqueeze(0)
+    x = task.simulate(theta.expand(2000, -1), torch.Generator().manual_seed(4))
+    true = task.log_likelihood(theta.expand(2000, -1), x).mean()
+    shifted = theta * 1.3 if name != "normal_mean_variance" else theta * torch.tensor([1.0, 1.5])
+    assert true > task.log_likelihood(shifted.expand(2000, -1), x).mean()
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_observations_and_shapes(name):
+    task = get_task(name)
+    assert task.num_observations == 10
+    for k in (1, 10):
+        assert task.observation(k).shape == (task.dim_data,)
+        assert task.true_parameters(k).shape == (task.dim_parameters,)
+        assert task.reference_samples(k).shape == (10_000, task.dim_parameters)
+    posterior = task.posterior(task.observation(1))
+    assert posterior.sample((3,)).shape == (3, task.dim_parameters)
+    assert task.log_likelihood(task.sample_prior(4), task.observation(1)).shape == (4,)
+
+
+@pytest.mark.parametrize("bad", [0, 11, 1.0, "1"])
+def test_observation_numbers_are_checked(bad):
+    with pytest.raises(ValueError, match="observation number must be in 1..10"):
+        get_task("normal_mean").observation(bad)
+
+
+def test_wrong_shapes_are_refused():
+    task = get_task("linear_gaussian")
+    with pytest.raises(ValueError, match=r"theta must have shape \(N, 10\), got \(10,\)"):
+        task.simulate(torch.zeros(10))
+    with pytest.raises(ValueError, match=r"x must have shape \(10,\) or \(K, 10\)"):
+        task.posterior(torch.zeros(3, 9))
+    with pytest.raises(ValueError, match="x has 3 rows but theta has 4"):
+        task.log_likelihood(torch.zeros(4, 10), torch.zeros(3, 10))
+
+
+def test_batched_posterior_equals_single_posteriors():
+    task = get_task("normal_mean_variance")
+    x = torch.stack([task.observation(k) for k in (1, 2, 3)])
+    batched = task.posterior(x)
+    theta = torch.tensor([0.1, 0.5], dtype=torch.float64)
+    for i, k in enumerate((1, 2, 3)):
+        single = task.posterior(task.observation(k))
+        assert torch.allclose(batched.mean[i], single.mean)
+        assert torch.allclose(batched.log_prob(theta)[i], single.log_prob(theta))
+
+
+CARD = """\
+name = "{name}"
+family = "poisson_gamma"
+description = "a test card"
+num_observations = 10
+seed = 5
+
+[prior]
+shape = 2.0
+rate = 0.5
+
+[simulator]
+num_draws = 20
+"""
+
+
+def _card(tmp_path, text, name="my_task"):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text.format(name=name))
+    return path
+
+
+def test_a_good_card_loads(tmp_path):
+    task = load_card(_card(tmp_path, CARD))
+    assert task.name == "my_task" and task.dim_data == 20
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c + "colour = 'red'\n", "unknown field simulator.colour"),
+        (lambda c: "speed = 1\n" + c, "unknown field 'speed'"),
+        (lambda c: c.replace("seed = 5\n", ""), "missing field 'seed'"),
+        (lambda c: c.replace("rate = 0.5\n", ""), "missing field prior.rate"),
+        (lambda c: c.replace("rate = 0.5", "rate = -0.5"), r"field prior.rate must be > 0"),
+        (
+            lambda c: c.replace("num_draws = 20", "num_draws = 2.5"),
+            "field simulator.num_draws must be a whole number",
+        ),
+        (
+            lambda c: c.replace("num_observations = 10", "num_observations = 0"),
+            "field 'num_observations'",
+        ),
+        (
+            lambda c: c.replace('family = "poisson_gamma"', 'family = "poisson"'),
+            "field 'family' is 'poisson'",
+        ),
+        (lambda c: c.replace("shape = 2.0", "shape = nan"), "field prior.shape must be finite"),
+        (lambda c: c.replace("[prior]", "[prior"), "not a valid TOML card"),
+    ],
+)
+def test_broken_cards_name_the_file_and_the_field(tmp_path, edit, message):
+    path = _card(tmp_path, edit(CARD))
+    with pytest.raises(CardError, match=message) as error:
+        load_card(path)
+    assert str(path) in str(error.value)
+
+
+def test_card_name_must_match_its_file(tmp_path):
+    path = tmp_path / "other.toml"
+    path.write_text(CARD.format(name="my_task"))
+    with pytest.raises(CardError, match="field 'name' is 'my_task' but the file is other.toml"):
+        load_card(path)
+
+
+def test_negative_variance_in_a_gaussian_card(tmp_path):
+    text = (
+        'name = "lg"\nfamily = "linear_gaussian"\ndescription = "d"\nnum_observations = 2\n'
+        "seed = 1\n[prior]\nvariance = -0.1\n[simulator]\ndim = 3\nnoise_variance = 0.1\n"
+    )
+    path = tmp_path / "lg.toml"
+    path.write_text(text)
+    with pytest.raises(CardError, match=r"lg.toml: field prior.variance must be > 0, got -0.1"):
+        load_card(path)
