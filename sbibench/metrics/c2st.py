@@ -1,0 +1,277 @@
+"""Classifier two-sample test (C2ST): cross-validated accuracy of an MLP telling two sets apart.
+
+The classifier learns to tell samples of ``x`` (label 0) from samples of ``y`` (label 1);
+its held-out accuracy is 0.5 when the two distributions are equal and approaches the
+Bayes accuracy ``1/2 + TV(p, q)/2`` when the classifier is good. The recipe is sbibm's
+(Lueckmann et al., 2021): z-score both sets with the first set's mean and standard
+deviation, an MLP with two hidden layers of ``10 D`` ReLU units trained with Adam on the
+binary cross-entropy, 5-fold cross-validation, mean held-out accuracy over the folds.
+
+It is implemented in torch on tensors held in memory: the models of all folds (and of all
+label permutations, for the permutation null) are trained at once as one batched network
+(stacked weights, :func:`torch.baddbmm`). Each model stops early on a validation tenth of
+its training fold (patience 5 epochs, at most 100) and keeps its best weights: against the
+closed form (N(0, 1) vs N(1, 1), Gaussians differing in scale in 5-D) this matches a fixed
+budget tuned per case to within the sampling noise (about 0.003 at 10,000 vs 10,000),
+without that tuning, and adapts the budget to the sample size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sbibench.metrics.score import Score, check_pair
+
+__all__ = ["c2st"]
+
+_NULLS = (None, "binomial", "permutation")
+
+
+def c2st(
+    x: Tensor | np.ndarray,
+    y: Tensor | np.ndarray,
+    seed: int = 0,
+    folds: int = 5,
+    null: str | None = None,
+    num_permutations: int = 20,
+    max_epochs: int = 100,
+    patience: int = 5,
+    batch_size: int = 256,
+    learning_rate: float = 1e-3,
+) -> Score:
+    """Classifier two-sample test accuracy between two sample sets.
+
+    Unequal sizes: the larger set is subsampled (without replacement, seeded) to the size
+    of the smaller one, so that classes are balanced, chance is exactly 0.5 and the
+    accuracy is the balanced accuracy. Folds are stratified (each holds out ``1/folds`` of
+    either set). A feature that is constant in ``x`` is centred but not scaled (its
+    standard deviation is taken as 1), so it never produces NaN.
+
+    Arguments:
+        x: Samples of the first distribution (e.g. the reference posterior), shape (N, D).
+            Its mean and standard deviation z-score both sets.
+        y: Samples of the second distribution (e.g. the method's posterior), shape (M, D).
+        seed: Seed of a local generator for subsampling, folds, initialisation and batches.
+        folds: Number of cross-validation folds, at least 2.
+        null: Optional reference distribution of the accuracy under equal distributions,
+            reported in ``details`` as ``null_mean``, ``null_std`` and ``p_value``
+            (one-sided, large accuracy is evidence against equality):
+            ``"binomial"`` treats the ``2 min(N, M)`` held-out predictions as fair coin
+            flips (mean 0.5, std ``0.5 / sqrt(2 min(N, M))``; free, slightly optimistic
+            since predictions within a fold share a classifier); ``"permutation"``
+            retrains on ``num_permutations`` random relabellings of the pooled samples
+            (exact up to Monte Carlo error; costs ``num_permutations`` times the training).
+        num_permutations: Number of relabellings for ``null="permutation"``.
+        max_epochs: Upper bound on training epochs.
+        patience: Epochs without improvement of the validation loss before a model stops.
+        batch_size: Minibatch size per model.
+        learning_rate: Adam's learning rate.
+
+    Returns:
+        A :class:`~sbibench.metrics.Score` with the mean held-out accuracy in [0, 1] and
+        method ``"c2st-mlp"``; ``details`` holds ``num_samples`` (per set, after
+        subsampling), ``folds``, ``epochs`` (of the longest-running fold model) and the
+        null's fields when requested.
+
+    Raises:
+        ValueError: On NaN/inf, mismatched dimensions, fewer samples than folds in either
+            set, or an unknown ``null``.
+
+    References:
+        Lopez-Paz & Oquab (2017), Revisiting classifier two-sample tests, ICLR.
+        Lueckmann et al. (2021), Benchmarking simulation-based inference, AISTATS.
+
+    Example:
+        >>> x, y = torch.randn(500, 2), torch.randn(500, 2) + 3.0
+        >>> c2st(x, y, seed=0).value > 0.9
+        True
+    """
+    x, y = check_pair(x, y, ("x", "y"))
+    if not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"folds must be an integer >= 2, got {folds!r}")
+    if len(x) < folds or len(y) < folds:
+        raise ValueError(
+            f"x and y need at least folds={folds} samples each, got {len(x)} and {len(y)}"
+        )
+    if null not in _NULLS:
+        raise ValueError(f"null must be one of {_NULLS}, got {null!r}")
+    if null == "permutation" and num_permutations < 1:
+        raise ValueError(f"num_permutations must be >= 1, got {num_permutations}")
+    for name, value in (("max_epochs", max_epochs), ("patience", patience)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if batch_size < 1 or not learning_rate > 0:
+        raise ValueError(f"need batch_size >= 1 and learning_rate > 0, got {batch_size}, {learning_rate}")
+
+    generator = torch.Generator().manual_seed(seed)
+    n = min(len(x), len(y))
+    mean, std = x.mean(0), x.std(0)
+    std = torch.where(std > 1e-12 * (1.0 + mean.abs()), std, torch.ones_like(std))
+    x = x[torch.randperm(len(x), generator=generator)[:n]] if len(x) > n else x
+    y = y[torch.randperm(len(y), generator=generator)[:n]] if len(y) > n else y
+    data = ((torch.cat([x, y]) - mean) / std).to(torch.float32)
+
+    pooled = torch.arange(2 * n)
+    accuracy, correct, epochs = _cross_validate(
+        data, pooled[None], folds, generator, max_epochs, patience, batch_size, learning_rate
+    )
+    details: dict[str, float | int | str] = {
+        "num_samples": n,
+        "folds": folds,
+        "epochs": epochs,
+    }
+    value = float(accuracy[0])
+    if null == "binomial":
+        from scipy.stats import binom
+
+        total = 2 * n
+        details.update(
+            null="binomial",
+            null_mean=0.5,
+            null_std=0.5 / math.sqrt(total),
+            p_value=float(binom.sf(int(correct[0]) - 1, total, 0.5)),
+        )
+    elif null == "permutation":
+        perms = torch.stack(
+            [torch.randperm(2 * n, generator=generator) for _ in range(num_permutations)]
+        )
+        null_acc, _, _ = _cross_validate(
+            data, perms, folds, generator, max_epochs, patience, batch_size, learning_rate
+        )
+        details.update(
+            null="permutation",
+            num_permutations=num_permutations,
+            null_mean=float(null_acc.mean()),
+            null_std=float(null_acc.std()) if num_permutations > 1 else float("nan"),
+            p_value=float((1 + (null_acc >= value).sum()) / (num_permutations + 1)),
+        )
+    return Score(value, "c2st-mlp", details)
+
+
+def _cross_validate(
+    data: Tensor,
+    orders: Tensor,
+    folds: int,
+    generator: torch.Generator,
+    max_epochs: int,
+    patience: int,
+    batch_size: int,
+    learning_rate: float,
+) -> tuple[Tensor, Tensor, int]:
+    """Stratified k-fold accuracies for R labellings at once.
+
+    ``data`` is (2n, D); each row of ``orders`` (R, 2n) is a permutation of the rows whose
+    first n entries carry label 0 and last n label 1. Returns the mean fold accuracy (R,),
+    the number of correct held-out predictions (R,) and the epochs trained.
+    """
+    num_labellings, two_n = orders.shape
+    n = two_n // 2
+    train_idx, train_lab, tests = [], [], []
+    size = 2 * (n - math.ceil(n / folds))  # the smallest training fold; others are cut to it
+    for order in orders:
+        xs = order[:n][torch.randperm(n, generator=generator)]
+        ys = order[n:][torch.randperm(n, generator=generator)]
+        x_chunks, y_chunks = torch.tensor_split(xs, folds), torch.tensor_split(ys, folds)
+        for k in range(folds):
+            rest_x = torch.cat([c for j, c in enumerate(x_chunks) if j != k])
+            rest_y = torch.cat([c for j, c in enumerate(y_chunks) if j != k])
+            idx = torch.cat([rest_x, rest_y])
+            lab = torch.cat([torch.zeros(len(rest_x)), torch.ones(len(rest_y))])
+            keep = torch.randperm(len(idx), generator=generator)[:size]
+            train_idx.append(idx[keep])
+            train_lab.append(lab[keep])
+            tests.append((x_chunks[k], y_chunks[k]))
+    train_idx, train_lab = torch.stack(train_idx), torch.stack(train_lab)
+
+    num_val = min(max(1, round(0.1 * size)), size - 1)
+    weights, epochs = _train(
+        data,
+        train_idx[:, num_val:],
+        train_lab[:, num_val:],
+        train_idx[:, :num_val],
+        train_lab[:, :num_val],
+        generator,
+        max_epochs,
+        patience,
+        batch_size,
+        learning_rate,
+    )
+    fold_acc = torch.empty(len(tests), dtype=torch.float64)
+    correct = torch.zeros(len(tests))
+    with torch.no_grad():
+        for m, (tx, ty) in enumerate(tests):
+            logits = _forward([w[m : m + 1] for w in weights], data[torch.cat([tx, ty])][None])[0]
+            right = torch.cat([logits[: len(tx)] <= 0, logits[len(tx) :] > 0])
+            fold_acc[m] = right.double().mean()
+            correct[m] = right.sum()
+    fold_acc = fold_acc.view(num_labellings, folds)
+    correct = correct.view(num_labellings, folds)
+    return fold_acc.mean(1), correct.sum(1), epochs
+
+
+def _forward(weights: list[Tensor], inputs: Tensor) -> Tensor:
+    """Batched MLP: inputs (M, B, D) through M independent networks to logits (M, B)."""
+    w1, b1, w2, b2, w3, b3 = weights
+    hidden = torch.baddbmm(b1, inputs, w1).relu()
+    hidden = torch.baddbmm(b2, hidden, w2).relu()
+    return torch.baddbmm(b3, hidden, w3).squeeze(-1)
+
+
+def _train(
+    data: Tensor,
+    train_idx: Tensor,
+    train_lab: Tensor,
+    val_idx: Tensor,
+    val_lab: Tensor,
+    generator: torch.Generator,
+    max_epochs: int,
+    patience: int,
+    batch_size: int,
+    learning_rate: float,
+) -> tuple[list[Tensor], int]:
+    """Train M = len(train_idx) MLPs at once; return each one's best weights and the epochs run.
+
+    Adam scales every weight's step separately, so summing the M losses trains the M models
+    exactly as if each had its own optimiser.
+    """
+    num_models, size = train_idx.shape
+    dim = data.shape[1]
+    hidden = 10 * dim
+    weights = []
+    for fan_in, fan_out in ((dim, hidden), (hidden, hidden), (hidden, 1)):
+        bound = math.sqrt(6.0 / (fan_in + fan_out))  # Glorot-uniform, as scikit-learn's MLP
+        w = (2 * torch.rand(num_models, fan_in, fan_out, generator=generator) - 1) * bound
+        weights += [w.requires_grad_(), torch.zeros(num_models, 1, fan_out, requires_grad=True)]
+    best = [w.detach().clone() for w in weights]
+    best_loss = torch.full((num_models,), math.inf)
+    stale = torch.zeros(num_models, dtype=torch.long)
+    optimizer = torch.optim.Adam(weights, lr=learning_rate)
+    loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
+    batch = min(batch_size, size)
+    steps = size // batch
+    val_inputs = data[val_idx]
+    epoch = 0
+    for epoch in range(1, max_epochs + 1):
+        order = torch.argsort(torch.rand(num_models, size, generator=generator), dim=1)
+        idx, lab = train_idx.gather(1, order), train_lab.gather(1, order)
+        for s in range(steps):
+            part = slice(s * batch, (s + 1) * batch)
+            logits = _forward(weights, data[idx[:, part]])
+            loss = loss_fn(logits, lab[:, part]).mean(1).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            val_loss = loss_fn(_forward(weights, val_inputs), val_lab).mean(1)
+            improved = val_loss < best_loss - 1e-4
+            best_loss = torch.where(improved, val_loss, best_loss)
+            stale = torch.where(improved, 0, stale + 1)
+            for b, w in zip(best, weights, strict=True):
+                b[improved] = w[improved]
+        if bool((stale >= patience).all()):
+            break
+    return best, epoch
