@@ -92,6 +92,10 @@ class Task:
         theta = check_theta(theta, self.dim_parameters)
         return self.model.log_likelihood(theta, x) + self.prior.log_prob(theta)
 
+    def summary(self, x: Tensor) -> Tensor:
+        """(N, M) data -> (N, S) summary statistics (the data where the family has none)."""
+        return self.model.summary(x)
+
     def posterior(self, x: Tensor) -> Distribution:
         """Exact posterior given (M,) or (K, M) data: batch shape () or (K,), event (D,)."""
         return self.model.posterior(x)

@@ -47,6 +47,10 @@ class Model(Protocol):
     def posterior(self, x: Tensor) -> Distribution:
         """(M,) or (K, M) data -> the exact posterior, batch shape () or (K,), event (D,)."""
 
+    def summary(self, x: Tensor) -> Tensor:
+        """(N, M) data -> (N, S) summary statistics for distance-based methods such as ABC
+        (the data themselves where a family has no natural summary)."""
+
 
 class Field:
     """A card field: its meaning and a check that returns the value or raises ValueError."""

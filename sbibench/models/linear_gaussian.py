@@ -42,6 +42,7 @@ class LinearGaussian:
         bias: (M,) the offset b.
         noise_scale: standard deviation sigma of the i.i.d. noise on each data dimension.
         parameter_names: D names.
+        iid_draws: the data are i.i.d. draws (``normal_mean``): summarise them by their mean.
     """
 
     prior_mean: Tensor
@@ -50,6 +51,7 @@ class LinearGaussian:
     bias: Tensor
     noise_scale: float
     parameter_names: tuple[str, ...]
+    iid_draws: bool = False
     _precision_chol: Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -79,6 +81,11 @@ class LinearGaussian:
         theta = check_theta(theta, len(self.parameter_names))
         x = check_data(x, self.data_dim, batch=theta.shape[0])
         return Normal(self._mean_of_data(theta), self.noise_scale).log_prob(x).sum(-1)
+
+    def summary(self, x: Tensor) -> Tensor:
+        """(N, M) -> the data, or (N, 1) their mean (sufficient) for i.i.d. draws."""
+        x = check_data(x, self.data_dim).reshape(-1, self.data_dim)
+        return x.mean(-1, keepdim=True) if self.iid_draws else x
 
     def posterior(self, x: Tensor) -> MultivariateNormal:
         """(M,) or (K, M) -> Gaussian posterior with batch shape () or (K,)."""
@@ -137,6 +144,7 @@ def _build_normal_mean(prior: dict, simulator: dict) -> LinearGaussian:
         bias=torch.zeros(draws, dtype=DTYPE),
         noise_scale=simulator["noise_std"],
         parameter_names=("mean",),
+        iid_draws=True,
     )
 
 

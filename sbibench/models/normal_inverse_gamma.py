@@ -133,6 +133,11 @@ class NormalMeanVariance:
         x = check_data(x, self.num_draws, batch=theta.shape[0])
         return Normal(theta[:, :1], theta[:, 1:].sqrt()).log_prob(x).sum(-1)
 
+    def summary(self, x: Tensor) -> Tensor:
+        """(N, n) -> (N, 2): sample mean and standard deviation, sufficient statistics."""
+        x = check_data(x, self.num_draws).reshape(-1, self.num_draws)
+        return torch.stack([x.mean(-1), x.std(-1)], dim=-1)
+
     def posterior(self, x: Tensor) -> NormalInverseGamma:
         """(n,) or (K, n) -> NIG posterior, batch shape () or (K,)."""
         x = check_data(x, self.num_draws)

@@ -54,6 +54,10 @@ class PoissonGamma:
         x = check_data(x, self.num_draws, batch=theta.shape[0])
         return Poisson(theta).log_prob(x).sum(-1)
 
+    def summary(self, x: Tensor) -> Tensor:
+        """(N, n) -> (N, 1): the mean count, a sufficient statistic."""
+        return check_data(x, self.num_draws).reshape(-1, self.num_draws).mean(-1, keepdim=True)
+
     def posterior(self, x: Tensor) -> Independent:
         """(n,) or (K, n) -> Gamma(a + sum x, b + n), batch shape () or (K,), event (1,)."""
         x = check_data(x, self.num_draws)

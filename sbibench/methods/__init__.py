@@ -1,0 +1,72 @@
+"""Inference methods behind one interface, and their registry."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+from sbibench.methods.base import BudgetError, Posterior, Timings, config_hash
+
+__all__ = [
+    "METHODS",
+    "BudgetError",
+    "Posterior",
+    "Timings",
+    "config_hash",
+    "get_method",
+    "is_amortized",
+    "list_methods",
+]
+
+# name -> "module:attribute" of a configuration dataclass with `fit` (amortized) or `run`
+# (sequential); imported on first use. Other packages add methods under the
+# `sbibench.methods` entry-point group.
+METHODS = {
+    "rej_abc": "sbibench.methods.abc:RejectionABC",
+    "smc_abc": "sbibench.methods.smc_abc:SMCABC",
+}
+
+
+def _registry() -> dict[str, str]:
+    registry = dict(METHODS)
+    for entry in entry_points(group="sbibench.methods"):
+        registry.setdefault(entry.name, entry.value)
+    return registry
+
+
+def list_methods() -> list[str]:
+    """Names of every known method, sorted."""
+    return sorted(_registry())
+
+
+def get_method(name: str, **config: Any) -> Any:
+    """The method called ``name`` configured with ``config`` (its dataclass fields).
+
+    Raises:
+        ValueError: unknown method (lists the known ones) or unknown config key (lists the
+            method's fields).
+    """
+    registry = _registry()
+    if name not in registry:
+        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(sorted(registry))}")
+    module, attribute = registry[name].split(":")
+    cls = getattr(importlib.import_module(module), attribute)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(config) - fields)
+    if unknown:
+        raise ValueError(
+            f"unknown config key(s) {', '.join(unknown)} for method {name!r}; "
+            f"its fields: {', '.join(sorted(fields))}"
+        )
+    return cls(**config)
+
+
+def is_amortized(method: Any) -> bool:
+    """True for a method with ``fit`` (one fit serves every observation)."""
+    if hasattr(method, "fit"):
+        return True
+    if hasattr(method, "run"):
+        return False
+    raise TypeError(f"{method!r} has neither fit(task, num_simulations, seed) nor run(...)")

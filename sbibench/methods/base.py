@@ -1,0 +1,184 @@
+"""What every method shares: the budgeted simulator, posteriors, seeds, timings, config hashes."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+from torch.distributions import Transform, biject_to
+
+from sbibench.task import Task
+
+__all__ = [
+    "BudgetError",
+    "Posterior",
+    "SimulationBudget",
+    "Timings",
+    "check_observation",
+    "config_hash",
+    "log_abs_det",
+    "observation_generator",
+    "require_valid",
+    "seeded",
+    "unconstrained",
+]
+
+
+class BudgetError(RuntimeError):
+    """A method asked for more simulations than its budget, or got no valid simulation."""
+
+
+@dataclasses.dataclass
+class Timings:
+    """Wall-clock seconds per phase of a method's run."""
+
+    simulate: float = 0.0
+    train: float = 0.0
+    sample: float = 0.0
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Add the time spent inside the ``with`` block to ``name``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            setattr(self, name, getattr(self, name) + time.perf_counter() - start)
+
+
+@runtime_checkable
+class Posterior(Protocol):
+    """What a method returns. ``D`` parameters, ``M`` data dimensions; float64 throughout.
+
+    ``sample(n, x, seed=None)``: x (M,) -> (n, D); amortized posteriors also take x (B, M)
+    -> (n, B, D). With a ``seed`` the draws for each observation are a pure function of the
+    seed and that observation alone (see `observation_generator`), so sampling a batch of
+    observations gives each one exactly the draws it would get on its own.
+    ``log_prob(theta, x)`` (where the method has a density): (N, D) and (M,) -> (N,).
+    """
+
+    num_simulations_used: int
+    num_invalid_simulations: int
+    timings: Timings
+
+    def sample(self, n: int, x: Tensor, seed: int | None = None) -> Tensor: ...
+
+
+class SimulationBudget:
+    """A task's simulator that counts calls, refuses to exceed its budget and drops invalid
+    (NaN or infinite) simulations, counting them.
+
+    Arguments:
+        task: the task whose prior and simulator are used.
+        budget: the most simulations that may be run.
+        generator: the source of all randomness in prior draws and simulations.
+        timings: where simulation time is added (phase ``simulate``).
+    """
+
+    def __init__(
+        self, task: Task, budget: int, generator: torch.Generator, timings: Timings
+    ) -> None:
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise ValueError(f"num_simulations must be a whole number >= 1, got {budget!r}")
+        self.task = task
+        self.budget = budget
+        self.generator = generator
+        self.timings = timings
+        self.used = 0
+        self.invalid = 0
+
+    @property
+    def remaining(self) -> int:
+        return self.budget - self.used
+
+    def sample_prior(self, n: int) -> Tensor:
+        """(n, D) prior draws."""
+        return self.task.sample_prior(n, self.generator)
+
+    def simulate(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        """Simulate (N, D) parameters; returns the valid (theta, x) pairs, float64.
+
+        Raises:
+            BudgetError: the N simulations would exceed the budget.
+        """
+        if theta.shape[0] > self.remaining:
+            raise BudgetError(
+                f"{theta.shape[0]} simulations requested with {self.remaining} of "
+                f"{self.budget} left"
+            )
+        with self.timings.phase("simulate"):
+            x = self.task.simulate(theta, self.generator)
+        self.used += theta.shape[0]
+        valid = torch.isfinite(x).all(-1)
+        self.invalid += int((~valid).sum())
+        return theta[valid], x[valid]
+
+    def prior_predictive(self, n: int) -> tuple[Tensor, Tensor]:
+        """Draw n parameters from the prior, simulate them; the valid pairs."""
+        return self.simulate(self.sample_prior(n))
+
+
+def require_valid(x: Tensor, budget: SimulationBudget) -> None:
+    """Raise if a method is left without any valid simulation to learn from."""
+    if x.shape[0] == 0:
+        raise BudgetError(
+            f"all {budget.used} simulations of task {budget.task.name!r} were invalid "
+            "(NaN or inf): nothing to learn from"
+        )
+
+
+def log_abs_det(transform: Transform, u: Tensor, theta: Tensor) -> Tensor:
+    """log|det dT/du| per row, (N,), whatever the transform's event dimension."""
+    log_det = transform.log_abs_det_jacobian(u, theta)
+    return log_det.sum(-1) if log_det.ndim == 2 else log_det
+
+
+def unconstrained(task: Task) -> Transform:
+    """The bijection from R^D onto the prior's support (``biject_to(prior.support)``).
+
+    Learned estimators work on ``u = T^{-1}(theta)``; densities map back with
+    ``log p(theta) = log q(u) - log|det dT/du|``.
+    """
+    return biject_to(task.prior.support)
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[torch.Generator]:
+    """Fork torch's global RNG, seed it with ``seed`` (for network initialisation and any
+    library code that draws globally) and yield a fresh generator seeded with ``seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield torch.Generator().manual_seed(seed)
+
+
+def observation_generator(seed: int, x: Tensor) -> torch.Generator:
+    """A generator that is a pure function of ``seed`` and the bytes of one observation."""
+    digest = hashlib.sha256(f"{seed}:".encode() + x.detach().double().numpy().tobytes())
+    return torch.Generator().manual_seed(int.from_bytes(digest.digest()[:8], "little") >> 1)
+
+
+def config_hash(name: str, config: Any) -> str:
+    """A short stable hash of a method's name and configuration dataclass."""
+    fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    text = json.dumps({"method": name, **fields}, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def check_observation(x: Tensor, task: Task, batch: bool) -> Tensor:
+    """Validate an observation (M,) (or (B, M) when ``batch``) and return it as float64."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    allowed = (1, 2) if batch else (1,)
+    if x.ndim not in allowed or x.shape[-1] != task.dim_data:
+        shapes = f"({task.dim_data},)" + (f" or (B, {task.dim_data})" if batch else "")
+        raise ValueError(f"x must have shape {shapes} for task {task.name!r}, got {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError("x contains NaN or inf")
+    return x.double()
