@@ -1,0 +1,96 @@
+"""Every registered method: shapes, support, budget, determinism, invalid simulations."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from sbibench.methods import (
+    BudgetError,
+    config_hash,
+    get_method,
+    is_amortized,
+    list_methods,
+)
+
+# A small configuration per method, so that the contract tests stay fast.
+FAST = {
+    "rej_abc": {"num_accepted": 20},
+    "smc_abc": {"population_size": 20},
+}
+
+
+def test_every_method_has_a_fast_configuration():
+    assert sorted(FAST) == list_methods()
+
+
+def _posterior(method, task, budget, seed, observation):
+    if is_amortized(method):
+        return method.fit(task, budget, seed)
+    return method.run(task, observation, budget, seed)
+
+
+@pytest.mark.parametrize("name", list_methods())
+@pytest.mark.parametrize("task_name", ["poisson_gamma", "normal_mean_variance"])
+def test_contract(name, task_name, make_task):
+    task = make_task(task_name)
+    method = get_method(name, **FAST[name])
+    x_o = task.observation(1)
+    posterior = _posterior(method, task, 300, 7, x_o)
+    samples = posterior.sample(500, x_o, seed=1)
+    assert samples.shape == (500, task.dim_parameters) and samples.dtype == torch.float64
+    assert torch.isfinite(samples).all()
+    assert task.prior.support.check(samples).all()
+    assert task.model.calls <= 300
+    assert posterior.num_simulations_used == task.model.calls
+    assert posterior.num_invalid_simulations == 0
+    assert set(dataclasses.asdict(posterior.timings)) == {"simulate", "train", "sample"}
+    assert posterior.timings.simulate > 0 and posterior.timings.sample > 0
+    # Same seed, same numbers; another seed, others.
+    again = _posterior(method, make_task(task_name), 300, 7, x_o).sample(500, x_o, seed=1)
+    assert torch.equal(samples, again)
+    other = _posterior(method, make_task(task_name), 300, 8, x_o).sample(500, x_o, seed=1)
+    assert not torch.equal(samples, other)
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_nan_simulations_are_dropped_and_counted(name, make_task):
+    task = make_task("normal_mean", nan_fraction=0.2)
+    x_o = task.observation(1)
+    posterior = _posterior(get_method(name, **FAST[name]), task, 400, 3, x_o)
+    # About 20% of 400 (binomial sd 8): between 40 and 120 is far outside chance.
+    assert 40 < posterior.num_invalid_simulations < 120
+    assert posterior.num_simulations_used <= 400
+    assert torch.isfinite(posterior.sample(100, x_o, seed=0)).all()
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_a_budget_with_no_valid_simulation_is_an_error(name, make_task):
+    task = make_task("normal_mean", nan_fraction=1.0)
+    with pytest.raises(BudgetError, match="all 50 simulations .* were invalid"):
+        _posterior(get_method(name, **FAST[name]), task, 50, 0, task.observation(1))
+
+
+def test_unknown_names_and_keys_are_listed():
+    with pytest.raises(ValueError, match="unknown method 'abc'; known methods: .*rej_abc"):
+        get_method("abc")
+    with pytest.raises(ValueError, match="unknown config key.* 'rej_abc'; its fields: kde"):
+        get_method("rej_abc", accepted=3)
+
+
+def test_config_hash_tracks_the_configuration():
+    a = config_hash("rej_abc", get_method("rej_abc"))
+    assert a == config_hash("rej_abc", get_method("rej_abc"))
+    assert a != config_hash("rej_abc", get_method("rej_abc", num_accepted=50))
+    assert a != config_hash("smc_abc", get_method("rej_abc"))
+
+
+def test_budget_is_checked_before_simulating(make_task):
+    from sbibench.methods.base import SimulationBudget, Timings
+
+    task = make_task("normal_mean")
+    budget = SimulationBudget(task, 10, torch.Generator().manual_seed(0), Timings())
+    budget.prior_predictive(8)
+    with pytest.raises(BudgetError, match="3 simulations requested with 2 of 10 left"):
+        budget.prior_predictive(3)
+    assert task.model.calls == 8
