@@ -26,6 +26,9 @@ __all__ = [
 METHODS = {
     "rej_abc": "sbibench.methods.abc:RejectionABC",
     "smc_abc": "sbibench.methods.smc_abc:SMCABC",
+    "external": "sbibench.methods.external:External",
+    "sbibm": "sbibench.methods.external:Sbibm",
+    "sbi": "sbibench.methods.sbi_adapter:Sbi",
 }
 
 
@@ -64,7 +67,10 @@ def get_method(name: str, **config: Any) -> Any:
 
 
 def is_amortized(method: Any) -> bool:
-    """True for a method with ``fit`` (one fit serves every observation)."""
+    """True for a method with ``fit`` (one fit serves every observation); a method offering
+    both says which through an ``amortized`` attribute."""
+    if hasattr(method, "amortized"):
+        return bool(method.amortized)
     if hasattr(method, "fit"):
         return True
     if hasattr(method, "run"):

@@ -164,10 +164,17 @@ def observation_generator(seed: int, x: Tensor) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest.digest()[:8], "little") >> 1)
 
 
+def _plain(value: Any) -> str:
+    """A stable text for a config value JSON cannot hold: a function by its import path."""
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"{value.__module__}:{value.__qualname__}"
+    return repr(value)
+
+
 def config_hash(name: str, config: Any) -> str:
     """A short stable hash of a method's name and configuration dataclass."""
     fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-    text = json.dumps({"method": name, **fields}, sort_keys=True, default=repr)
+    text = json.dumps({"method": name, **fields}, sort_keys=True, default=_plain)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -1,0 +1,113 @@
+"""The sbi package's inference classes (NPE, NLE, NRE, FMPE) as sbibench methods.
+
+Install with ``pip install "sbibench[sbi]"``. sbi trains with its own defaults (which sbibench's
+``npe`` mirrors); sbi works in float32, so the task's prior is handed over in float32 and
+samples come back as float64. The same grid can then benchmark sbi's implementations beside
+sbibench's, on the same simulations budget and seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from sbibench.methods.base import (
+    SimulationBudget,
+    Timings,
+    check_observation,
+    observation_generator,
+    require_valid,
+    seeded,
+)
+from sbibench.methods.external import Float32Prior
+from sbibench.task import Task
+
+__all__ = ["Sbi", "SbiPosterior"]
+
+INFERENCE = ("NPE", "NLE", "NRE", "FMPE")
+
+
+class SbiPosterior:
+    """An sbi posterior behind sbibench's `Posterior` interface (amortized)."""
+
+    def __init__(self, posterior: Any, task: Task, budget: SimulationBudget, timings: Timings):
+        self.posterior = posterior
+        self.task = task
+        self.num_simulations_used = budget.used
+        self.num_invalid_simulations = budget.invalid
+        self.timings = timings
+
+    def _one(self, n: int, x: Tensor, seed: int | None) -> Tensor:
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(
+                    int(torch.randint(2**62, (1,), generator=observation_generator(seed, x)))
+                )
+            samples = self.posterior.sample(
+                (n,), x=x.float().unsqueeze(0), show_progress_bars=False
+            )
+        return samples.double()
+
+    def sample(self, n: int, x: Tensor, seed: int | None = None) -> Tensor:
+        """(n, D) for x (M,), (n, B, D) for x (B, M): one sbi call per observation."""
+        x = check_observation(x, self.task, batch=True)
+        with self.timings.phase("sample"):
+            if x.ndim == 1:
+                return self._one(n, x, seed)
+            return torch.stack([self._one(n, row, seed) for row in x], dim=1)
+
+    def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
+        """(N, D) and (M,) -> (N,), sbi's (normalised where sbi normalises)."""
+        x = check_observation(x, self.task, batch=False)
+        log_prob = self.posterior.log_prob(theta.float(), x=x.float().unsqueeze(0))
+        return log_prob.double()
+
+
+@dataclasses.dataclass(frozen=True)
+class Sbi:
+    """One of sbi's inference classes, trained once on the whole budget (amortized).
+
+    Arguments:
+        inference: ``"NPE"``, ``"NLE"``, ``"NRE"`` or ``"FMPE"``.
+        estimator: sbi's ``density_estimator`` (NPE, NLE), ``classifier`` (NRE) or
+            ``vf_estimator`` (FMPE); None for sbi's default.
+        training: keyword arguments for ``.train()`` (sbi's defaults otherwise).
+        posterior: keyword arguments for ``.build_posterior()`` (e.g. ``sample_with``).
+    """
+
+    name: ClassVar[str] = "sbi"
+    inference: str = "NPE"
+    estimator: str | None = None
+    training: dict = dataclasses.field(default_factory=dict)
+    posterior: dict = dataclasses.field(default_factory=dict)
+
+    def fit(self, task: Task, num_simulations: int, seed: int) -> SbiPosterior:
+        if self.inference not in INFERENCE:
+            raise ValueError(f"inference must be one of {INFERENCE}, got {self.inference!r}")
+        try:
+            import sbi.inference
+        except ImportError:
+            raise ImportError(
+                'the "sbi" method needs the sbi package: pip install "sbibench[sbi]"'
+            ) from None
+        timings = Timings()
+        with seeded(seed) as generator:
+            budget = SimulationBudget(task, num_simulations, generator, timings)
+            theta, x = budget.prior_predictive(num_simulations)
+            require_valid(x, budget)
+            prior = Float32Prior(task.prior)
+            keyword = {"NRE": "classifier", "FMPE": "vf_estimator"}.get(
+                self.inference, "density_estimator"
+            )
+            options = {keyword: self.estimator} if self.estimator else {}
+            inference = getattr(sbi.inference, self.inference)(
+                prior=prior, show_progress_bars=False, **options
+            )
+            with timings.phase("train"):
+                inference.append_simulations(theta.float(), x.float())
+                inference.train(**self.training)
+                posterior = inference.build_posterior(**self.posterior)
+        return SbiPosterior(posterior, task, budget, timings)

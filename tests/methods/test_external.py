@@ -1,0 +1,115 @@
+"""Methods from outside: a user's function, an sbibm-style algorithm, the sbi package."""
+
+import pytest
+import torch
+
+from sbibench import get_task
+from sbibench.methods import BudgetError, config_hash, get_method, is_amortized
+
+
+def prior_samples_method(task, observation, num_simulations, seed):
+    """A sequential 'method' in the documented shape that returns samples: rejection on the
+    exact likelihood ranks, so that it uses the simulator and the budget for real."""
+    theta = task.sample_prior(num_simulations)
+    x = task.simulate(theta)
+    distance = (task.summary(x) - task.summary(observation.unsqueeze(0))).norm(dim=-1)
+    return theta[distance.argsort()[:50]]
+
+
+def greedy_method(task, observation, num_simulations, seed):
+    return task.simulate(task.sample_prior(num_simulations + 1))
+
+
+class ExactPosterior:
+    def __init__(self, task):
+        self.task = task
+
+    def sample(self, n, x, seed=None):
+        return self.task.posterior(x).sample((n,))
+
+
+def amortized_method(task, num_simulations, seed):
+    task.simulate(task.sample_prior(num_simulations))
+    return ExactPosterior(task)
+
+
+def sbibm_rejection_abc(task, num_samples, num_simulations, num_observation=None, observation=None):
+    """An algorithm written for sbibm, used unchanged."""
+    assert (num_observation is None) != (observation is None)
+    if observation is None:
+        observation = task.get_observation(num_observation)
+    prior = task.get_prior()
+    simulator = task.get_simulator(max_calls=num_simulations)
+    theta = prior(num_samples=num_simulations)
+    x = simulator(theta)
+    keep = (x - observation).norm(dim=-1).argsort()[:100]
+    samples = theta[keep][torch.randint(100, (num_samples,))]
+    return samples, num_simulations, None
+
+
+def test_a_users_sequential_function_returning_samples():
+    task = get_task("normal_mean")
+    method = get_method("external", function=prior_samples_method)
+    assert not is_amortized(method)
+    x_o = task.observation(1)
+    posterior = method.run(task, x_o, 300, seed=0)
+    assert posterior.num_simulations_used == 300
+    samples = posterior.sample(40, x_o, seed=1)
+    assert samples.shape == (40, 1)
+    assert torch.equal(samples, method.run(task, x_o, 300, seed=0).sample(40, x_o, seed=1))
+    # Drawn near the exact posterior: the 50 closest of 300 have mean within 0.5 of it.
+    assert abs(samples.mean() - task.reference_moments(1)[0]).item() < 0.5
+
+
+def test_a_users_amortized_function():
+    task = get_task("poisson_gamma")
+    method = get_method("external", function=amortized_method, amortized=True)
+    assert is_amortized(method)
+    posterior = method.fit(task, 100, seed=0)
+    assert posterior.num_simulations_used == 100
+    assert posterior.sample(7, task.observation(2)).shape == (7, 1)
+    assert posterior.timings.simulate > 0
+
+
+def test_the_budget_binds_external_functions_too():
+    task = get_task("normal_mean")
+    method = get_method("external", function=greedy_method)
+    with pytest.raises(BudgetError, match="101 simulations requested with 100 of 100 left"):
+        method.run(task, task.observation(1), 100, seed=0)
+
+
+def test_functions_are_hashed_by_import_path():
+    one = get_method("external", function=prior_samples_method)
+    two = get_method("external", function=prior_samples_method)
+    assert config_hash("external", one) == config_hash("external", two)
+    by_path = get_method("external", function="nowhere.module:prior_samples_method")
+    with pytest.raises(ValueError, match="cannot import 'nowhere.module:prior_samples_method'"):
+        by_path.run(get_task("normal_mean"), get_task("normal_mean").observation(1), 10, 0)
+
+
+@pytest.mark.parametrize("own_observation", [True, False])
+def test_an_sbibm_algorithm_runs_unchanged(own_observation):
+    task = get_task("linear_gaussian")
+    x_o = task.observation(3) if own_observation else task.observation(3) + 0.01
+    method = get_method("sbibm", algorithm=sbibm_rejection_abc, num_samples=500)
+    posterior = method.run(task, x_o, 2000, seed=0)
+    assert posterior.num_simulations_used == 2000
+    samples = posterior.sample(500, x_o, seed=0)
+    assert samples.shape == (500, 10) and samples.dtype == torch.float64
+    # Rejection ABC in 10-D is crude, but its mean moves from the prior's (0) towards x/2.
+    exact_mean, _ = task.reference_moments(3)
+    assert torch.dot(samples.mean(0), exact_mean) > 0
+
+
+def test_the_sbi_packages_npe_through_the_adapter():
+    pytest.importorskip("sbi", reason="the sbi adapter needs the optional sbi package")
+    task = get_task("normal_mean")
+    method = get_method("sbi", inference="NPE", training={"max_num_epochs": 30})
+    posterior = method.fit(task, 300, seed=0)
+    assert posterior.num_simulations_used == 300
+    x = torch.stack([task.observation(1), task.observation(2)])
+    batch = posterior.sample(200, x, seed=4)
+    assert batch.shape == (200, 2, 1)
+    # Each observation's draws are exactly those it gets on its own.
+    assert torch.equal(batch[:, 1], posterior.sample(200, task.observation(2), seed=4))
+    assert posterior.log_prob(batch[:5, 0], task.observation(1)).shape == (5,)
