@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -36,7 +37,9 @@ def mlp(
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
         if i > 0:
             layers.append(activation())
-        layers.append(nn.Linear(a, b))
+        with warnings.catch_warnings():  # a 0-input layer (no context, nothing kept) is fine
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+            layers.append(nn.Linear(a, b))
     return nn.Sequential(*layers)
 
 
@@ -67,7 +70,7 @@ class ZScore(nn.Module):
     @torch.no_grad()
     def fit_(self, x: Tensor, eps: float = 1e-8) -> ZScore:
         """Fit mean and standard deviation from ``x`` of shape ``(..., d)``; returns self."""
-        x = x.detach().to(self.shift).reshape(-1, x.shape[-1])
+        x = x.detach().to(self.shift).flatten(0, -2)
         if self.shift.ndim == 1 and x.shape[-1] != self.shift.shape[0]:
             raise ValueError(f"expected {self.shift.shape[0]} features, got {x.shape[-1]}")
         mean = torch.nanmean(x, dim=0)
