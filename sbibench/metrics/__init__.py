@@ -1,8 +1,28 @@
 """Scores against exact posteriors and calibration checks: pure functions of sample sets."""
 
 from sbibench.metrics.c2st import c2st
+from sbibench.metrics.coverage import CoverageCurve, expected_coverage, tarp
 from sbibench.metrics.mmd import median_bandwidth, mmd
+from sbibench.metrics.moments import covariance_error, mean_error, nll_true_parameters
+from sbibench.metrics.sbc import UniformityTest, chi2_uniformity, ecdf_uniformity, sbc_ranks
 from sbibench.metrics.score import Score, noise_floor
 from sbibench.metrics.wasserstein import wasserstein
 
-__all__ = ["Score", "c2st", "median_bandwidth", "mmd", "noise_floor", "wasserstein"]
+__all__ = [
+    "CoverageCurve",
+    "Score",
+    "UniformityTest",
+    "c2st",
+    "chi2_uniformity",
+    "covariance_error",
+    "ecdf_uniformity",
+    "expected_coverage",
+    "mean_error",
+    "median_bandwidth",
+    "mmd",
+    "nll_true_parameters",
+    "noise_floor",
+    "sbc_ranks",
+    "tarp",
+    "wasserstein",
+]

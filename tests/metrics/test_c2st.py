@@ -1,0 +1,110 @@
+"""Known-answer tests for the classifier two-sample test.
+
+Tolerances: the accuracy is an average of 2n held-out predictions, so even a Bayes-optimal
+classifier scatters with standard deviation sqrt(a (1 - a) / 2n), 0.0033 at n = 10,000
+(a = 0.69) and 0.0035 at a = 0.5. A tolerance of 0.01 is three of those; 0.02 under the null
+also covers the known small bias of cross-validated accuracy around 0.5.
+"""
+
+import math
+
+import pytest
+import torch
+from scipy.stats import chi2, norm
+
+from sbibench.metrics import c2st
+
+
+def _normal(n, d, seed, shift=0.0, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    x = scale * torch.randn(n, d, generator=g)
+    x[:, 0] += shift
+    return x
+
+
+def test_shifted_unit_normals_score_the_bayes_accuracy():
+    # N(0, 1) vs N(1, 1): the optimal classifier thresholds at 1/2, accuracy Phi(1/2).
+    score = c2st(_normal(10_000, 1, 1), _normal(10_000, 1, 2, shift=1.0), seed=0)
+    assert abs(score.value - norm.cdf(0.5)) < 0.01
+    assert score.method == "c2st-mlp"
+    assert score.details["num_samples"] == 10_000 and score.details["folds"] == 5
+
+
+@pytest.mark.parametrize("dim", [2, 10])
+def test_equal_distributions_score_one_half(dim):
+    score = c2st(_normal(10_000, dim, 3), _normal(10_000, dim, 4), seed=0)
+    assert abs(score.value - 0.5) < 0.02
+
+
+def test_scale_difference_in_five_dimensions_scores_its_closed_form():
+    # N(0, I) vs N(0, s^2 I), D = 5: the Bayes rule thresholds |x|^2 at
+    # t = 2 D log(s) s^2 / (s^2 - 1), a quadratic (nonlinear) boundary; the optimal accuracy is
+    # (P(chi2_D < t) + P(chi2_D > t / s^2)) / 2 = 0.7315 for s = 1.5.
+    d, s = 5, 1.5
+    t = 2 * d * math.log(s) * s**2 / (s**2 - 1)
+    optimum = 0.5 * (chi2.cdf(t, d) + chi2.sf(t / s**2, d))
+    score = c2st(_normal(10_000, d, 5), _normal(10_000, d, 6, scale=s), seed=0)
+    assert abs(score.value - optimum) < 0.01
+
+
+def test_constant_feature_gives_no_nan():
+    # sbi issue 1204: z-scoring by a zero standard deviation gave NaN.
+    x, y = _normal(1000, 3, 7), _normal(1000, 3, 8)
+    x[:, 1] = 2.0
+    y[:, 1] = 2.0
+    score = c2st(x, y, seed=0)
+    assert math.isfinite(score.value) and abs(score.value - 0.5) < 0.05  # sd 0.011 at 2,000
+    y[:, 1] = 3.0  # constant in both, but different: trivially separable
+    assert c2st(x, y, seed=0).value > 0.99
+
+
+def test_unequal_sizes_are_balanced_by_subsampling():
+    score = c2st(_normal(3000, 2, 9), _normal(1200, 2, 10), seed=0)
+    assert score.details["num_samples"] == 1200
+    assert abs(score.value - 0.5) < 0.05  # sd 0.010 at 2 x 1,200 predictions
+
+
+def test_same_seed_same_value_and_seed_matters():
+    x, y = _normal(500, 2, 11), _normal(500, 2, 12, shift=0.5)
+    assert c2st(x, y, seed=3).value == c2st(x, y, seed=3).value
+    assert c2st(x, y, seed=3).value != c2st(x, y, seed=4).value
+
+
+def test_binomial_null_reference():
+    same = c2st(_normal(2000, 2, 13), _normal(2000, 2, 14), seed=0, null="binomial")
+    assert same.details["null_std"] == pytest.approx(0.5 / math.sqrt(4000))
+    assert same.details["p_value"] > 0.01
+    apart = c2st(_normal(2000, 2, 13), _normal(2000, 2, 14, shift=0.5), seed=0, null="binomial")
+    assert apart.details["p_value"] < 1e-6
+
+
+def test_permutation_null_reference():
+    x, y = _normal(300, 2, 15), _normal(300, 2, 16, shift=1.5)
+    score = c2st(x, y, seed=0, null="permutation", num_permutations=5)
+    # Relabelled pools are exchangeable: accuracies near 0.5 (sd ~0.02 at 600 predictions).
+    assert abs(score.details["null_mean"] - 0.5) < 0.06
+    assert 0 < score.details["null_std"] < 0.1
+    assert score.details["p_value"] == pytest.approx(1 / 6)  # none of 5 reaches 0.77
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(x=torch.full((10, 2), float("nan")), y=torch.ones(10, 2)), "x holds NaN"),
+        (dict(x=torch.ones(10, 2), y=torch.ones(10, 3)), "same dimension"),
+        (dict(x=torch.ones(10, 2), y=torch.ones(4, 2)), "at least folds=5 samples each"),
+        (dict(x=torch.ones(10, 2), y=torch.ones(10, 2), null="exact"), "null must be one of"),
+        (dict(x=torch.ones(10, 2), y=torch.ones(10, 2), folds=1), "folds must be"),
+    ],
+)
+def test_bad_input_raises_value_error(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        c2st(**kwargs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_shift_in_ten_dimensions_scores_the_bayes_accuracy(seed):
+    # N(0, I) vs N((1, 0, ..., 0), I) in 10-D: nine noise dimensions tempt the MLP to overfit.
+    score = c2st(_normal(10_000, 10, 20 + seed), _normal(10_000, 10, 30 + seed, shift=1.0), seed=seed)
+    assert abs(score.value - norm.cdf(0.5)) < 0.01
