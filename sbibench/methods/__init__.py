@@ -26,6 +26,10 @@ __all__ = [
 METHODS = {
     "rej_abc": "sbibench.methods.abc:RejectionABC",
     "smc_abc": "sbibench.methods.smc_abc:SMCABC",
+    "npe": "sbibench.methods.npe:NPE",
+    "snpe_a": "sbibench.methods.snpe:SNPEA",
+    "snpe_b": "sbibench.methods.snpe:SNPEB",
+    "snpe_c": "sbibench.methods.snpe:SNPEC",
     "external": "sbibench.methods.external:External",
     "sbibm": "sbibench.methods.external:Sbibm",
     "sbi": "sbibench.methods.sbi_adapter:Sbi",

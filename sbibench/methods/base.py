@@ -24,6 +24,7 @@ __all__ = [
     "check_observation",
     "config_hash",
     "log_abs_det",
+    "log_prior_unconstrained",
     "observation_generator",
     "require_valid",
     "seeded",
@@ -138,6 +139,13 @@ def log_abs_det(transform: Transform, u: Tensor, theta: Tensor) -> Tensor:
     """log|det dT/du| per row, (N,), whatever the transform's event dimension."""
     log_det = transform.log_abs_det_jacobian(u, theta)
     return log_det.sum(-1) if log_det.ndim == 2 else log_det
+
+
+def log_prior_unconstrained(task: Task, u: Tensor) -> Tensor:
+    """log density of the prior pushed to u = T^-1(theta): log p(T(u)) + log|det dT/du|."""
+    transform = unconstrained(task)
+    theta = transform(u.double())
+    return task.prior.log_prob(theta) + log_abs_det(transform, u.double(), theta)
 
 
 def unconstrained(task: Task) -> Transform:

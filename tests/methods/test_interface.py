@@ -46,6 +46,10 @@ def _sbibm_nearest(task, num_samples, num_simulations, num_observation=None, obs
 FAST = {
     "rej_abc": {"num_accepted": 20},
     "smc_abc": {"population_size": 20},
+    "npe": {"max_epochs": 5},
+    "snpe_a": {"rounds": 2, "max_epochs": 5},
+    "snpe_b": {"rounds": 2, "max_epochs": 5},
+    "snpe_c": {"rounds": 2, "max_epochs": 5},
     "external": {"function": _nearest},
     "sbibm": {"algorithm": _sbibm_nearest, "num_samples": 1000},
     "sbi": {"inference": "NPE", "training": {"max_num_epochs": 20}},
@@ -104,7 +108,7 @@ def test_nan_simulations_are_dropped_and_counted(name, make_task):
 @pytest.mark.parametrize("name", list_methods())
 def test_a_budget_with_no_valid_simulation_is_an_error(name, make_task):
     task = make_task("normal_mean", nan_fraction=1.0)
-    with pytest.raises(BudgetError, match="all 50 simulations .*were invalid"):
+    with pytest.raises(BudgetError, match=r"all \d+ simulations .*were invalid"):
         _posterior(get_method(name, **FAST[name]), task, 50, 0, task.observation(1))
 
 

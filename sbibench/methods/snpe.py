@@ -1,0 +1,261 @@
+"""Sequential neural posterior estimation: SNPE-A, SNPE-B and SNPE-C (APT).
+
+All three spend the budget in ``rounds`` equal parts (sbibm: 10). Round 1 simulates from the
+prior; each later round simulates from a proposal focused on the observation x_o, and the
+estimator is retrained on every simulation so far. Pooled, the parameters are draws from the
+mixture proposal p~(u) = sum_r (n_r / N) p~_r(u) (p~_1 the prior); the variants differ in how
+they undo the proposal (u = T^-1(theta) throughout, the prior pushed to u-space):
+
+- ``snpe_a`` (Papamakarios & Murray 2016): an MDN fitted by maximum likelihood learns the
+  proposal posterior p~(u | x) ∝ p(x | u) p~(u); the posterior is q(u | x_o) p(u) / p~(u).
+  Proposals are Gaussians moment-matched to the current posterior. The correction is applied by
+  sampling-importance-resampling from the MDN (weights p / p~, bounded by ``rounds`` because
+  the prior is one component of p~), which works for any prior, not only Gaussian ones.
+- ``snpe_b`` (Lueckmann et al. 2017): maximum likelihood with importance weights
+  p(u) / p~(u) (normalised to mean 1), so the estimator learns the posterior directly.
+  Proposals are the current posterior estimate.
+- ``snpe_c`` (Greenberg et al. 2019, "APT", atomic loss): for each pair (u_i, x_i) in a batch
+  and ``num_atoms - 1`` other parameters of the batch, minimise
+  -log softmax_j [log q(u_j | x_i) - log p(u_j)] at j = i; round 1 uses maximum likelihood.
+  Proposals are the current posterior estimate.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+from torch.distributions import MultivariateNormal
+
+from sbibench.methods.base import (
+    SimulationBudget,
+    Timings,
+    check_observation,
+    log_abs_det,
+    log_prior_unconstrained,
+    observation_generator,
+    require_valid,
+    seeded,
+    unconstrained,
+)
+from sbibench.methods.npe import NeuralConfig, NeuralPosterior, build, fit_settings
+from sbibench.nn import Estimator, train
+from sbibench.task import Task
+
+__all__ = ["SNPEA", "SNPEB", "SNPEC", "round_sizes"]
+
+LogDensity = Callable[[Tensor], Tensor]  # (N, D) u -> (N,) float64
+
+
+def round_sizes(num_simulations: int, rounds: int) -> list[int]:
+    """Split a budget into ``rounds`` near-equal parts (the first ones take the remainder)."""
+    if rounds < 1 or num_simulations < rounds:
+        raise ValueError(f"need 1 <= rounds <= num_simulations, got {rounds}, {num_simulations}")
+    base, extra = divmod(num_simulations, rounds)
+    return [base + (r < extra) for r in range(rounds)]
+
+
+class _Mixture:
+    """The density of the pooled proposals: sum_r (n_r / N) p~_r(u)."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[int, LogDensity]] = []
+
+    def add(self, count: int, log_density: LogDensity) -> None:
+        self.parts.append((count, log_density))
+
+    def log_prob(self, u: Tensor) -> Tensor:
+        total = sum(count for count, _ in self.parts)
+        terms = [math.log(count / total) + f(u) for count, f in self.parts]
+        return torch.logsumexp(torch.stack(terms), dim=0)
+
+
+def _flow_density(estimator: Estimator, observation: Tensor) -> LogDensity:
+    frozen = copy.deepcopy(estimator).eval()
+
+    @torch.no_grad()
+    def log_density(u: Tensor) -> Tensor:
+        return frozen.log_prob(u.float(), observation.float()).double()
+
+    return log_density
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sequential(NeuralConfig):
+    """The round loop the three variants share; each supplies proposal, loss and result."""
+
+    amortized: ClassVar[bool] = False
+    rounds: int = 10
+
+    def run(self, task: Task, observation: Tensor, num_simulations: int, seed: int):  # noqa: ANN201
+        observation = check_observation(observation, task, batch=False)
+        timings = Timings()
+        transform = unconstrained(task)
+        mixture = _Mixture()
+        with seeded(seed) as generator:
+            budget = SimulationBudget(task, num_simulations, generator, timings)
+            us, xs, estimator = [], [], None
+            for r, size in enumerate(round_sizes(num_simulations, self.rounds)):
+                if r == 0:
+                    theta = budget.sample_prior(size)
+                    mixture.add(size, lambda u: log_prior_unconstrained(task, u))
+                else:
+                    with timings.phase("sample"):
+                        u_new, log_density = self._proposal(
+                            estimator, task, observation, size, mixture, generator
+                        )
+                    theta = transform(u_new)
+                    mixture.add(size, log_density)
+                theta, x = budget.simulate(theta)
+                us.append(transform.inv(theta).float())
+                xs.append(x.float())
+                u, x = torch.cat(us), torch.cat(xs)
+                require_valid(x, budget)
+                with timings.phase("train"):
+                    if estimator is None:  # z-scoring from the prior's round, as sbi does
+                        estimator = build(self, task, u, x)
+                    loss, tensors = self._loss(estimator, task, u, x, mixture, first=r == 0)
+                    train(estimator, loss, tensors, **fit_settings(self, seed + r))
+        return self._result(estimator, task, observation, budget, timings, mixture)
+
+    def _proposal(self, estimator, task, observation, size, mixture, generator):  # noqa: ANN001, ANN202
+        """Draw ``size`` u ~ the current posterior estimate; its log-density."""
+        with torch.no_grad():
+            u = estimator.sample(size, observation.float(), generator=generator).double()
+        return u, _flow_density(estimator, observation)
+
+    def _loss(self, estimator, task, u, x, mixture, first):  # noqa: ANN001, ANN202
+        return (lambda u_, x_: -estimator.log_prob(u_, x_).mean()), (u, x)
+
+    def _result(self, estimator, task, observation, budget, timings, mixture):  # noqa: ANN001, ANN202
+        return NeuralPosterior(estimator, task, budget, timings, observation=observation)
+
+
+@dataclasses.dataclass(frozen=True)
+class SNPEC(_Sequential):
+    """APT with the atomic loss; see the module docstring."""
+
+    name: ClassVar[str] = "snpe_c"
+    num_atoms: int = 10
+
+    def _loss(self, estimator, task, u, x, mixture, first):  # noqa: ANN001, ANN202
+        if first:
+            return super()._loss(estimator, task, u, x, mixture, first)
+        atoms = self.num_atoms
+
+        def atomic(u_: Tensor, x_: Tensor) -> Tensor:
+            batch = u_.shape[0]
+            count = min(atoms, batch)
+            others = torch.ones(batch, batch) - torch.eye(batch)
+            choices = torch.multinomial(others, count - 1, replacement=False)  # (B, A-1)
+            index = torch.cat([torch.arange(batch).unsqueeze(1), choices], dim=1)
+            u_atoms = u_[index].reshape(batch * count, -1)
+            x_rep = x_.repeat_interleave(count, dim=0)
+            log_q = estimator.log_prob(u_atoms, x_rep).reshape(batch, count)
+            log_p = log_prior_unconstrained(task, u_atoms).float().reshape(batch, count)
+            logits = log_q - log_p
+            return -(logits[:, 0] - torch.logsumexp(logits, dim=1)).mean()
+
+        return atomic, (u, x)
+
+
+@dataclasses.dataclass(frozen=True)
+class SNPEB(_Sequential):
+    """Importance-weighted maximum likelihood; see the module docstring."""
+
+    name: ClassVar[str] = "snpe_b"
+
+    def _loss(self, estimator, task, u, x, mixture, first):  # noqa: ANN001, ANN202
+        with torch.no_grad():
+            log_w = log_prior_unconstrained(task, u) - mixture.log_prob(u.double())
+            weights = torch.softmax(log_w, 0).float() * u.shape[0]
+
+        def weighted(u_: Tensor, x_: Tensor, w_: Tensor) -> Tensor:
+            return -(w_ * estimator.log_prob(u_, x_)).mean()
+
+        return weighted, (u, x, weights)
+
+
+@dataclasses.dataclass(frozen=True)
+class SNPEA(_Sequential):
+    """MDN with the proposal correction; see the module docstring."""
+
+    name: ClassVar[str] = "snpe_a"
+    estimator: str = "mdn"
+    oversampling: int = 10
+
+    def _proposal(self, estimator, task, observation, size, mixture, generator):  # noqa: ANN001, ANN202
+        corrected = _CorrectedPosterior(estimator, task, observation, mixture, self.oversampling)
+        sample = corrected.sample_u(max(size, 1000), generator)
+        gaussian = MultivariateNormal(sample.mean(0), covariance_matrix=_covariance(sample))
+        return _draw(gaussian, size, generator), gaussian.log_prob
+
+    def _result(self, estimator, task, observation, budget, timings, mixture):  # noqa: ANN001, ANN202
+        posterior = _CorrectedPosterior(estimator, task, observation, mixture, self.oversampling)
+        posterior.num_simulations_used = budget.used
+        posterior.num_invalid_simulations = budget.invalid
+        posterior.timings = timings
+        return posterior
+
+
+def _covariance(sample: Tensor) -> Tensor:
+    centred = sample - sample.mean(0)
+    covariance = centred.T @ centred / (len(sample) - 1)
+    return covariance + 1e-9 * torch.eye(sample.shape[1], dtype=sample.dtype)
+
+
+def _draw(gaussian: MultivariateNormal, n: int, generator: torch.Generator) -> Tensor:
+    noise = torch.randn(n, gaussian.loc.shape[0], generator=generator, dtype=gaussian.loc.dtype)
+    return gaussian.loc + noise @ gaussian.scale_tril.T
+
+
+class _CorrectedPosterior:
+    """q(u | x_o) p(u) / p~(u): sampled by importance resampling from the estimator, with a
+    log-density normalised by an importance-sampling estimate of its constant."""
+
+    def __init__(self, estimator, task, observation, mixture, oversampling):  # noqa: ANN001
+        self.estimator = copy.deepcopy(estimator).eval()
+        self.task = task
+        self.observation = observation
+        self.mixture = copy.copy(mixture)
+        self.mixture.parts = list(mixture.parts)
+        self.oversampling = oversampling
+        self.transform = unconstrained(task)
+        with torch.no_grad():
+            u = self.estimator.sample(20_000, observation.float()).double()
+            self._log_normaliser = torch.logsumexp(self._log_weight(u), 0) - math.log(len(u))
+
+    def _log_weight(self, u: Tensor) -> Tensor:
+        return log_prior_unconstrained(self.task, u) - self.mixture.log_prob(u)
+
+    @torch.no_grad()
+    def sample_u(self, n: int, generator: torch.Generator | None) -> Tensor:
+        u = self.estimator.sample(
+            n * self.oversampling, self.observation.float(), generator=generator
+        )
+        u = u.double()
+        weights = torch.softmax(self._log_weight(u), 0)
+        return u[torch.multinomial(weights, n, replacement=True, generator=generator)]
+
+    def sample(self, n: int, x: Tensor, seed: int | None = None) -> Tensor:
+        x = check_observation(x, self.task, batch=False)
+        if not torch.equal(x, self.observation):
+            raise ValueError("this posterior was trained sequentially for another observation")
+        with self.timings.phase("sample"):
+            generator = observation_generator(seed, x) if seed is not None else None
+            return self.transform(self.sample_u(n, generator))
+
+    @torch.no_grad()
+    def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
+        """(N, D) -> (N,): log q(u|x_o) + log p(u) - log p~(u) - log Z - log|det dT/du|."""
+        x = check_observation(x, self.task, batch=False)
+        theta = theta.double()
+        u = self.transform.inv(theta)
+        log_q = self.estimator.log_prob(u.float(), x.float()).double()
+        corrected = log_q + self._log_weight(u) - self._log_normaliser
+        return corrected - log_abs_det(self.transform, u, theta)
