@@ -105,7 +105,9 @@ def c2st(
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     if batch_size < 1 or not learning_rate > 0:
-        raise ValueError(f"need batch_size >= 1 and learning_rate > 0, got {batch_size}, {learning_rate}")
+        raise ValueError(
+            f"need batch_size >= 1 and learning_rate > 0, got {batch_size}, {learning_rate}"
+        )
 
     generator = torch.Generator().manual_seed(seed)
     n = min(len(x), len(y))
@@ -254,8 +256,9 @@ def _train(
     batch = min(batch_size, size)
     steps = size // batch
     val_inputs = data[val_idx]
-    epoch = 0
-    for epoch in range(1, max_epochs + 1):
+    epochs = 0
+    for _ in range(max_epochs):
+        epochs += 1
         order = torch.argsort(torch.rand(num_models, size, generator=generator), dim=1)
         idx, lab = train_idx.gather(1, order), train_lab.gather(1, order)
         for s in range(steps):
@@ -274,4 +277,4 @@ def _train(
                 b[improved] = w[improved]
         if bool((stale >= patience).all()):
             break
-    return best, epoch
+    return best, epochs

@@ -60,7 +60,11 @@ class CoverageCurve:
 def _check(theta: Tensor | np.ndarray, samples: Tensor | np.ndarray) -> tuple[Tensor, Tensor]:
     theta = as_samples(theta, "theta")
     samples = torch.as_tensor(samples).detach().to(torch.float64)
-    if samples.dim() != 3 or samples.shape[0] != theta.shape[0] or samples.shape[2] != theta.shape[1]:
+    if (
+        samples.dim() != 3
+        or samples.shape[0] != theta.shape[0]
+        or samples.shape[2] != theta.shape[1]
+    ):
         raise ValueError(
             f"samples must have shape (N, L, D) = ({theta.shape[0]}, L, {theta.shape[1]}) "
             f"to match theta, got {tuple(samples.shape)}"
@@ -70,7 +74,9 @@ def _check(theta: Tensor | np.ndarray, samples: Tensor | np.ndarray) -> tuple[Te
     return theta, samples
 
 
-def _curve(method: str, ranks: Tensor, num_samples: int, levels: np.ndarray | None) -> CoverageCurve:
+def _curve(
+    method: str, ranks: Tensor, num_samples: int, levels: np.ndarray | None
+) -> CoverageCurve:
     grid = np.linspace(0.0, 1.0, 101) if levels is None else np.asarray(levels, dtype=np.float64)
     if grid.ndim != 1 or np.any((grid < 0) | (grid > 1)) or not np.all(np.isfinite(grid)):
         raise ValueError("levels must be a 1-D array of credibility levels in [0, 1]")

@@ -28,7 +28,9 @@ def _moments(
     """Check the exact moments against dimension ``dim``; return (mean, Cholesky factor)."""
     cov = torch.as_tensor(np.asarray(covariance, dtype=np.float64))
     if cov.shape != (dim, dim) or not torch.isfinite(cov).all():
-        raise ValueError(f"covariance must be a finite ({dim}, {dim}) matrix, got {tuple(cov.shape)}")
+        raise ValueError(
+            f"covariance must be a finite ({dim}, {dim}) matrix, got {tuple(cov.shape)}"
+        )
     chol, info = torch.linalg.cholesky_ex(cov)
     if info != 0:
         raise ValueError("covariance must be symmetric positive definite")
@@ -104,9 +106,7 @@ def covariance_error(samples: Tensor | np.ndarray, covariance: Tensor | np.ndarr
     return Score(float(err), "whitened-covariance", details)
 
 
-def nll_true_parameters(
-    log_prob: Callable[[Tensor], Tensor], theta: Tensor | np.ndarray
-) -> Score:
+def nll_true_parameters(log_prob: Callable[[Tensor], Tensor], theta: Tensor | np.ndarray) -> Score:
     """Negative log-density of the true parameters under the method's posterior.
 
     Arguments:

@@ -99,7 +99,11 @@ def sbc_ranks(
     """
     theta = as_samples(theta, "theta")
     samples = torch.as_tensor(samples).detach().to(torch.float64)
-    if samples.dim() != 3 or samples.shape[0] != theta.shape[0] or samples.shape[2] != theta.shape[1]:
+    if (
+        samples.dim() != 3
+        or samples.shape[0] != theta.shape[0]
+        or samples.shape[2] != theta.shape[1]
+    ):
         raise ValueError(
             f"samples must have shape (N, L, D) = ({theta.shape[0]}, L, {theta.shape[1]}) "
             f"to match theta, got {tuple(samples.shape)}"

@@ -106,5 +106,7 @@ def test_bad_input_raises_value_error(kwargs, match):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_shift_in_ten_dimensions_scores_the_bayes_accuracy(seed):
     # N(0, I) vs N((1, 0, ..., 0), I) in 10-D: nine noise dimensions tempt the MLP to overfit.
-    score = c2st(_normal(10_000, 10, 20 + seed), _normal(10_000, 10, 30 + seed, shift=1.0), seed=seed)
+    score = c2st(
+        _normal(10_000, 10, 20 + seed), _normal(10_000, 10, 30 + seed, shift=1.0), seed=seed
+    )
     assert abs(score.value - norm.cdf(0.5)) < 0.01
