@@ -110,3 +110,13 @@ def test_shift_in_ten_dimensions_scores_the_bayes_accuracy(seed):
         _normal(10_000, 10, 20 + seed), _normal(10_000, 10, 30 + seed, shift=1.0), seed=seed
     )
     assert abs(score.value - norm.cdf(0.5)) < 0.01
+
+
+def test_training_threads_are_restored():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        c2st(_normal(50, 2, 40), _normal(50, 2, 41), seed=0, num_threads=1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
