@@ -1,9 +1,12 @@
-"""The ``sbibench`` command: list tasks, build and verify reference posteriors."""
+"""The ``sbibench`` command: tasks, reference posteriors, runs, reports and CI checks."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+EXECUTORS = ("serial", "processes", "dask", "slurm")
 
 __all__ = ["main"]
 
@@ -55,6 +58,43 @@ def _verify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from sbibench.runner import run_suite
+    from sbibench.suite import load_suite
+
+    suite = load_suite(args.suite)
+    out = args.out or f"results/{suite.name}"
+    workers = args.workers or (1 if args.executor == "serial" else (os.cpu_count() or 1))
+    summary = run_suite(
+        suite, out, executor=args.executor, workers=workers, scheduler=args.scheduler,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    print(
+        f"{summary.jobs} runs: {summary.skipped} already done, {summary.finished} finished, "
+        f"{summary.failed_records} failed records; table: {summary.table}"
+    )
+    from sbibench.report import summary_table
+
+    print(summary_table(summary.table))
+    return 1 if summary.failed_records else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from sbibench.report import write_report
+
+    for path in write_report(args.folder, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from sbibench.check import check, format_verdict
+
+    verdict = check(args.baseline, args.candidate, tolerance=args.tolerance, alpha=args.alpha)
+    print(format_verdict(verdict))
+    return 1 if verdict.regressions else 0
+
+
 def _parser() -> argparse.ArgumentParser:
     from sbibench import __version__
 
@@ -77,6 +117,29 @@ def _parser() -> argparse.ArgumentParser:
         action = actions.add_parser(name, help=text)
         action.add_argument("--task", action="append", help="only this task (repeatable)")
         action.set_defaults(handler=handler)
+    run = commands.add_parser("run", help="run a suite's grid: quick, standard, full or a file")
+    run.add_argument("suite", help="a shipped suite's name or a suite TOML file")
+    run.add_argument("--out", help="run folder (default results/<suite>); re-running resumes")
+    run.add_argument("--executor", default="serial", choices=EXECUTORS)
+    run.add_argument("--workers", type=int, help="parallel workers (default: cores; 1 serial)")
+    run.add_argument("--scheduler", help="address of a running Dask scheduler, tcp://host:port")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(handler=_run)
+
+    report = commands.add_parser("report", help="leaderboards and figures from a run folder")
+    report.add_argument("folder", help="a run folder written by `sbibench run`")
+    report.add_argument("--out", help="where to write (default: the run folder)")
+    report.set_defaults(handler=_report)
+
+    check = commands.add_parser("check", help="compare a candidate's results with a baseline")
+    check.add_argument("--baseline", required=True, help="run folder or results.csv")
+    check.add_argument("--candidate", required=True, help="run folder or results.csv")
+    check.add_argument(
+        "--tolerance", type=float, default=0.02,
+        help="C2ST increase tolerated before a cell counts as worse (default 0.02)",
+    )  # fmt: skip
+    check.add_argument("--alpha", type=float, default=0.05, help="level of the one-sided test")
+    check.set_defaults(handler=_check)
     return parser
 
 
@@ -85,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, ConnectionError, ImportError) as error:
         print(f"sbibench: error: {error}", file=sys.stderr)
         return 2
 

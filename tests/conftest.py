@@ -16,3 +16,37 @@ def _seeded_rng():
 def _few_threads():
     """Two cores are shared between pytest and anything else running: use one thread."""
     torch.set_num_threads(1)
+
+
+TINY_SUITE = """\
+name = "tiny"
+description = "a test grid"
+tasks = ["normal_mean", "poisson_gamma"]
+budgets = [200]
+seeds = [0]
+observations = [1, 2]
+num_posterior_samples = 500
+metrics = ["c2st", "mmd", "wasserstein", "moments", "nll"]
+
+[sbc]
+num_datasets = 40
+num_posterior_samples = 20
+
+[methods.exact]
+[methods.rej_abc]
+num_accepted = 20
+[methods.npe]
+max_epochs = 3
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A finished run folder of a small real grid, shared by the report and check tests."""
+    from sbibench.runner import run_suite
+    from sbibench.suite import load_suite
+
+    folder = tmp_path_factory.mktemp("tiny")
+    (folder / "tiny.toml").write_text(TINY_SUITE)
+    run_suite(load_suite(folder / "tiny.toml"), folder / "run", progress=False)
+    return folder / "run"

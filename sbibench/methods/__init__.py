@@ -24,6 +24,7 @@ __all__ = [
 # (sequential); imported on first use. Other packages add methods under the
 # `sbibench.methods` entry-point group.
 METHODS = {
+    "exact": "sbibench.methods.oracle:Exact",
     "rej_abc": "sbibench.methods.abc:RejectionABC",
     "smc_abc": "sbibench.methods.smc_abc:SMCABC",
     "npe": "sbibench.methods.npe:NPE",

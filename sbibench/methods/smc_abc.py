@@ -27,7 +27,7 @@ from sbibench.methods.base import (
     SimulationBudget,
     Timings,
     check_observation,
-    log_abs_det,
+    log_prior_unconstrained,
     require_valid,
     seeded,
     unconstrained,
@@ -84,11 +84,14 @@ class SMCABC:
             keep = d.topk(min(self.population_size, len(d)), largest=False).indices
             u, d = transform.inv(theta[keep]), d[keep]
             weights = torch.full((len(u),), 1.0 / len(u), dtype=torch.float64)
-            while budget.remaining > 0:
-                step = self._next_population(task, budget, u, d, weights, distance, generator)
-                if step is None:
-                    break
-                u, d, weights = step
+            simulating = timings.simulate
+            with timings.phase("train"):
+                while budget.remaining > 0:
+                    step = self._next_population(task, budget, u, d, weights, distance, generator)
+                    if step is None:
+                        break
+                    u, d, weights = step
+            timings.train -= timings.simulate - simulating  # rounds' simulations count apart
         return ParticlePosterior(task, observation, u, weights, self.kde, budget, timings)
 
     def _next_population(
@@ -133,8 +136,7 @@ class SMCABC:
         new_d = torch.cat(accepted_d)[: self.population_size]
         # Importance weights in u-space: prior density (with Jacobian) over the mixture of
         # perturbation kernels that proposed them.
-        theta = transform(new_u)
-        log_prior = task.prior.log_prob(theta) + log_abs_det(transform, new_u, theta)
+        log_prior = log_prior_unconstrained(task, new_u)
         kernel = MultivariateNormal(torch.zeros(u.shape[1], dtype=u.dtype), scale_tril=kernel_tril)
         log_kernel = kernel.log_prob(new_u.unsqueeze(1) - u.unsqueeze(0))  # (P_new, P_old)
         log_proposal = torch.logsumexp(log_kernel + weights.log(), dim=1)

@@ -1,0 +1,199 @@
+"""Run one job of a suite: fit or run the method, score every observation against the exact
+posterior (each score beside its noise floor), and calibrate amortized methods with SBC."""
+
+from __future__ import annotations
+
+import functools
+import time
+import traceback
+from typing import Any
+
+import numpy as np
+import torch
+
+from sbibench.methods import get_method
+from sbibench.models.common import sample
+from sbibench.suite import Job
+from sbibench.task import Task, get_task
+
+__all__ = ["execute"]
+
+
+def _seed_for(*parts: Any) -> int:
+    """A seed derived from the job's identity, so scores are reproducible per observation."""
+    import hashlib
+
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:7], "little")
+
+
+def _exact_draws(task: Task, k: int, n: int, seed: int) -> torch.Tensor:
+    """n exact posterior draws for observation k, independent of the reference samples."""
+    generator = torch.Generator().manual_seed(seed)
+    return sample(task.posterior(task.observation(k)), n, generator)
+
+
+@functools.lru_cache(maxsize=256)
+def _floors(task_name: str, k: int, n: int, metrics: tuple[str, ...]) -> dict[str, float]:
+    """The scores of the exact posterior itself at this sample size: the noise floor.
+
+    The same estimators, with the same options, between the reference samples and as many
+    fresh exact draws as a method contributes. Cached: it is the same for every method.
+    """
+    task = get_task(task_name)
+    exact = _exact_draws(task, k, n, _seed_for("floor", task_name, k, n))
+    scores = _sample_scores(task.reference_samples(k)[:n], exact, metrics, seed=0)
+    return {
+        f"{name}_floor": scores[name] for name in ("c2st", "mmd", "wasserstein") if name in scores
+    }
+
+
+def _sample_scores(
+    reference: torch.Tensor, samples: torch.Tensor, metrics: tuple[str, ...], seed: int
+) -> dict:
+    from sbibench import metrics as m
+
+    scores: dict[str, Any] = {}
+    if "c2st" in metrics:
+        result = m.c2st(reference, samples, seed=seed, null="binomial")
+        scores["c2st"] = result.value
+        scores["c2st_null_sd"] = result.details["null_std"]
+    if "mmd" in metrics:
+        scores["mmd"] = m.mmd(reference, samples, seed=seed).value
+    if "wasserstein" in metrics:
+        result = m.wasserstein(reference, samples, seed=seed)
+        scores["wasserstein"] = result.value
+        scores["wasserstein_method"] = result.method
+    return scores
+
+
+def _score(task: Task, k: int, posterior: Any, job: Job) -> dict[str, Any]:
+    """Every configured metric for observation k, with noise floors."""
+    from sbibench import metrics as m
+
+    x = task.observation(k)
+    n = job.num_posterior_samples
+    samples = posterior.sample(n, x, seed=_seed_for("sample", job.key, k))
+    start = time.perf_counter()
+    scores = _sample_scores(task.reference_samples(k)[:n], samples, job.metrics, seed=0)
+    scores.update(_floors(task.name, k, n, job.metrics))
+    if "moments" in job.metrics:
+        mean, covariance = task.reference_moments(k)
+        scores["mean_error"] = m.mean_error(samples, mean, covariance).value
+        scores["covariance_error"] = m.covariance_error(samples, covariance).value
+    if "nll" in job.metrics and callable(getattr(posterior, "log_prob", None)):
+        truth = task.true_parameters(k).unsqueeze(0)
+        scores["nll_true_parameters"] = m.nll_true_parameters(
+            lambda theta: posterior.log_prob(theta, x), truth
+        ).value
+    scores["time_score"] = time.perf_counter() - start
+    return scores
+
+
+def _calibrate(task: Task, posterior: Any, job: Job) -> tuple[dict, dict]:
+    """SBC over ``sbc_datasets`` prior-predictive datasets and expected coverage (HPD where
+    the method has a density, TARP otherwise); summary columns and the ranks to keep."""
+    from sbibench import metrics as m
+
+    generator = torch.Generator().manual_seed(_seed_for("sbc", job.key))
+    theta = task.sample_prior(job.sbc_datasets, generator)
+    x = task.simulate(theta, generator)
+    valid = torch.isfinite(x).all(-1)
+    theta, x = theta[valid], x[valid]
+    samples = posterior.sample(job.sbc_samples, x, seed=_seed_for("sbc-draws", job.key))
+    samples = samples.transpose(0, 1)  # (N, L, D)
+    ranks = m.sbc_ranks(theta, samples)
+    chi2 = m.chi2_uniformity(ranks, job.sbc_samples)
+    ecdf = m.ecdf_uniformity(ranks, job.sbc_samples)
+    if callable(getattr(posterior, "log_prob", None)):
+
+        def log_prob(values: torch.Tensor) -> torch.Tensor:
+            return torch.stack(
+                [posterior.log_prob(v, row) for v, row in zip(values, x, strict=True)]
+            )
+
+        curve = m.expected_coverage(theta, samples, log_prob)
+    else:
+        curve = m.tarp(theta, samples)
+    summary = {
+        "sbc_datasets": int(len(theta)),
+        "sbc_chi2_p_min": float(np.min(chi2.p_value)),
+        "sbc_ecdf_p_min": float(np.min(ecdf.p_value)),
+        "coverage_method": curve.method,
+        "coverage_max_deviation": curve.max_deviation,
+    }
+    kept = {
+        "ranks": ranks.numpy(),
+        "coverage_ranks": np.asarray(curve.ranks),
+        "num_samples": job.sbc_samples,
+    }
+    return summary, kept
+
+
+def _error_text(error: BaseException) -> str:
+    lines = traceback.format_exception_only(type(error), error)
+    return "".join(lines).strip()[-2000:]
+
+
+def execute(job: Job, threads: int = 1) -> tuple[list[dict], dict]:
+    """Run a job; returns its records (one per observation) and SBC ranks to keep.
+
+    A failing method or simulator does not raise: its records say ``status = "failed"`` with
+    the error text, so the grid goes on. ``threads`` sets torch's threads in this process.
+    """
+    torch.set_num_threads(threads)
+    base = {
+        "task": job.task, "method": job.method, "method_name": job.method_name,
+        "config_hash": job.config_hash, "config": _json(job.config), "budget": job.budget,
+        "seed": job.seed, "num_posterior_samples": job.num_posterior_samples, "key": job.key,
+    }  # fmt: skip
+    try:
+        task = get_task(job.task)
+        method = get_method(job.method_name, **job.config)
+        if job.amortized:
+            fitted = method.fit(task, job.budget, job.seed)
+            posteriors = dict.fromkeys(job.observations, fitted)
+        else:
+            posteriors = {
+                k: method.run(task, task.observation(k), job.budget, job.seed)
+                for k in job.observations
+            }
+    except Exception as error:  # a failing method fails its run, not the grid
+        return [
+            {**base, "observation": k, "status": "failed", "error": _error_text(error)}
+            for k in job.observations
+        ], {}
+    records = []
+    for k, posterior in posteriors.items():
+        record = {**base, "observation": k, "status": "ok", "error": ""}
+        try:
+            record.update(_score(task, k, posterior, job))
+        except Exception as error:  # e.g. NaN samples: the run failed, the grid goes on
+            record.update(status="failed", error=_error_text(error))
+        timings = posterior.timings
+        record.update(
+            num_simulations_used=posterior.num_simulations_used,
+            num_invalid_simulations=posterior.num_invalid_simulations,
+            time_simulate=timings.simulate,
+            time_train=timings.train,
+            time_sample=timings.sample,
+        )
+        records.append(record)
+    kept: dict = {}
+    if job.amortized and job.sbc_datasets > 0 and all(r["status"] == "ok" for r in records):
+        try:
+            summary, kept = _calibrate(task, next(iter(posteriors.values())), job)
+            for record in records:
+                record.update(summary)
+        except Exception as error:  # calibration failing marks the records, keeps the scores
+            for record in records:
+                record.update(status="failed", error="calibration: " + _error_text(error))
+    return records, kept
+
+
+def _json(config: dict) -> str:
+    import json
+
+    from sbibench.methods.base import _plain
+
+    return json.dumps(config, sort_keys=True, default=_plain)

@@ -1,0 +1,212 @@
+"""Leaderboards (Markdown, HTML, LaTeX) and figures (seaborn) from a run folder.
+
+Every table gives, per task, each metric by method and budget as the mean over observations
+and seeds with a 95% interval (mean +- 1.96 standard errors; +- 0 for a single value), the
+exact posterior's noise floor beside the sample-based scores, and the provenance of the run.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sbibench.results import load_results
+
+__all__ = ["leaderboard", "summary_table", "write_report"]
+
+# (column, label, lower is better); the noise floor of a column is "<column>_floor".
+METRICS = [
+    ("c2st", "C2ST", True),
+    ("mmd", "MMD²", True),
+    ("wasserstein", "W2", True),
+    ("mean_error", "mean err. (sd)", True),
+    ("covariance_error", "cov. err.", True),
+    ("nll_true_parameters", "NLL(θ*)", True),
+    ("sbc_ecdf_p_min", "SBC p (min)", False),
+    ("coverage_max_deviation", "coverage dev.", True),
+]
+
+
+def _interval(values: Any) -> tuple[float, float]:
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return math.nan, math.nan
+    half = 1.96 * values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return float(values.mean()), float(half)
+
+
+def _cell(values: Any) -> str:
+    mean, half = _interval(values)
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.3g} ± {half:.2g}"
+
+
+def leaderboard(table: Any) -> dict[str, list[list[str]]]:
+    """Per task, rows [method, budget, runs, failed, metric cells...] (first row: header)."""
+    boards = {}
+    ok = table[table["status"] == "ok"]
+    for task in sorted(table["task"].unique()):
+        header = ["method", "budget", "runs", "failed"]
+        present = [m for m in METRICS if m[0] in table and table[m[0]].notna().any()]
+        for column, label, _ in present:
+            floor = f"{column}_floor"
+            header.append(label)
+            if floor in table and table[floor].notna().any():
+                header.append(f"{label} floor")
+        rows = [header]
+        groups = table[table["task"] == task].groupby(["method", "budget"], sort=True)
+        for (method, budget), group in groups:
+            good = ok[(ok["task"] == task) & (ok["method"] == method) & (ok["budget"] == budget)]
+            row = [str(method), str(budget), str(len(group)), str((group["status"] != "ok").sum())]
+            for column, _, _ in present:
+                row.append(_cell(good[column]))
+                floor = f"{column}_floor"
+                if floor in table and table[floor].notna().any():
+                    row.append(_cell(good[floor]))
+            rows.append(row)
+        boards[task] = rows
+    return boards
+
+
+def summary_table(results: str | Path) -> str:
+    """A short text table for the terminal: C2ST (and its floor) by task and method."""
+    table = load_results(results)
+    lines = [f"{'task':22}{'method':14}{'budget':>8}{'C2ST':>16}{'floor':>8}{'failed':>8}"]
+    for (task, method, budget), group in table.groupby(["task", "method", "budget"]):
+        good = group[group["status"] == "ok"]
+        mean, half = _interval(good["c2st"]) if "c2st" in good else (math.nan, 0)
+        floor, _ = _interval(good["c2st_floor"]) if "c2st_floor" in good else (math.nan, 0)
+        c2st = f"{mean:.3f} ± {half:.3f}" if not math.isnan(mean) else "–"
+        failed = int((group["status"] != "ok").sum())
+        lines.append(f"{task:22}{method:14}{budget:>8}{c2st:>16}{floor:>8.3f}{failed:>8}")
+    return "\n".join(lines)
+
+
+def _provenance(table: Any) -> list[tuple[str, str]]:
+    def values(column: str) -> str:
+        if column not in table:
+            return "–"
+        return ", ".join(str(v) for v in sorted(table[column].dropna().unique(), key=str))
+
+    return [
+        ("suite", values("suite")),
+        ("sbibench", values("sbibench_version")),
+        ("git revision", values("git_revision") or "–"),
+        ("torch / python", f"{values('torch_version')} / {values('python_version')}"),
+        ("budgets", values("budget")),
+        ("seeds", values("seed")),
+        ("observations", values("observation")),
+        ("posterior samples per observation", values("num_posterior_samples")),
+        ("machine (CPU, cores)", f"{values('machine')}, {values('cores')}"),
+        (
+            "date",
+            f"{table['timestamp'].min()} – {table['timestamp'].max()}"
+            if "timestamp" in table
+            else "–",
+        ),
+    ]
+
+
+def _markdown(boards: dict, provenance: list, figures: list[tuple[str, str]]) -> str:
+    out = ["# sbibench leaderboard", ""]
+    out += [f"- **{name}**: {value}" for name, value in provenance]
+    out += ["", "Mean ± 95% interval over observations and seeds; *floor*: the same score of "
+            "the exact posterior at the same sample size (what a perfect method gets).", ""]  # fmt: skip
+    for task, rows in boards.items():
+        out += [f"## {task}", "", "| " + " | ".join(rows[0]) + " |"]
+        out.append("|" + "---|" * len(rows[0]))
+        out += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+        out.append("")
+    out += ["Figures: see `report.html` (" + ", ".join(title for title, _ in figures) + ")."]
+    return "\n".join(out) + "\n"
+
+
+def _latex_escape(text: str) -> str:
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("_", r"\_"),
+        ("%", r"\%"),
+        ("&", r"\&"),
+        ("#", r"\#"),
+    ):
+        text = text.replace(a, b)
+    return text.replace("±", r"$\pm$").replace("²", r"$^2$").replace("θ*", r"$\theta^*$")
+
+
+def _latex(boards: dict, provenance: list) -> str:
+    out = ["% sbibench leaderboard; " + "; ".join(f"{n}: {v}" for n, v in provenance)]
+    for task, rows in boards.items():
+        out += [r"\begin{table}[t]", r"\centering", r"\small"]
+        out.append(r"\begin{tabular}{" + "l" + "r" * (len(rows[0]) - 1) + "}")
+        out += [r"\toprule", " & ".join(_latex_escape(c) for c in rows[0]) + r" \\", r"\midrule"]
+        out += [" & ".join(_latex_escape(c) for c in row) + r" \\" for row in rows[1:]]
+        out += [r"\bottomrule", r"\end{tabular}"]
+        out += [r"\caption{" + _latex_escape(task) + r": mean $\pm$ 95\% interval over "
+                r"observations and seeds; floor: the exact posterior's score.}", r"\end{table}", ""]  # fmt: skip
+    return "\n".join(out) + "\n"
+
+
+def _html(boards: dict, provenance: list, figures: list[tuple[str, str]]) -> str:
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>sbibench report</title>",
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+        "padding:2px 8px;text-align:right}td:first-child{text-align:left}</style></head><body>",
+        "<h1>sbibench report</h1><ul>",
+    ]
+    parts += [f"<li><b>{html.escape(n)}</b>: {html.escape(str(v))}</li>" for n, v in provenance]
+    parts.append("</ul>")
+    for task, rows in boards.items():
+        parts.append(f"<h2>{html.escape(task)}</h2><table><tr>")
+        parts += [f"<th>{html.escape(c)}</th>" for c in rows[0]]
+        parts.append("</tr>")
+        for row in rows[1:]:
+            parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+        parts.append("</table>")
+    for title, png in figures:
+        parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
+                     f"src='data:image/png;base64,{png}' style='max-width:100%'>")  # fmt: skip
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _png(figure: Any) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def write_report(folder: str | Path, out: str | Path | None = None) -> list[Path]:
+    """Write LEADERBOARD.md, report.html (figures embedded) and leaderboard.tex.
+
+    Arguments:
+        folder: a run folder written by `sbibench run`.
+        out: where to write (default: the run folder).
+    """
+    from sbibench.figures import all_figures
+
+    folder = Path(folder)
+    out = Path(out) if out is not None else folder
+    out.mkdir(parents=True, exist_ok=True)
+    table = load_results(folder)
+    if table.empty:
+        raise ValueError(f"{folder}: no records to report")
+    boards = leaderboard(table)
+    provenance = _provenance(table)
+    figures = [(title, _png(figure)) for title, figure in all_figures(table, folder)]
+    paths = [out / "LEADERBOARD.md", out / "report.html", out / "leaderboard.tex"]
+    paths[0].write_text(_markdown(boards, provenance, figures))
+    paths[1].write_text(_html(boards, provenance, figures))
+    paths[2].write_text(_latex(boards, provenance))
+    return paths

@@ -1,0 +1,240 @@
+"""Benchmark suites: a TOML file naming tasks, methods, budgets, seeds and observations,
+checked up front and expanded into jobs.
+
+    name = "quick"
+    description = "..."
+    tasks = ["normal_mean", "poisson_gamma"]      # or "all"
+    budgets = [1000]
+    seeds = [0]
+    observations = [1, 2]
+    num_posterior_samples = 2000                  # drawn per observation for the scores
+    metrics = ["c2st", "mmd", "wasserstein", "moments"]
+
+    [sbc]                                         # calibration of amortized methods
+    num_datasets = 200
+    num_posterior_samples = 100
+
+    [methods.npe]                                 # a label; its method is the label ...
+    estimator = "maf"
+    [methods.npe_nsf]                             # ... unless `method` names another
+    method = "npe"
+    estimator = "nsf"
+
+An amortized method is fitted once per (task, method, budget, seed): one job scores every
+observation and runs SBC. A sequential method runs one job per observation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from sbibench.methods import config_hash, get_method, is_amortized
+from sbibench.task import get_task, list_tasks
+
+__all__ = ["METRICS", "Job", "Suite", "SuiteError", "load_suite", "list_suites"]
+
+METRICS = ("c2st", "mmd", "wasserstein", "moments", "nll")
+SUITES_DIR = Path(__file__).resolve().parent / "suites"
+KEYS = {
+    "name": "the suite's name",
+    "description": "one line",
+    "tasks": 'task names, or "all"',
+    "budgets": "simulation budgets",
+    "seeds": "seeds",
+    "observations": "observation numbers, 1-based",
+    "num_posterior_samples": "posterior samples drawn per observation for the scores",
+    "metrics": f"scores to compute, from {', '.join(METRICS)}",
+    "sbc": "table: num_datasets (0 for none) and num_posterior_samples",
+    "methods": "table of method labels, each a table of its config (and optionally `method`)",
+}
+
+
+class SuiteError(ValueError):
+    """A suite file is malformed; the message names the file and the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One unit of work: a fit (amortized, all observations) or a run (one observation)."""
+
+    task: str
+    method: str  # the suite's label
+    method_name: str  # the registry's name
+    config: dict
+    config_hash: str
+    amortized: bool
+    budget: int
+    seed: int
+    observations: tuple[int, ...]
+    num_posterior_samples: int
+    metrics: tuple[str, ...]
+    sbc_datasets: int
+    sbc_samples: int
+
+    @property
+    def key(self) -> str:
+        """A stable hash of everything that determines the job's results."""
+        fields = dataclasses.asdict(self)
+        fields.pop("config")  # its hash is in config_hash
+        text = json.dumps(fields, sort_keys=True)
+        return f"{self.task}-{self.method}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """A checked suite. ``text`` is the file's content, ``sha256`` its hash."""
+
+    name: str
+    description: str
+    tasks: tuple[str, ...]
+    methods: dict[str, tuple[str, dict]]  # label -> (method name, config)
+    budgets: tuple[int, ...]
+    seeds: tuple[int, ...]
+    observations: tuple[int, ...]
+    num_posterior_samples: int
+    metrics: tuple[str, ...]
+    sbc_datasets: int
+    sbc_samples: int
+    text: str
+    sha256: str
+
+    def jobs(self) -> list[Job]:
+        """Every job of the grid, in a stable order."""
+        jobs = []
+        for task in self.tasks:
+            for label, (name, config) in self.methods.items():
+                method = get_method(name, **config)
+                amortized = is_amortized(method)
+                groups = [self.observations] if amortized else [(k,) for k in self.observations]
+                for budget in self.budgets:
+                    for seed in self.seeds:
+                        for observations in groups:
+                            jobs.append(
+                                Job(
+                                    task,
+                                    label,
+                                    name,
+                                    config,
+                                    config_hash(name, method),
+                                    amortized,
+                                    budget,
+                                    seed,
+                                    observations,
+                                    self.num_posterior_samples,
+                                    self.metrics,
+                                    self.sbc_datasets if amortized else 0,
+                                    self.sbc_samples,
+                                )  # fmt: skip
+                            )
+        return jobs
+
+
+def _whole_numbers(path: Path, key: str, value: Any, minimum: int) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        raise SuiteError(f"{path}: field {key!r} must be a non-empty list")
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int) or item < minimum:
+            raise SuiteError(
+                f"{path}: field {key!r} holds {item!r}; need whole numbers >= {minimum}"
+            )
+    return tuple(value)
+
+
+def _methods(path: Path, value: Any) -> dict[str, tuple[str, dict]]:
+    if not isinstance(value, dict) or not value:
+        raise SuiteError(f"{path}: [methods] must hold at least one method table")
+    methods = {}
+    for label, table in value.items():
+        if not isinstance(table, dict):
+            raise SuiteError(f"{path}: methods.{label} must be a table")
+        config = dict(table)
+        name = config.pop("method", label)
+        try:
+            get_method(name, **config)
+        except (ValueError, TypeError) as error:
+            raise SuiteError(f"{path}: methods.{label}: {error}") from None
+        methods[label] = (name, config)
+    return methods
+
+
+def _load(path: Path, text: str) -> Suite:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise SuiteError(f"{path}: not valid TOML: {error}") from None
+    unknown = sorted(set(raw) - set(KEYS))
+    if unknown:
+        raise SuiteError(
+            f"{path}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(KEYS)}"
+        )
+    missing = [key for key in KEYS if key not in raw]
+    if missing:
+        raise SuiteError(f"{path}: missing field(s) {', '.join(missing)}")
+    tasks = list_tasks() if raw["tasks"] == "all" else raw["tasks"]
+    if not isinstance(tasks, list) or not tasks:
+        raise SuiteError(f"{path}: field 'tasks' must be a list of task names or \"all\"")
+    observations = _whole_numbers(path, "observations", raw["observations"], 1)
+    for name in tasks:
+        try:
+            task = get_task(name)
+        except ValueError as error:
+            raise SuiteError(f"{path}: field 'tasks': {error}") from None
+        if max(observations) > task.num_observations:
+            raise SuiteError(f"{path}: task {name!r} has observations 1..{task.num_observations}")
+    metrics = raw["metrics"]
+    if not isinstance(metrics, list) or not set(metrics) <= set(METRICS):
+        raise SuiteError(f"{path}: field 'metrics' must be a list from {', '.join(METRICS)}")
+    sbc = raw["sbc"]
+    if not isinstance(sbc, dict) or set(sbc) != {"num_datasets", "num_posterior_samples"}:
+        raise SuiteError(f"{path}: [sbc] must set exactly num_datasets and num_posterior_samples")
+    samples = _whole_numbers(path, "num_posterior_samples", [raw["num_posterior_samples"]], 2)[0]
+    datasets = _whole_numbers(path, "sbc.num_datasets", [sbc["num_datasets"]], 0)[0]
+    sbc_samples = _whole_numbers(
+        path, "sbc.num_posterior_samples", [sbc["num_posterior_samples"]], 1
+    )[0]
+    if samples > 10_000:
+        raise SuiteError(f"{path}: num_posterior_samples is at most 10000 (the reference's size)")
+    return Suite(
+        name=str(raw["name"]),
+        description=str(raw["description"]),
+        tasks=tuple(tasks),
+        methods=_methods(path, raw["methods"]),
+        budgets=_whole_numbers(path, "budgets", raw["budgets"], 1),
+        seeds=_whole_numbers(path, "seeds", raw["seeds"], 0),
+        observations=observations,
+        num_posterior_samples=samples,
+        metrics=tuple(metrics),
+        sbc_datasets=datasets,
+        sbc_samples=sbc_samples,
+        text=text,
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+    )
+
+
+def list_suites() -> list[str]:
+    """Names of the suites that ship with sbibench."""
+    return sorted(path.stem for path in SUITES_DIR.glob("*.toml"))
+
+
+def load_suite(name_or_path: str | Path) -> Suite:
+    """A shipped suite by name (``quick``, ``standard``, ``full``) or a suite file by path.
+
+    Raises:
+        SuiteError: unknown suite, or a malformed file (names the file and the field,
+            including unknown tasks, methods and config keys).
+    """
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        if str(name_or_path) not in list_suites():
+            raise SuiteError(
+                f"unknown suite {str(name_or_path)!r}; shipped: {', '.join(list_suites())}"
+            )
+        path = SUITES_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise SuiteError(f"{path}: no such suite file")
+    return _load(path, path.read_text())

@@ -1,0 +1,46 @@
+"""Reports: Markdown, self-contained HTML with figures, LaTeX, all with provenance."""
+
+import base64
+import re
+import subprocess
+import sys
+
+from sbibench.report import leaderboard, summary_table, write_report
+from sbibench.results import load_results
+
+
+def test_report_files_hold_tables_figures_and_provenance(tiny_run, tmp_path):
+    paths = write_report(tiny_run, tmp_path)
+    assert [p.name for p in paths] == ["LEADERBOARD.md", "report.html", "leaderboard.tex"]
+    markdown = paths[0].read_text()
+    for text in ("## normal_mean", "## poisson_gamma", "| exact | 200 |", "| rej_abc | 200 |",
+                 "C2ST floor", "**sbibench**", "**git revision**", "**machine (CPU, cores)**",
+                 "**seeds**: 0", "**budgets**: 200"):  # fmt: skip
+        assert text in markdown, text
+    html = paths[1].read_text()
+    images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
+    assert len(images) == 4  # budget, wall time, SBC ECDF bands, coverage
+    assert all(base64.b64decode(image)[:8] == b"\x89PNG\r\n\x1a\n" for image in images)
+    assert "src='http" not in html  # self-contained
+    latex = paths[2].read_text()
+    assert latex.count(r"\begin{tabular}") == 2 and r"$\pm$" in latex
+
+
+def test_leaderboard_cells_are_means_with_intervals(tiny_run):
+    table = load_results(tiny_run)
+    board = leaderboard(table)["normal_mean"]
+    header, rows = board[0], {row[0]: row for row in board[1:]}
+    values = table[(table["task"] == "normal_mean") & (table["method"] == "npe")]["c2st"]
+    mean = f"{values.mean():.3g}"
+    assert rows["npe"][header.index("C2ST")].startswith(mean + " ± ")
+    assert rows["npe"][header.index("runs")] == "2"
+
+
+def test_summary_table_and_cli(tiny_run, tmp_path):
+    assert "normal_mean" in summary_table(tiny_run / "results.csv")
+    result = subprocess.run(
+        [sys.executable, "-m", "sbibench", "report", str(tiny_run), "--out", str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "r" / "report.html").is_file()

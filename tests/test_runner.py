@@ -1,0 +1,232 @@
+"""The grid: suites, executors (serial, processes, a real Dask LocalCluster), records, resume
+after a killed run, failures that do not stop the grid, and bad input caught up front."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas
+import pytest
+
+from sbibench.results import RecordError, completed_keys, load_results, read_records
+from sbibench.runner import run_suite
+from sbibench.suite import SuiteError, load_suite
+
+SUITE = """\
+name = "tiny"
+description = "a test grid"
+tasks = ["normal_mean", "poisson_gamma"]
+budgets = [200]
+seeds = [0]
+observations = [1, 2]
+num_posterior_samples = 500
+metrics = ["c2st", "mmd", "wasserstein", "moments", "nll"]
+
+[sbc]
+num_datasets = 40
+num_posterior_samples = 20
+
+[methods.exact]
+[methods.rej_abc]
+num_accepted = 20
+[methods.npe]
+max_epochs = 3
+"""
+
+# Columns that are a pure function of the configuration and seeds (not of time or place).
+RESULT_COLUMNS = [
+    "task", "method", "budget", "seed", "observation", "status", "num_simulations_used",
+    "c2st", "c2st_floor", "mmd", "wasserstein", "mean_error", "covariance_error",
+    "nll_true_parameters", "sbc_chi2_p_min", "sbc_ecdf_p_min", "coverage_max_deviation", "key",
+]  # fmt: skip
+
+
+def _suite(tmp_path, text=SUITE, name="tiny.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return load_suite(path)
+
+
+def _results(folder):
+    table = load_results(folder).sort_values(["key", "observation"]).reset_index(drop=True)
+    return table[RESULT_COLUMNS]
+
+
+def test_serial_run_writes_one_record_per_observation_and_resumes(tmp_path):
+    suite = _suite(tmp_path)
+    out = tmp_path / "run"
+    # exact and npe: one fit per task; rej_abc: one run per observation.
+    assert len(suite.jobs()) == 2 * (1 + 1 + 2)
+    summary = run_suite(suite, out, progress=False)
+    assert (summary.finished, summary.skipped, summary.failed_records) == (8, 0, 0)
+    table = load_results(out)
+    assert len(table) == 2 * 3 * 2 and (table["status"] == "ok").all()
+    assert table[table["method"] == "exact"]["c2st"].between(0.4, 0.6).all()
+    assert table["c2st_floor"].notna().all()
+    # SBC ran for the amortized methods only, and its ranks are kept beside the records.
+    amortized = table["method"].isin(["exact", "npe"])
+    assert table[amortized]["sbc_datasets"].eq(40).all()
+    assert table[~amortized]["sbc_datasets"].isna().all()
+    assert len(list((out / "records").glob("*.sbc.npz"))) == 4
+    assert (out / "results.csv").read_text().count("\n") == 13
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "records").iterdir()}
+    again = run_suite(suite, out, progress=False)
+    assert (again.finished, again.skipped) == (0, 8)
+    assert stamps == {p: p.stat().st_mtime_ns for p in (out / "records").iterdir()}
+
+
+def test_processes_and_dask_give_the_serial_numbers(tmp_path):
+    pytest.importorskip("dask.distributed")
+    suite = _suite(tmp_path)
+    run_suite(suite, tmp_path / "serial", progress=False)
+    run_suite(suite, tmp_path / "processes", executor="processes", workers=2, progress=False)
+    run_suite(suite, tmp_path / "dask", executor="dask", workers=2, progress=False)
+    serial = _results(tmp_path / "serial")
+    # Identical but for the order of floating-point sums in multi-threaded kernels (the
+    # serial run uses 2 threads, each worker 1): MMD can differ in its 16th digit.
+    for other in ("processes", "dask"):
+        pandas.testing.assert_frame_equal(
+            serial, _results(tmp_path / other), check_exact=False, rtol=1e-12
+        )
+
+
+def test_a_killed_run_resumes_with_every_record_once_and_intact(tmp_path):
+    suite_path = tmp_path / "tiny.toml"
+    suite_path.write_text(SUITE)
+    out = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "sbibench",
+        "run",
+        str(suite_path),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while len(completed_keys(out)) < 2 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    written = len(completed_keys(out))
+    assert 2 <= written < 8
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{written} already done" in resumed.stdout
+    records = read_records(out)
+    keys = [(r["key"], r["observation"]) for r in records]
+    assert len(keys) == len(set(keys)) == 12
+    assert not [p for p in (out / "records").iterdir() if p.name.startswith(".")]
+    # The same numbers as an uninterrupted run.
+    run_suite(load_suite(suite_path), tmp_path / "clean", progress=False)
+    pandas.testing.assert_frame_equal(
+        _results(out), _results(tmp_path / "clean"), check_exact=False, rtol=1e-12
+    )
+
+
+def test_a_failing_method_fails_its_runs_and_the_grid_goes_on(tmp_path, monkeypatch):
+    module = tmp_path / "broken_methods.py"
+    module.write_text(
+        textwrap.dedent("""
+        def explode(task, observation, num_simulations, seed):
+            raise RuntimeError("simulator exploded at theta=3")
+    """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = SUITE + '[methods.broken]\nmethod = "external"\nfunction = "broken_methods:explode"\n'
+    suite = _suite(tmp_path, text)
+    summary = run_suite(suite, tmp_path / "run", progress=False)
+    table = load_results(tmp_path / "run")
+    broken = table[table["method"] == "broken"]
+    assert summary.failed_records == len(broken) == 4
+    assert broken["error"].str.contains("RuntimeError: simulator exploded at theta=3").all()
+    assert (table[table["method"] != "broken"]["status"] == "ok").all()
+
+
+def test_cli_run_exits_non_zero_after_finishing_when_a_run_failed(tmp_path):
+    module = tmp_path / "broken_cli.py"
+    module.write_text(
+        "def explode(task, observation, num_simulations, seed):\n    raise ValueError('no')\n"
+    )
+    text = SUITE.replace('tasks = ["normal_mean", "poisson_gamma"]', 'tasks = ["normal_mean"]')
+    text += '[methods.broken]\nmethod = "external"\nfunction = "broken_cli:explode"\n'
+    (tmp_path / "s.toml").write_text(text)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "sbibench", "run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o"), "--no-progress"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "2 failed records" in result.stdout
+    assert len(completed_keys(tmp_path / "o")) == 6
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: s.replace('"poisson_gamma"]', '"poisson"]'), "unknown task 'poisson'"),
+        (lambda s: s + "[methods.npee]\n", "methods.npee: unknown method 'npee'"),
+        (
+            lambda s: s.replace("max_epochs = 3", "epochs = 3"),
+            "methods.npe: unknown config key.*epochs",
+        ),
+        (
+            lambda s: s.replace("observations = [1, 2]", "observations = [1, 11]"),
+            "observations 1..10",
+        ),
+        (lambda s: "colour = 1\n" + s, "unknown field.*colour"),
+        (lambda s: s.replace('metrics = ["c2st",', 'metrics = ["c2sst",'), "field 'metrics'"),
+    ],
+)
+def test_bad_suites_fail_before_any_work(tmp_path, edit, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(edit(SUITE))
+    with pytest.raises(SuiteError, match=message) as error:
+        load_suite(path)
+    assert str(path) in str(error.value)
+
+
+def test_unknown_suite_name_lists_the_shipped_ones():
+    with pytest.raises(SuiteError, match="unknown suite 'quik'; shipped: full, quick, standard"):
+        load_suite("quik")
+
+
+def test_shipped_suites_load():
+    for name in ("quick", "standard", "full"):
+        assert load_suite(name).jobs()
+
+
+def test_a_folder_of_another_suite_is_refused(tmp_path):
+    run_suite(_suite(tmp_path), tmp_path / "run", progress=False)
+    other = _suite(tmp_path, SUITE.replace("budgets = [200]", "budgets = [300]"), "other.toml")
+    with pytest.raises(RecordError, match="holds records of another suite"):
+        run_suite(other, tmp_path / "run", progress=False)
+
+
+def test_a_dask_scheduler_that_does_not_answer_is_a_clear_error(tmp_path):
+    pytest.importorskip("dask.distributed")
+    with pytest.raises(ConnectionError, match="scheduler at tcp://127.0.0.1:9 does not answer"):
+        run_suite(
+            _suite(tmp_path),
+            tmp_path / "run",
+            executor="dask",
+            scheduler="tcp://127.0.0.1:9",
+            progress=False,
+        )
+    assert not completed_keys(tmp_path / "run")
+
+
+def test_records_are_whole_json_files_with_provenance(tmp_path):
+    run_suite(_suite(tmp_path), tmp_path / "run", progress=False)
+    for path in (tmp_path / "run" / "records").glob("*.json"):
+        content = json.loads(path.read_text())
+        for record in content["records"]:
+            assert record["suite"] == "tiny" and record["sbibench_version"]
+            assert record["torch_version"] and record["timestamp"] and record["cores"] >= 1
