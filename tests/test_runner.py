@@ -94,6 +94,19 @@ def test_processes_and_dask_give_the_serial_numbers(tmp_path):
         )
 
 
+@pytest.mark.slow
+def test_slurm_executor_through_submitit_gives_the_serial_numbers(tmp_path):
+    """Without a SLURM cluster, submitit's AutoExecutor runs the same job array as local
+    processes: the submission, polling and result path are the real ones."""
+    pytest.importorskip("submitit")
+    suite = _suite(tmp_path)
+    run_suite(suite, tmp_path / "serial", progress=False)
+    run_suite(suite, tmp_path / "slurm", executor="slurm", workers=2, progress=False)
+    pandas.testing.assert_frame_equal(
+        _results(tmp_path / "serial"), _results(tmp_path / "slurm"), check_exact=False, rtol=1e-12
+    )
+
+
 def test_a_killed_run_resumes_with_every_record_once_and_intact(tmp_path):
     suite_path = tmp_path / "tiny.toml"
     suite_path.write_text(SUITE)
