@@ -138,6 +138,10 @@ def _error_text(error: BaseException) -> str:
 def execute(job: Job, threads: int = 1) -> tuple[list[dict], dict]:
     """Run a job; returns its records (one per observation) and SBC ranks to keep.
 
+    Times per record: ``time_simulate`` and ``time_train`` are the fit's (shared by the
+    observations of an amortized fit), ``time_sample`` this observation's scoring draws and
+    ``time_score`` the metrics' time.
+
     A failing method or simulator does not raise: its records say ``status = "failed"`` with
     the error text, so the grid goes on. ``threads`` sets torch's threads in this process.
     """
@@ -166,6 +170,7 @@ def execute(job: Job, threads: int = 1) -> tuple[list[dict], dict]:
     records = []
     for k, posterior in posteriors.items():
         record = {**base, "observation": k, "status": "ok", "error": ""}
+        sampled_before = posterior.timings.sample
         try:
             record.update(_score(task, k, posterior, job))
         except Exception as error:  # e.g. NaN samples: the run failed, the grid goes on
@@ -176,7 +181,7 @@ def execute(job: Job, threads: int = 1) -> tuple[list[dict], dict]:
             num_invalid_simulations=posterior.num_invalid_simulations,
             time_simulate=timings.simulate,
             time_train=timings.train,
-            time_sample=timings.sample,
+            time_sample=timings.sample - sampled_before,  # this observation's draws
         )
         records.append(record)
     kept: dict = {}

@@ -60,3 +60,16 @@ def test_unknown_task_is_a_clear_error():
     result = sbibench_command("reference", "verify", "--task", "nope")
     assert result.returncode == 2
     assert "unknown task 'nope'; known tasks: linear_gaussian" in result.stderr
+
+
+def test_help_and_plain_import_stay_light():
+    """`sbibench --help` and `import sbibench` must not import pandas, POT or seaborn."""
+    code = (
+        "import sys, sbibench, sbibench.cli\n"
+        "try:\n    sbibench.cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('pandas', 'ot', 'seaborn', 'matplotlib') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.strip().endswith("[]"), result.stdout + result.stderr
