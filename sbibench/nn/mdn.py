@@ -59,29 +59,36 @@ class MDN(Estimator):
         else:
             self.register_parameter("net", None)
             self.params = nn.Parameter(torch.randn(out) * 0.1)
-        rows, cols = torch.triu_indices(D, D, offset=1)
-        self.register_buffer("offdiag", rows * D + cols)
+        rows, cols = torch.triu_indices(D, D, offset=1)  # packed order of the factors
+        self.register_buffer("rows", rows)
+        self.register_buffer("cols", cols)
 
     def _params(self, c: Tensor | None, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Log-weights ``(N, K)``, means, log-diagonals ``(N, K, D)`` and factors ``(N, K, D, D)``."""
+        """Log-weights ``(N, K)``, means and log-diagonals ``(N, K, D)``, and the strictly
+        upper-triangular entries of the factors, packed row by row, ``(N, K, D(D-1)/2)``."""
         D, K = self.features, self.components
         h = self.params.expand(n, -1) if c is None else self.net(c)
         logits, mu, log_diag, off = h.split(self._sizes, dim=-1)
         log_w = torch.log_softmax(logits, dim=-1)
-        mu = mu.unflatten(-1, (K, D))
-        log_diag = log_diag.unflatten(-1, (K, D))
-        u = h.new_zeros(n, K, D * D)
-        u[..., self.offdiag] = off.unflatten(-1, (K, -1))
-        u = u.unflatten(-1, (D, D)) + torch.diag_embed(log_diag.exp())
-        return log_w, mu, log_diag, u
+        return (
+            log_w,
+            mu.unflatten(-1, (K, D)),
+            log_diag.unflatten(-1, (K, D)),
+            off.unflatten(-1, (K, -1)),
+        )
 
     def _log_prob(self, theta: Tensor, c: Tensor | None) -> Tensor:
         return self._mixture(theta, *self._params(c, theta.shape[0]))
 
     def _mixture(
-        self, theta: Tensor, log_w: Tensor, mu: Tensor, log_diag: Tensor, u: Tensor
+        self, theta: Tensor, log_w: Tensor, mu: Tensor, log_diag: Tensor, off: Tensor
     ) -> Tensor:
-        z = (u @ (theta[:, None, :] - mu)[..., None])[..., 0]  # (N, K, D)
+        # z = U (theta - mu) straight from the packed factors: the (N, K, D, D) matrices,
+        # a gigabyte at D = 50 and N = 10,000, are never built.
+        diff = theta[:, None, :] - mu  # (N, K, D)
+        z = log_diag.exp() * diff
+        if self.features > 1:
+            z = z.index_add(-1, self.rows, off * diff[..., self.cols])
         log_n = log_diag.sum(-1) - 0.5 * (z.square().sum(-1) + self.features * LOG_2PI)
         return torch.logsumexp(log_w + log_n, dim=-1)
 
@@ -93,10 +100,13 @@ class MDN(Estimator):
 
     def _sample(self, eps: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor]:
         n = eps.shape[0]
-        log_w, mu, log_diag, u = self._params(c, n)
+        D = self.features
+        log_w, mu, log_diag, off = self._params(c, n)
         cdf = log_w.detach().exp().cumsum(-1)
         k = (eps[:, :1] > cdf[:, :-1]).sum(-1)  # inverse-CDF draw of the component
         idx = torch.arange(n, device=eps.device)
-        x = torch.linalg.solve_triangular(u[idx, k], eps[:, 1:, None], upper=True)[..., 0]
+        u = torch.diag_embed(log_diag[idx, k].exp())  # the chosen factors only, (N, D, D)
+        u = u.index_put((idx[:, None], self.rows, self.cols), off[idx, k]) if D > 1 else u
+        x = torch.linalg.solve_triangular(u, eps[:, 1:, None], upper=True)[..., 0]
         theta = mu[idx, k] + x
-        return theta, self._mixture(theta, log_w, mu, log_diag, u)
+        return theta, self._mixture(theta, log_w, mu, log_diag, off)

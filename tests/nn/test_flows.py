@@ -137,3 +137,11 @@ def test_sample_and_log_prob_agree_with_log_prob(name: str, features: int) -> No
     again = est.log_prob(samples.reshape(-1, features), c.repeat(50, 1)).reshape(50, 4)
     torch.testing.assert_close(log_q, again, rtol=0, atol=1e-8)
     assert math.isfinite(log_q.sum().item())
+
+
+def test_sampling_is_differentiable(name: str) -> None:
+    est = small(name, 3, 2)
+    c = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)
+    samples, log_q = est.sample_and_log_prob(8, c)
+    (samples.sum() + log_q.sum()).backward()
+    assert torch.isfinite(c.grad).all() and c.grad.abs().sum() > 0
