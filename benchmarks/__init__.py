@@ -1,0 +1,1 @@
+"""asv benchmarks of sbibench (run with ``asv run -E existing:same``; see asv.conf.json)."""
