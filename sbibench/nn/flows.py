@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Estimator, _broadcast, prepare_context, standard_normal_log_prob
-from .transforms import Affine, Autoregressive, Coupling, Permutation, Spline
+from .transforms import Affine, Autoregressive, Coupling, Spline
 
 __all__ = ["MAF", "NSF", "CouplingNSF", "Flow", "RealNVP"]
 
@@ -97,8 +97,9 @@ class Flow(Estimator):
 
 def _orders(features: int, transforms: int, randperm: bool) -> list[Tensor]:
     if randperm:
-        return [torch.randperm(features) for _ in range(transforms - 1)]
-    return [torch.arange(features - 1, -1, -1)] * (transforms - 1)
+        return [torch.randperm(features) for _ in range(transforms)]
+    natural = torch.arange(features)
+    return [natural if i % 2 == 0 else natural.flip(0) for i in range(transforms)]
 
 
 def _autoregressive(
@@ -111,12 +112,10 @@ def _autoregressive(
     randperm: bool,
     embedding: nn.Module | None,
 ) -> Flow:
-    layers: list[nn.Module] = []
-    orders = _orders(features, transforms, randperm)
-    for i in range(transforms):
-        if i > 0 and features > 1:
-            layers.append(Permutation(orders[i - 1]))
-        layers.append(Autoregressive(features, context, univariate, hidden_features, activation))
+    layers = [
+        Autoregressive(features, context, univariate, hidden_features, activation, order)
+        for order in _orders(features, transforms, randperm)
+    ]
     return Flow(layers, features, context, embedding)
 
 
@@ -132,8 +131,8 @@ def MAF(
 ) -> Flow:
     r"""Masked autoregressive flow (Papamakarios et al., 2017).
 
-    ``transforms`` MADE-conditioned affine layers, the feature order reversed (or
-    randomly permuted, from torch's global generator) between consecutive layers.
+    ``transforms`` MADE-conditioned affine layers, the autoregressive order reversed
+    (or randomly permuted, from torch's global generator) from one layer to the next.
     Density evaluation is one MADE pass per layer; sampling is ``D`` prefix passes.
 
     Arguments:
@@ -142,7 +141,7 @@ def MAF(
         transforms: Number of autoregressive layers.
         hidden_features: Hidden widths of each MADE.
         activation: Activation module class.
-        randperm: Random permutations between layers instead of reversals.
+        randperm: Random orders instead of alternating natural and reversed ones.
         scale_bound: Bound of each layer's log-scale (see :class:`Affine`).
         embedding: Optional embedding net for raw contexts.
 
@@ -172,8 +171,8 @@ def NSF(
     r"""Neural spline flow (Durkan et al., 2019): rational-quadratic spline layers.
 
     Splines act on :math:`[-B, B]` of the standardised parameters, identity outside.
-    ``coupling=False`` gives autoregressive layers (MADE conditioners, feature order
-    reversed between layers); ``coupling=True`` gives coupling layers alternating which
+    ``coupling=False`` gives autoregressive layers (MADE conditioners, the order
+    reversed from one layer to the next); ``coupling=True`` gives coupling layers alternating which
     half is kept (one pass each way, sampling as fast as density evaluation).
 
     Arguments:
@@ -185,7 +184,7 @@ def NSF(
         hidden_features: Hidden widths of each conditioner.
         activation: Activation module class.
         coupling: Coupling instead of autoregressive layers.
-        randperm: Autoregressive only: random permutations between layers.
+        randperm: Autoregressive only: random orders instead of alternating ones.
         embedding: Optional embedding net for raw contexts.
 
     Example:

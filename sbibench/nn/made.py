@@ -25,16 +25,17 @@ class MADE(nn.Module):
     r"""Masked autoencoder for distribution estimation (Germain et al., 2015).
 
     Maps ``x`` ``(N, D)`` and a context ``c`` ``(N, C)`` to groups of parameters, one
-    ``(N, D, s)`` tensor per entry ``s`` of ``shapes``, where the parameters of feature
-    :math:`i` depend on :math:`x_{<i}` and :math:`c` only. The output layer is laid out
-    group by group so each group is a view with a contiguous last dimension.
+    ``(N, D, s)`` tensor per entry ``s`` of ``shapes``, where the parameters of the
+    feature at position :math:`r` of ``order`` depend on :math:`c` and the features at
+    positions :math:`< r` only. The output layer is laid out group by group so each
+    group is a view with a contiguous last dimension.
 
-    Hidden unit :math:`h` has a degree :math:`m(h) \in \{0, \dots, D - 1\}` and sees
-    :math:`x_j` for :math:`j < m(h)`; output :math:`i` sees units of degree
-    :math:`\le i`. Degrees are sorted (``m(h) = h D // H``), so the units that output
-    :math:`i` needs form a prefix of every layer: :meth:`autoregress` computes pass
-    :math:`i` on those prefixes only and updates the first layer's pre-activations by a
-    rank-one term per new feature, instead of re-running the whole network.
+    Hidden unit :math:`h` has a degree :math:`m(h) \in \{0, \dots, D - 1\}` and sees the
+    features at positions :math:`< m(h)`; the outputs of position :math:`r` see units of
+    degree :math:`\le r`. Degrees are sorted (``m(h) = h D // H``), so the units that
+    position :math:`r` needs form a prefix of every layer: :meth:`autoregress` computes
+    pass :math:`r` on those prefixes only and updates the first layer's pre-activations
+    by a rank-one term per new feature, instead of re-running the whole network.
 
     Arguments:
         features: Number of autoregressive features :math:`D`.
@@ -42,6 +43,7 @@ class MADE(nn.Module):
         shapes: Sizes of the parameter groups of each feature (:math:`P` = their sum).
         hidden_features: Widths of the hidden layers.
         activation: Activation module class.
+        order: The autoregressive order, a permutation of ``range(D)`` (default: natural).
 
     Example:
         >>> made = MADE(3, 2, shapes=(1, 4))
@@ -56,6 +58,7 @@ class MADE(nn.Module):
         shapes: Sequence[int] = (1, 1),
         hidden_features: Sequence[int] = (50, 50),
         activation: type[nn.Module] = nn.ReLU,
+        order: Tensor | None = None,
     ) -> None:
         super().__init__()
         if not hidden_features:
@@ -69,11 +72,18 @@ class MADE(nn.Module):
             self.activation_ = self.activation
 
         D = features
-        degrees = [torch.arange(D) + 1]  # input x_j is usable by units of degree > j
+        order = torch.arange(D) if order is None else torch.as_tensor(order, dtype=torch.long)
+        if sorted(order.tolist()) != list(range(D)):
+            raise ValueError(f"order must be a permutation of range({D}), got {order.tolist()}")
+        rank = torch.argsort(order)  # position of each feature in the order
+        self.register_buffer("order", order)
+        self.register_buffer("rank", rank)
+        # feature j is usable by units of degree > rank[j]; the context, last, by every unit
+        degrees = [torch.cat((rank + 1, torch.zeros(context, dtype=torch.long)))]
         degrees += [torch.arange(h) * D // h for h in hidden_features]
-        degrees += [torch.cat([torch.arange(D).repeat_interleave(s) for s in shapes])]
-        widths = [D, *hidden_features, D * self.params]
-        # output rows reordered feature by feature: the rows of feature i are a slice
+        degrees += [torch.cat([rank.repeat_interleave(s) for s in shapes])]
+        widths = [D + context, *hidden_features, D * self.params]
+        # output rows reordered position by position: the rows of position r are a slice
         self.register_buffer("by_feature", torch.argsort(degrees[-1], stable=True))
 
         self.weights = nn.ParameterList()
@@ -82,15 +92,8 @@ class MADE(nn.Module):
             layer = nn.Linear(a, b)
             self.weights.append(layer.weight)
             self.biases.append(layer.bias)
-            if i == 0:
-                mask = degrees[1][:, None] >= degrees[0][None, :]
-            else:
-                mask = degrees[i + 1][:, None] >= degrees[i][None, :]
+            mask = degrees[i + 1][:, None] >= degrees[i][None, :]
             self.register_buffer(f"mask{i}", mask.to(layer.weight.dtype))
-        if context > 0:
-            self.context_weight = nn.Parameter(nn.Linear(context, widths[1]).weight.detach())
-        else:
-            self.register_parameter("context_weight", None)
         # prefix[l][i]: number of units of hidden layer l with degree <= i
         prefix = [[int((d <= i).sum()) for i in range(D)] for d in degrees[1:-1]]
         self.prefix = prefix
@@ -103,9 +106,8 @@ class MADE(nn.Module):
         """Parameter groups ``(N, D, s)`` from ``x`` ``(N, D)`` and context ``(N, C)``."""
         ws = self.masked_weights()
         bs = list(self.biases)
-        if c is not None and self.context_weight is not None:
+        if self.context > 0:
             x = torch.cat((x, c), dim=-1)
-            ws[0] = torch.cat((ws[0], self.context_weight), dim=-1)
         h = torch.addmm(bs[0], x, ws[0].t())
         for w, b in zip(ws[1:], bs[1:], strict=True):
             h = torch.addmm(b, self.activation_(h), w.t())
@@ -114,11 +116,11 @@ class MADE(nn.Module):
     def autoregress(
         self, step: Callable[[int, tuple[Tensor, ...]], Tensor], c: Tensor | None, n: int
     ) -> Tensor:
-        """Generate ``x`` ``(n, D)`` feature by feature: one (prefix) network pass each.
+        """Generate ``x`` ``(n, D)`` feature by feature, in ``order``: one prefix pass each.
 
         Arguments:
-            step: ``step(i, params)`` gets the groups ``(n, s)`` of feature ``i``
-                (computed from the features already generated) and returns ``x_i`` ``(n,)``.
+            step: ``step(j, params)`` gets the groups ``(n, s)`` of feature ``j``
+                (computed from the features already generated) and returns ``x_j`` ``(n,)``.
             c: Context ``(n, C)`` or ``None``.
             n: Number of rows.
 
@@ -130,12 +132,12 @@ class MADE(nn.Module):
         P = self.params
         w_out, b_out = ws[-1][self.by_feature], bs[-1][self.by_feature]
         b0 = self.biases[0]
-        if c is not None and self.context_weight is not None:
-            pre = torch.addmm(b0, c, self.context_weight.t())
+        if self.context > 0:
+            pre = torch.addmm(b0, c, ws[0][:, self.features :].t())
         else:
             pre = b0.expand(n, -1).clone()
         cols = []
-        for i in range(self.features):
+        for i, j in enumerate(self.order.tolist()):
             k = [p[i] for p in self.prefix]
             h = self.activation(pre[:, : k[0]])
             for layer in range(1, len(k)):
@@ -143,8 +145,8 @@ class MADE(nn.Module):
                 h = self.activation_(torch.addmm(bs[layer][: k[layer]], h, w.t()))
             rows = slice(i * P, (i + 1) * P)
             params = F.linear(h, w_out[rows, : k[-1]], b_out[rows])
-            xi = step(i, params.split(self.shapes, dim=-1))
-            cols.append(xi)
-            if i + 1 < self.features:  # units of degree > i now see x_i
-                pre[:, k[0] :].addr_(xi, ws[0][k[0] :, i])
-        return torch.stack(cols, dim=-1)
+            xj = step(j, params.split(self.shapes, dim=-1))
+            cols.append(xj)
+            if i + 1 < self.features:  # units of degree > i now see x_j
+                pre[:, k[0] :].addr_(xj, ws[0][k[0] :, j])
+        return torch.stack(cols, dim=-1)[:, self.rank]

@@ -167,8 +167,10 @@ class Permutation(nn.Module):
 class Autoregressive(nn.Module):
     r"""Autoregressive layer :math:`y_i = \tau(x_i; \phi_i(x_{<i}, c))` with a MADE conditioner.
 
-    The forward map (density direction) is one MADE pass; the inverse is sequential,
-    one prefix pass of the MADE per feature (see :meth:`MADE.autoregress`).
+    ":math:`<i`" is with respect to ``order``, which lets consecutive layers alternate
+    orders without permutation layers. The forward map (density direction) is one MADE
+    pass; the inverse is sequential, one prefix pass of the MADE per feature (see
+    :meth:`MADE.autoregress`).
 
     Arguments:
         features: Number of features :math:`D`.
@@ -176,6 +178,7 @@ class Autoregressive(nn.Module):
         univariate: The univariate map :math:`\tau` (:class:`Affine`, :class:`Spline`).
         hidden_features: Hidden widths of the MADE.
         activation: Activation module class.
+        order: Autoregressive order, a permutation of ``range(D)`` (default: natural).
     """
 
     def __init__(
@@ -185,10 +188,12 @@ class Autoregressive(nn.Module):
         univariate: nn.Module,
         hidden_features: Sequence[int] = (50, 50),
         activation: type[nn.Module] = nn.ReLU,
+        order: Tensor | None = None,
     ) -> None:
         super().__init__()
         self.univariate = univariate
-        self.made = MADE(features, context, univariate.shapes, hidden_features, activation)
+        shapes = univariate.shapes
+        self.made = MADE(features, context, shapes, hidden_features, activation, order)
 
     def forward(self, x: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
         y, ladj = self.univariate(x, self.made(x, c))
@@ -197,10 +202,10 @@ class Autoregressive(nn.Module):
     def inverse(self, y: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
         ladjs = []
 
-        def step(i: int, params: tuple[Tensor, ...]) -> Tensor:
-            xi, ladj = self.univariate.inverse(y[:, i], params)
+        def step(j: int, params: tuple[Tensor, ...]) -> Tensor:
+            xj, ladj = self.univariate.inverse(y[:, j], params)
             ladjs.append(ladj)
-            return xi
+            return xj
 
         x = self.made.autoregress(step, c, y.shape[0])
         return x, torch.stack(ladjs, dim=-1).sum(-1)

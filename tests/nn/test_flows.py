@@ -145,3 +145,31 @@ def test_sampling_is_differentiable(name: str) -> None:
     samples, log_q = est.sample_and_log_prob(8, c)
     (samples.sum() + log_q.sum()).backward()
     assert torch.isfinite(c.grad).all() and c.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("order", [None, [2, 0, 3, 1]])
+def test_made_is_autoregressive_in_its_order(order: list[int] | None) -> None:
+    from sbibench.nn import MADE
+
+    made = MADE(4, 2, (1, 3), (7, 5), torch.nn.Tanh, order).double()  # no dead units
+    x = torch.randn(4, dtype=torch.float64)
+    c = torch.randn(2, dtype=torch.float64)
+
+    def flat(v: torch.Tensor) -> torch.Tensor:
+        return torch.cat([p[0] for p in made(v[None], c[None])], dim=-1)  # (D, P)
+
+    jac = torch.autograd.functional.jacobian(flat, x)  # (D, P, D)
+    rank = torch.argsort(torch.tensor(order if order else [0, 1, 2, 3]))
+    allowed = rank[None, :] < rank[:, None]  # params of feature i may see feature j
+    assert (jac.abs().sum(1)[~allowed] == 0).all()
+    assert (jac.abs().sum(1)[allowed] > 0).all()  # and do see all of them
+
+
+def test_permutation_layer() -> None:
+    from sbibench.nn.transforms import Permutation
+
+    layer = Permutation(torch.tensor([2, 0, 1]))
+    x = torch.randn(5, 3)
+    y, ladj = layer(x)
+    assert torch.equal(y[:, 0], x[:, 2]) and torch.equal(ladj, torch.zeros(5))
+    assert torch.equal(layer.inverse(y)[0], x)
