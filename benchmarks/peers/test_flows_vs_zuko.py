@@ -26,6 +26,13 @@ RESULTS: dict[tuple[str, str, str], tuple[float, float]] = {}
 def _two_threads_and_report():
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
+    # Warm the process up (allocator, thread pool, lazy imports): otherwise the first
+    # group timed is slowed by first-touch costs that have nothing to do with either library.
+    for flow in ("maf", "nsf"):
+        for library in ("sbibench", "zuko"):
+            fn = _operation(_build(flow, library), "log_prob", library)
+            for _ in range(5):
+                fn()
     yield
     torch.set_num_threads(threads)
     if not RESULTS:
