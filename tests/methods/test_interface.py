@@ -43,6 +43,7 @@ def _sbibm_nearest(task, num_samples, num_simulations, num_observation=None, obs
 
 
 # A small configuration per method, so that the contract tests stay fast.
+_FAST_MCMC = {"num_chains": 50, "warmup": 10, "init_candidates": 1000}
 FAST = {
     "exact": {},
     "rej_abc": {"num_accepted": 20},
@@ -51,12 +52,22 @@ FAST = {
     "snpe_a": {"rounds": 2, "max_epochs": 5},
     "snpe_b": {"rounds": 2, "max_epochs": 5},
     "snpe_c": {"rounds": 2, "max_epochs": 5},
+    "nle": {"max_epochs": 5, **_FAST_MCMC},
+    "snle": {"rounds": 2, "max_epochs": 5, **_FAST_MCMC},
+    "nre": {"max_epochs": 5, **_FAST_MCMC},
+    "bnre": {"max_epochs": 5, **_FAST_MCMC},
+    "nre_c": {"max_epochs": 5, **_FAST_MCMC},
+    "snre": {"rounds": 2, "max_epochs": 5, **_FAST_MCMC},
+    "fmpe": {"max_epochs": 5, "ode_steps": 10},
+    "npse": {"max_epochs": 5, "ode_steps": 10},
+    "oracle_mcmc": _FAST_MCMC,
+    "amortized_vi": {"max_epochs": 5},
     "external": {"function": _nearest},
     "sbibm": {"algorithm": _sbibm_nearest, "num_samples": 1000},
     "sbi": {"inference": "NPE", "training": {"max_num_epochs": 20}},
 }
 # Oracles use the exact posterior and no simulation; the contract below is for the others.
-ORACLES = ["exact"]
+ORACLES = ["exact", "oracle_mcmc"]
 SIMULATING = sorted(set(FAST) - set(ORACLES))
 # Methods that run the simulator themselves (rather than a user's code) and so drop and count
 # invalid simulations.

@@ -1,0 +1,127 @@
+"""Neural posterior score estimation (NPSE; Sharrock et al. 2022, Geffner et al. 2023) with a
+variance-preserving diffusion, sampled by its probability-flow ODE.
+
+The forward diffusion on z-scored u = T^-1(theta) is the VP SDE of Song et al. (2021) with
+beta(t) = beta_min + t (beta_max - beta_min): z_t = alpha_t z + sigma_t eps, alpha_t =
+exp(-int_0^t beta / 2), sigma_t^2 = 1 - alpha_t^2. In the scaled variable y = z_t / alpha_t it is
+y = z + s_t eps with noise level s_t = sigma_t / alpha_t, so a `sbibench.nn.ScoreNet`
+s_phi(y, s, x) (preconditioned for that form) learns grad_y log p_s(y | x) by denoising score
+matching, weighted by s^2:
+
+    E_{t ~ U(t_eps, 1), (theta, x), eps} || s_t s_phi(z + s_t eps, s_t, x) + eps ||^2.
+
+The VP probability-flow ODE dz/dt = -beta(t) / 2 (z + grad log p_t(z)) is, in y and s, the ODE
+dy/ds = -s grad_y log p_s(y) (Karras et al. 2022): samples start from N(0, (1 + s_max^2) I) at
+s_max = s_1 (the VP prior N(0, I) scaled by 1 / alpha_1) and are integrated with RK4 on the
+noise levels of Karras et al. (rho = 7) down to s_min = s_{t_eps}; the log-density follows the
+same ODE backwards with the exact divergence (`sbibench.methods.fmpe.ODEPosterior`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from sbibench.methods.base import SimulationBudget, Timings, require_valid, seeded, unconstrained
+from sbibench.methods.fmpe import ODEPosterior, context_embedding, validation_noise
+from sbibench.methods.npe import fit_settings
+from sbibench.nn import ScoreNet, ZScore, train
+from sbibench.task import Task
+
+__all__ = ["NPSE", "noise_levels"]
+
+
+def noise_levels(t: Tensor, beta_min: float, beta_max: float) -> Tensor:
+    """s_t = sigma_t / alpha_t of the VP SDE with linear beta, for t in (0, 1]."""
+    integral = beta_min * t + 0.5 * (beta_max - beta_min) * t.square()  # int_0^t beta
+    return torch.expm1(integral).sqrt()  # sigma^2 / alpha^2 = exp(int beta) - 1
+
+
+def karras_grid(s_max: float, s_min: float, steps: int, rho: float = 7.0) -> Tensor:
+    """Noise levels from s_max down to s_min, (steps + 1,), dense near s_min."""
+    i = torch.linspace(0, 1, steps + 1)
+    return (s_max ** (1 / rho) + i * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
+
+
+@dataclasses.dataclass(frozen=True)
+class NPSE:
+    """Score-based posterior estimation with a VP diffusion; see the module docstring.
+
+    Arguments:
+        hidden_features: widths of the score network's MLP.
+        embedding: None, or ``"deepset"`` for i.i.d. data.
+        beta_min, beta_max: the VP noise schedule (Song et al. 2021: 0.1 and 20).
+        t_eps: smallest diffusion time trained on and integrated to.
+        ode_steps: RK4 steps of the probability-flow ODE (4 score evaluations each).
+        batch_size, learning_rate, validation_fraction, patience, max_epochs, clip_norm:
+            the training loop's settings: sbi's, except a learning rate of 1e-3 and a
+            patience of 100 epochs, as the denoising loss improves slowly and noisily.
+    """
+
+    name: ClassVar[str] = "npse"
+    amortized: ClassVar[bool] = True
+    hidden_features: tuple = (64, 64, 64)
+    embedding: str | None = None
+    beta_min: float = 0.1
+    beta_max: float = 20.0
+    t_eps: float = 1e-3
+    ode_steps: int = 50
+    batch_size: int = 200
+    learning_rate: float = 1e-3
+    validation_fraction: float = 0.1
+    patience: int = 100
+    max_epochs: int | None = None
+    clip_norm: float | None = 5.0
+
+    def _check(self) -> None:
+        if (
+            isinstance(self.ode_steps, bool)
+            or not isinstance(self.ode_steps, int)
+            or self.ode_steps < 1
+        ):
+            raise ValueError(f"ode_steps must be a whole number >= 1, got {self.ode_steps!r}")
+        if not 0 < self.beta_min < self.beta_max:
+            raise ValueError(f"need 0 < beta_min < beta_max, got {self.beta_min}, {self.beta_max}")
+        if not 0 < self.t_eps < 1:
+            raise ValueError(f"t_eps must be in (0, 1), got {self.t_eps}")
+
+    def fit(self, task: Task, num_simulations: int, seed: int) -> ODEPosterior:
+        self._check()
+        timings = Timings()
+        with seeded(seed) as generator:
+            budget = SimulationBudget(task, num_simulations, generator, timings)
+            theta, x = budget.prior_predictive(num_simulations)
+            require_valid(x, budget)
+            with timings.phase("train"):
+                u, x = unconstrained(task).inv(theta).float(), x.float()
+                norm = ZScore(task.dim_parameters).fit_(u)
+                embedding, context = context_embedding(self.embedding, task)
+                net = ScoreNet(
+                    task.dim_parameters, context, tuple(self.hidden_features), embedding=embedding
+                )
+                net.standardize_(x)
+
+                def loss(z: Tensor, x_: Tensor) -> Tensor:
+                    generator = validation_noise(net)
+                    if generator is not None:  # validation: 16 noise draws per row
+                        z, x_ = z.repeat(16, 1), x_.repeat(16, 1)
+                    t = self.t_eps + (1 - self.t_eps) * torch.rand(len(z), generator=generator)
+                    eps = torch.randn(z.shape, generator=generator)
+                    s = noise_levels(t, self.beta_min, self.beta_max)
+                    y = z + s.unsqueeze(1) * eps
+                    return (s.unsqueeze(1) * net(y, s, x_) + eps).square().sum(-1).mean()
+
+                train(net, loss, (norm(u), x), **fit_settings(self, seed))
+        net.eval().requires_grad_(False)
+        levels = noise_levels(torch.tensor([1.0, self.t_eps]), self.beta_min, self.beta_max)
+        s_max, s_min = float(levels[0]), float(levels[1])
+        grid = karras_grid(s_max, s_min, self.ode_steps)
+
+        def field(y: Tensor, s: Tensor, x_: Tensor) -> Tensor:  # dy/ds = -s * score
+            return -s * net(y, s, x_)
+
+        base_scale = (1 + s_max**2) ** 0.5
+        return ODEPosterior(field, grid, base_scale, norm, task, budget, timings)

@@ -1,0 +1,217 @@
+"""Neural ratio estimation: NRE (AALR), balanced NRE, contrastive NRE and sequential NRE.
+
+A classifier d_phi(u, x) on u = T^-1(theta) learns the likelihood-to-evidence ratio
+r(theta, x) = p(x | theta) / p(x) = p(theta | x) / p(theta) (the Jacobian of T cancels), and the
+posterior  p(theta | x_o) ∝ exp(d_phi(u, x_o)) p_u(u)  is sampled by vectorised MCMC
+(`sbibench.methods.mcmc_posterior`). In a batch, joint pairs (u_i, x_i) are contrasted with
+marginal pairs (u_j, x_i), j != i, drawn from the other rows of the batch.
+
+- ``nre`` (Hermans et al. 2020, "AALR"): binary cross-entropy, joint pairs labelled 1 and
+  marginal pairs 0, L = -1/2 E[log sigma(d(u_i, x_i))] - 1/2 E[log(1 - sigma(d(u_j, x_i)))];
+  at the optimum d = log r.
+- ``bnre`` (Delaunoy et al. 2022): the same plus lambda (E_joint[sigma(d)] + E_marginal[sigma(d)]
+  - 1)^2, a balancing condition that makes the classifier, hence the posterior, conservative
+  (wider) rather than overconfident; lambda = 100 as in the paper.
+- ``nre_c`` (Miller et al. 2022): classify which of K parameters (if any) belongs with x_i,
+  with prior odds gamma = K p(y=k) / p(y=0) of a joint set against an all-marginal set:
+  L = -[1/(1+gamma) log q(y=0 | marginal set) + gamma/(1+gamma) log q(y=1 | joint set)],
+  q(y=k) = gamma exp(d_k) / (K + gamma sum_j exp(d_j)), q(y=0) = K / (...); d = log r at the
+  optimum, exactly (no free constant as in NRE-B).
+- ``snre``: ``rounds`` equal parts of the budget, round 1 from the prior and later rounds from the
+  current MCMC posterior for x_o, the AALR loss on all simulations so far. Trained on a proposal,
+  d estimates log p(x | theta) / p~(x), which differs from log r by a constant in theta only, so
+  the MCMC target needs no correction.
+
+Defaults mirror sbi's NRE training settings (Adam 5e-4, batches of 200, 10% validation,
+patience 20, clipping at 5); the classifier is an MLP of 2 x 50 units on z-scored inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+from torch.nn.functional import logsigmoid
+
+from sbibench.methods.base import (
+    SimulationBudget,
+    Timings,
+    check_observation,
+    require_valid,
+    seeded,
+    unconstrained,
+)
+from sbibench.methods.mcmc_posterior import MCMCPosterior, MCMCSettings, Potential
+from sbibench.methods.npe import fit_settings
+from sbibench.methods.snpe import round_sizes
+from sbibench.nn import Classifier, DeepSet, train
+from sbibench.task import Task
+
+__all__ = ["BNRE", "NRE", "NRE_C", "SNRE", "ratio_potential"]
+
+
+def ratio_potential(classifier: Classifier) -> Potential:
+    """The learned log-ratio d(u, x) of a frozen classifier: (K, D), (K, M) -> (K,) float64."""
+    classifier = classifier.eval().requires_grad_(False)
+
+    def potential(u: Tensor, x: Tensor) -> Tensor:
+        return classifier(u.float(), x.float()).double()
+
+    return potential
+
+
+def _others(batch: int, count: int) -> Tensor:
+    """(B, count) indices of other rows of the batch, distinct per row (global RNG)."""
+    weights = torch.ones(batch, batch) - torch.eye(batch)
+    return torch.multinomial(weights, count, replacement=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class NRE(MCMCSettings):
+    """Amortized ratio estimation with the AALR loss; see the module docstring.
+
+    Arguments (beyond `MCMCSettings`):
+        hidden_features: widths of the classifier's MLP.
+        embedding: None, or ``"deepset"`` to embed the data as a set of i.i.d. scalars.
+        batch_size, learning_rate, validation_fraction, patience, max_epochs, clip_norm:
+            the training loop's settings (sbi's defaults).
+    """
+
+    name: ClassVar[str] = "nre"
+    amortized: ClassVar[bool] = True
+    hidden_features: tuple = (50, 50)
+    embedding: str | None = None
+    batch_size: int = 200
+    learning_rate: float = 5e-4
+    validation_fraction: float = 0.1
+    patience: int = 20
+    max_epochs: int | None = None
+    clip_norm: float | None = 5.0
+
+    def _classifier(self, task: Task, u: Tensor, x: Tensor) -> Classifier:
+        self.check_mcmc()
+        embedding: nn.Module | None = None
+        context = task.dim_data
+        if self.embedding == "deepset":
+            context = 20
+            embedding = nn.Sequential(nn.Unflatten(-1, (task.dim_data, 1)), DeepSet(1, context))
+        elif self.embedding is not None:
+            raise ValueError(f"embedding must be None or 'deepset', got {self.embedding!r}")
+        classifier = Classifier(
+            task.dim_parameters, context, tuple(self.hidden_features), embedding=embedding
+        )
+        return classifier.standardize_(u, x)
+
+    def loss(self, classifier: Classifier, u: Tensor, x: Tensor) -> Tensor:
+        """The AALR loss of a minibatch u (B, D), x (B, M); a scalar."""
+        joint = classifier(u, x)
+        marginal = classifier(u[_others(len(u), 1)[:, 0]], x)
+        return -0.5 * (logsigmoid(joint).mean() + logsigmoid(-marginal).mean())
+
+    def _train(self, classifier: Classifier, u: Tensor, x: Tensor, seed: int) -> None:
+        classifier.train().requires_grad_(True)
+        train(
+            classifier,
+            lambda u_, x_: self.loss(classifier, u_, x_),
+            (u, x),
+            **fit_settings(self, seed),
+        )
+
+    def fit(self, task: Task, num_simulations: int, seed: int) -> MCMCPosterior:
+        timings = Timings()
+        with seeded(seed) as generator:
+            budget = SimulationBudget(task, num_simulations, generator, timings)
+            theta, x = budget.prior_predictive(num_simulations)
+            require_valid(x, budget)
+            with timings.phase("train"):
+                u, x = unconstrained(task).inv(theta).float(), x.float()
+                classifier = self._classifier(task, u, x)
+                self._train(classifier, u, x, seed)
+        return MCMCPosterior(ratio_potential(classifier), task, self, budget, timings)
+
+
+@dataclasses.dataclass(frozen=True)
+class BNRE(NRE):
+    """Balanced NRE: the AALR loss plus the balancing penalty; see the module docstring."""
+
+    name: ClassVar[str] = "bnre"
+    regularization: float = 100.0
+
+    def loss(self, classifier: Classifier, u: Tensor, x: Tensor) -> Tensor:
+        joint = classifier(u, x)
+        marginal = classifier(u[_others(len(u), 1)[:, 0]], x)
+        bce = -0.5 * (logsigmoid(joint).mean() + logsigmoid(-marginal).mean())
+        balance = torch.sigmoid(joint).mean() + torch.sigmoid(marginal).mean() - 1
+        return bce + self.regularization * balance.square()
+
+
+@dataclasses.dataclass(frozen=True)
+class NRE_C(NRE):  # noqa: N801 - the method's published name
+    """Contrastive NRE with K = ``num_classes`` and odds ``gamma``; see the module docstring."""
+
+    name: ClassVar[str] = "nre_c"
+    num_classes: int = 5
+    gamma: float = 1.0
+
+    def loss(self, classifier: Classifier, u: Tensor, x: Tensor) -> Tensor:
+        batch, k = len(u), min(self.num_classes, len(u) - 1)
+        others = _others(batch, k)
+        joint_index = torch.cat([torch.arange(batch).unsqueeze(1), others[:, : k - 1]], dim=1)
+
+        def logits(index: Tensor) -> Tensor:  # (B, k): d(u_index, x_i)
+            return classifier(u[index].reshape(batch * k, -1), x.repeat_interleave(k, 0)).reshape(
+                batch, k
+            )
+
+        log_gamma, log_k = math.log(self.gamma), math.log(k)
+        pad = torch.full((batch, 1), log_k)
+        marginal, joint = logits(others), logits(joint_index)
+        log_q0 = log_k - torch.logsumexp(torch.cat([log_gamma + marginal, pad], 1), 1)
+        log_q1 = (
+            log_gamma + joint[:, 0] - torch.logsumexp(torch.cat([log_gamma + joint, pad], 1), 1)
+        )
+        p_joint = self.gamma / (1 + self.gamma)
+        return -((1 - p_joint) * log_q0 + p_joint * log_q1).mean()
+
+
+@dataclasses.dataclass(frozen=True)
+class SNRE(NRE):
+    """Sequential NRE (AALR loss) in ``rounds``; see the module docstring."""
+
+    name: ClassVar[str] = "snre"
+    amortized: ClassVar[bool] = False
+    rounds: int = 10
+
+    def run(
+        self, task: Task, observation: Tensor, num_simulations: int, seed: int
+    ) -> MCMCPosterior:
+        observation = check_observation(observation, task, batch=False)
+        timings = Timings()
+        transform = unconstrained(task)
+        with seeded(seed) as generator:
+            budget = SimulationBudget(task, num_simulations, generator, timings)
+            us, xs, classifier, posterior = [], [], None, None
+            for r, size in enumerate(round_sizes(num_simulations, self.rounds)):
+                if posterior is None:
+                    theta = budget.sample_prior(size)
+                else:
+                    with timings.phase("sample"):
+                        u = posterior.sample_u(size, observation.unsqueeze(0), generator)[:, 0]
+                    theta = transform(u)
+                theta, x = budget.simulate(theta)
+                us.append(transform.inv(theta).float())
+                xs.append(x.float())
+                u, x = torch.cat(us), torch.cat(xs)
+                require_valid(x, budget)
+                with timings.phase("train"):
+                    if classifier is None:
+                        classifier = self._classifier(task, u, x)
+                    self._train(classifier, u, x, seed + r)
+                potential = ratio_potential(classifier)
+                posterior = MCMCPosterior(potential, task, self, budget, timings, observation)
+        posterior.num_simulations_used = budget.used
+        posterior.num_invalid_simulations = budget.invalid
+        return posterior

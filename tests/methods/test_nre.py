@@ -1,0 +1,98 @@
+"""NRE, BNRE, NRE-C and SNRE: accuracy at 1,000 simulations; BNRE's conservative coverage."""
+
+import numpy as np
+import pytest
+import torch
+
+from sbibench import get_task
+from sbibench.methods import get_method
+from sbibench.metrics import c2st, expected_coverage
+
+
+def _c2st(task, k, samples):
+    """C2ST on 2,000 vs 2,000 samples: sd about 0.011. NRE reaches about 0.61-0.62 on these
+    tasks and NRE-C 0.56-0.64 (observation 1), under the issue's bar of 0.65."""
+    return c2st(task.reference_samples(k)[:2000], samples[:2000], seed=0).value
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["nre", "nre_c"])
+@pytest.mark.parametrize("task_name", ["normal_mean", "poisson_gamma"])
+def test_ratio_accuracy_at_1000_simulations(task_name, method):
+    task = get_task(task_name)
+    posterior = get_method(method).fit(task, 1000, 0)
+    assert _c2st(task, 1, posterior.sample(2000, task.observation(1), seed=0)) <= 0.65
+
+
+@pytest.mark.slow
+def test_snre_accuracy_at_1000_simulations():
+    task = get_task("normal_mean")
+    x_o = task.observation(1)
+    posterior = get_method("snre").run(task, x_o, 1000, 0)
+    assert _c2st(task, 1, posterior.sample(2000, x_o, seed=0)) <= 0.65
+
+
+def coverage_curve(method, seed=0, datasets=300, draws=100):
+    """Expected HPD coverage on normal_mean at 1,000 simulations: `datasets` (theta, x) from
+    the joint, `draws` MCMC draws each (all observations' chains in one batch), ranks by the
+    unnormalised log posterior (HPD ranks need densities only up to a constant per x)."""
+    task = get_task("normal_mean")
+    posterior = get_method(method, num_chains=20, warmup=30).fit(task, 1000, seed)
+    g = torch.Generator().manual_seed(100 + seed)
+    theta = task.sample_prior(datasets, g)
+    x = task.simulate(theta, g)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        samples = posterior.sample(draws, x).transpose(0, 1)  # (N, L, D)
+
+    def log_prob(values):
+        return torch.stack(
+            [posterior.unnormalized_log_prob(v, row) for v, row in zip(values, x, strict=True)]
+        )
+
+    return expected_coverage(theta, samples, log_prob)
+
+
+@pytest.mark.slow
+def test_bnre_is_more_conservative_than_nre():
+    """Balancing pushes the posterior wider: over the levels 0.05..0.95, BNRE's coverage minus
+    the level is larger than NRE's on average, and BNRE is never clearly overconfident (its
+    coverage stays above level - 0.06; the curve's pointwise sd at 300 datasets is <= 0.03)."""
+    levels = np.arange(5, 96) / 100
+    nre = coverage_curve("nre")
+    bnre = coverage_curve("bnre")
+    gap_nre = np.interp(levels, nre.levels, nre.coverage) - levels
+    gap_bnre = np.interp(levels, bnre.levels, bnre.coverage) - levels
+    assert gap_bnre.mean() > gap_nre.mean()
+    assert gap_bnre.min() > -0.06
+
+
+def test_the_contrastive_loss_is_lowest_for_the_true_ratio():
+    """NRE-C's loss of a classifier that outputs the exact log-ratio is below that of a constant
+    classifier (which carries no information about the pairing)."""
+    task = get_task("normal_mean")
+    method = get_method("nre_c")
+    g = torch.Generator().manual_seed(0)
+    theta = task.sample_prior(2000, g)
+    x = task.simulate(theta, g)
+
+    def exact(u, x_):
+        return (task.log_likelihood(u.double(), x_.double()) - _log_evidence(task, x_)).float()
+
+    def constant(u, x_):
+        return torch.zeros(len(u))
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        informed = method.loss(exact, theta.float(), x.float())
+        torch.manual_seed(0)
+        blind = method.loss(constant, theta.float(), x.float())
+    assert informed < blind - 0.1
+
+
+def _log_evidence(task, x):
+    """log p(x) of normal_mean: x ~ N(0, I + 9 * 11^T)."""
+    cov = torch.eye(10, dtype=torch.float64) + 9.0
+    return torch.distributions.MultivariateNormal(
+        torch.zeros(10, dtype=torch.float64), cov
+    ).log_prob(x.double())
