@@ -20,10 +20,14 @@ def _c2st(task, k, samples):
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 @pytest.mark.parametrize("task_name", ["normal_mean", "poisson_gamma"])
 def test_npe_accuracy_on_iid_tasks_at_1000_simulations(task_name, estimator):
-    """The data of these tasks are i.i.d. draws, so NPE embeds them with a DeepSet."""
+    """The data of these tasks are i.i.d. draws, so NPE embeds them with a DeepSet. One fit
+    serves every observation; the bar is on the mean over observations 1-3 (as sbibm reports
+    means over observations): a single observation's C2ST varies by a few hundredths with the
+    fit's seed."""
     task = get_task(task_name)
     posterior = get_method("npe", estimator=estimator, embedding="deepset").fit(task, 1000, 0)
-    assert _c2st(task, 1, posterior.sample(2000, task.observation(1), seed=0)) <= 0.60
+    scores = [_c2st(task, k, posterior.sample(2000, task.observation(k), seed=0)) for k in (1, 2, 3)]
+    assert sum(scores) / 3 <= 0.60
 
 
 @pytest.mark.slow
