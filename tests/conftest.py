@@ -50,3 +50,9 @@ def tiny_run(tmp_path_factory):
     (folder / "tiny.toml").write_text(TINY_SUITE)
     run_suite(load_suite(folder / "tiny.toml"), folder / "run", progress=False)
     return folder / "run"
+
+
+@pytest.fixture
+def tiny_suite():
+    """The text of a small real suite: 2 tasks, 3 methods, 2 observations."""
+    return TINY_SUITE

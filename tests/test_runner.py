@@ -16,27 +16,6 @@ from sbibench.results import RecordError, completed_keys, load_results, read_rec
 from sbibench.runner import run_suite
 from sbibench.suite import SuiteError, load_suite
 
-SUITE = """\
-name = "tiny"
-description = "a test grid"
-tasks = ["normal_mean", "poisson_gamma"]
-budgets = [200]
-seeds = [0]
-observations = [1, 2]
-num_posterior_samples = 500
-metrics = ["c2st", "mmd", "wasserstein", "moments", "nll"]
-
-[sbc]
-num_datasets = 40
-num_posterior_samples = 20
-
-[methods.exact]
-[methods.rej_abc]
-num_accepted = 20
-[methods.npe]
-max_epochs = 3
-"""
-
 # Columns that are a pure function of the configuration and seeds (not of time or place).
 RESULT_COLUMNS = [
     "task", "method", "budget", "seed", "observation", "status", "num_simulations_used",
@@ -45,7 +24,7 @@ RESULT_COLUMNS = [
 ]  # fmt: skip
 
 
-def _suite(tmp_path, text=SUITE, name="tiny.toml"):
+def _suite(tmp_path, text, name="tiny.toml"):
     path = tmp_path / name
     path.write_text(text)
     return load_suite(path)
@@ -56,8 +35,8 @@ def _results(folder):
     return table[RESULT_COLUMNS]
 
 
-def test_serial_run_writes_one_record_per_observation_and_resumes(tmp_path):
-    suite = _suite(tmp_path)
+def test_serial_run_writes_one_record_per_observation_and_resumes(tmp_path, tiny_suite):
+    suite = _suite(tmp_path, tiny_suite)
     out = tmp_path / "run"
     # exact and npe: one fit per task; rej_abc: one run per observation.
     assert len(suite.jobs()) == 2 * (1 + 1 + 2)
@@ -79,9 +58,9 @@ def test_serial_run_writes_one_record_per_observation_and_resumes(tmp_path):
     assert stamps == {p: p.stat().st_mtime_ns for p in (out / "records").iterdir()}
 
 
-def test_processes_and_dask_give_the_serial_numbers(tmp_path):
+def test_processes_and_dask_give_the_serial_numbers(tmp_path, tiny_suite):
     pytest.importorskip("dask.distributed")
-    suite = _suite(tmp_path)
+    suite = _suite(tmp_path, tiny_suite)
     run_suite(suite, tmp_path / "serial", progress=False)
     run_suite(suite, tmp_path / "processes", executor="processes", workers=2, progress=False)
     run_suite(suite, tmp_path / "dask", executor="dask", workers=2, progress=False)
@@ -95,11 +74,11 @@ def test_processes_and_dask_give_the_serial_numbers(tmp_path):
 
 
 @pytest.mark.slow
-def test_slurm_executor_through_submitit_gives_the_serial_numbers(tmp_path):
+def test_slurm_executor_through_submitit_gives_the_serial_numbers(tmp_path, tiny_suite):
     """Without a SLURM cluster, submitit's AutoExecutor runs the same job array as local
     processes: the submission, polling and result path are the real ones."""
     pytest.importorskip("submitit")
-    suite = _suite(tmp_path)
+    suite = _suite(tmp_path, tiny_suite)
     run_suite(suite, tmp_path / "serial", progress=False)
     run_suite(suite, tmp_path / "slurm", executor="slurm", workers=2, progress=False)
     pandas.testing.assert_frame_equal(
@@ -107,9 +86,9 @@ def test_slurm_executor_through_submitit_gives_the_serial_numbers(tmp_path):
     )
 
 
-def test_a_killed_run_resumes_with_every_record_once_and_intact(tmp_path):
+def test_a_killed_run_resumes_with_every_record_once_and_intact(tmp_path, tiny_suite):
     suite_path = tmp_path / "tiny.toml"
-    suite_path.write_text(SUITE)
+    suite_path.write_text(tiny_suite)
     out = tmp_path / "run"
     command = [
         sys.executable,
@@ -144,7 +123,7 @@ def test_a_killed_run_resumes_with_every_record_once_and_intact(tmp_path):
     )
 
 
-def test_a_failing_method_fails_its_runs_and_the_grid_goes_on(tmp_path, monkeypatch):
+def test_a_failing_method_fails_its_runs_and_the_grid_goes_on(tmp_path, monkeypatch, tiny_suite):
     module = tmp_path / "broken_methods.py"
     module.write_text(
         textwrap.dedent("""
@@ -153,7 +132,9 @@ def test_a_failing_method_fails_its_runs_and_the_grid_goes_on(tmp_path, monkeypa
     """)
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    text = SUITE + '[methods.broken]\nmethod = "external"\nfunction = "broken_methods:explode"\n'
+    text = (
+        tiny_suite + '[methods.broken]\nmethod = "external"\nfunction = "broken_methods:explode"\n'
+    )
     suite = _suite(tmp_path, text)
     summary = run_suite(suite, tmp_path / "run", progress=False)
     table = load_results(tmp_path / "run")
@@ -163,12 +144,12 @@ def test_a_failing_method_fails_its_runs_and_the_grid_goes_on(tmp_path, monkeypa
     assert (table[table["method"] != "broken"]["status"] == "ok").all()
 
 
-def test_cli_run_exits_non_zero_after_finishing_when_a_run_failed(tmp_path):
+def test_cli_run_exits_non_zero_after_finishing_when_a_run_failed(tmp_path, tiny_suite):
     module = tmp_path / "broken_cli.py"
     module.write_text(
         "def explode(task, observation, num_simulations, seed):\n    raise ValueError('no')\n"
     )
-    text = SUITE.replace('tasks = ["normal_mean", "poisson_gamma"]', 'tasks = ["normal_mean"]')
+    text = tiny_suite.replace('tasks = ["normal_mean", "poisson_gamma"]', 'tasks = ["normal_mean"]')
     text += '[methods.broken]\nmethod = "external"\nfunction = "broken_cli:explode"\n'
     (tmp_path / "s.toml").write_text(text)
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
@@ -198,9 +179,9 @@ def test_cli_run_exits_non_zero_after_finishing_when_a_run_failed(tmp_path):
         (lambda s: s.replace('metrics = ["c2st",', 'metrics = ["c2sst",'), "field 'metrics'"),
     ],
 )
-def test_bad_suites_fail_before_any_work(tmp_path, edit, message):
+def test_bad_suites_fail_before_any_work(tmp_path, edit, message, tiny_suite):
     path = tmp_path / "bad.toml"
-    path.write_text(edit(SUITE))
+    path.write_text(edit(tiny_suite))
     with pytest.raises(SuiteError, match=message) as error:
         load_suite(path)
     assert str(path) in str(error.value)
@@ -216,18 +197,19 @@ def test_shipped_suites_load():
         assert load_suite(name).jobs()
 
 
-def test_a_folder_of_another_suite_is_refused(tmp_path):
-    run_suite(_suite(tmp_path), tmp_path / "run", progress=False)
-    other = _suite(tmp_path, SUITE.replace("budgets = [200]", "budgets = [300]"), "other.toml")
+def test_a_folder_of_another_suite_is_refused(tmp_path, tiny_suite, tiny_run):
+    other = _suite(tmp_path, tiny_suite.replace("budgets = [200]", "budgets = [300]"), "other.toml")
+    before = sorted(p.name for p in (tiny_run / "records").iterdir())
     with pytest.raises(RecordError, match="holds records of another suite"):
-        run_suite(other, tmp_path / "run", progress=False)
+        run_suite(other, tiny_run, progress=False)
+    assert sorted(p.name for p in (tiny_run / "records").iterdir()) == before
 
 
-def test_a_dask_scheduler_that_does_not_answer_is_a_clear_error(tmp_path):
+def test_a_dask_scheduler_that_does_not_answer_is_a_clear_error(tmp_path, tiny_suite):
     pytest.importorskip("dask.distributed")
     with pytest.raises(ConnectionError, match="scheduler at tcp://127.0.0.1:9 does not answer"):
         run_suite(
-            _suite(tmp_path),
+            _suite(tmp_path, tiny_suite),
             tmp_path / "run",
             executor="dask",
             scheduler="tcp://127.0.0.1:9",
@@ -236,9 +218,8 @@ def test_a_dask_scheduler_that_does_not_answer_is_a_clear_error(tmp_path):
     assert not completed_keys(tmp_path / "run")
 
 
-def test_records_are_whole_json_files_with_provenance(tmp_path):
-    run_suite(_suite(tmp_path), tmp_path / "run", progress=False)
-    for path in (tmp_path / "run" / "records").glob("*.json"):
+def test_records_are_whole_json_files_with_provenance(tiny_run):
+    for path in (tiny_run / "records").glob("*.json"):
         content = json.loads(path.read_text())
         for record in content["records"]:
             assert record["suite"] == "tiny" and record["sbibench_version"]
