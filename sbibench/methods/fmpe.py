@@ -74,7 +74,7 @@ def validation_noise(net: nn.Module) -> torch.Generator | None:
     """None in training (torch's forked global RNG); in evaluation, a generator seeded with 0
     on every call, so the validation loss of every epoch uses the same noise (common random
     numbers, 16 draws per row) and early stopping compares epochs rather than noise draws."""
-    return None if net.training else torch.Generator().manual_seed(0)
+    return None if getattr(net, "training", True) else torch.Generator().manual_seed(0)
 
 
 def context_embedding(embedding: str | None, task: Task) -> tuple[nn.Module | None, int]:

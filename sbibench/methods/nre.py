@@ -44,6 +44,7 @@ from sbibench.methods.base import (
     seeded,
     unconstrained,
 )
+from sbibench.methods.fmpe import validation_noise
 from sbibench.methods.mcmc_posterior import MCMCPosterior, MCMCSettings, Potential
 from sbibench.methods.npe import fit_settings
 from sbibench.methods.snpe import round_sizes
@@ -63,10 +64,12 @@ def ratio_potential(classifier: Classifier) -> Potential:
     return potential
 
 
-def _others(batch: int, count: int) -> Tensor:
-    """(B, count) indices of other rows of the batch, distinct per row (global RNG)."""
+def _others(batch: int, count: int, classifier: nn.Module) -> Tensor:
+    """(B, count) indices of other rows of the batch, distinct per row: from the global RNG in
+    training, from a fixed generator in validation (the same pairs every epoch)."""
     weights = torch.ones(batch, batch) - torch.eye(batch)
-    return torch.multinomial(weights, count, replacement=False)
+    generator = validation_noise(classifier)
+    return torch.multinomial(weights, count, replacement=False, generator=generator)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +111,7 @@ class NRE(MCMCSettings):
     def loss(self, classifier: Classifier, u: Tensor, x: Tensor) -> Tensor:
         """The AALR loss of a minibatch u (B, D), x (B, M); a scalar."""
         joint = classifier(u, x)
-        marginal = classifier(u[_others(len(u), 1)[:, 0]], x)
+        marginal = classifier(u[_others(len(u), 1, classifier)[:, 0]], x)
         return -0.5 * (logsigmoid(joint).mean() + logsigmoid(-marginal).mean())
 
     def _train(self, classifier: Classifier, u: Tensor, x: Tensor, seed: int) -> None:
@@ -142,7 +145,7 @@ class BNRE(NRE):
 
     def loss(self, classifier: Classifier, u: Tensor, x: Tensor) -> Tensor:
         joint = classifier(u, x)
-        marginal = classifier(u[_others(len(u), 1)[:, 0]], x)
+        marginal = classifier(u[_others(len(u), 1, classifier)[:, 0]], x)
         bce = -0.5 * (logsigmoid(joint).mean() + logsigmoid(-marginal).mean())
         balance = torch.sigmoid(joint).mean() + torch.sigmoid(marginal).mean() - 1
         return bce + self.regularization * balance.square()
@@ -158,7 +161,7 @@ class NRE_C(NRE):  # noqa: N801 - the method's published name
 
     def loss(self, classifier: Classifier, u: Tensor, x: Tensor) -> Tensor:
         batch, k = len(u), min(self.num_classes, len(u) - 1)
-        others = _others(batch, k)
+        others = _others(batch, k, classifier)
         joint_index = torch.cat([torch.arange(batch).unsqueeze(1), others[:, : k - 1]], dim=1)
 
         def logits(index: Tensor) -> Tensor:  # (B, k): d(u_index, x_i)
