@@ -105,12 +105,15 @@ def _calibrate(task: Task, posterior: Any, job: Job) -> tuple[dict, dict]:
     ranks = m.sbc_ranks(theta, samples)
     chi2 = m.chi2_uniformity(ranks, job.sbc_samples)
     ecdf = m.ecdf_uniformity(ranks, job.sbc_samples)
-    if callable(getattr(posterior, "log_prob", None)):
+    # HPD regions need the density only up to a constant per dataset: an unnormalised one
+    # (NLE, NRE: likelihood or ratio times prior) ranks the samples just as well.
+    density = getattr(posterior, "log_prob", None) or getattr(
+        posterior, "unnormalized_log_prob", None
+    )
+    if callable(density):
 
         def log_prob(values: torch.Tensor) -> torch.Tensor:
-            return torch.stack(
-                [posterior.log_prob(v, row) for v, row in zip(values, x, strict=True)]
-            )
+            return torch.stack([density(v, row) for v, row in zip(values, x, strict=True)])
 
         curve = m.expected_coverage(theta, samples, log_prob)
     else:
@@ -187,7 +190,9 @@ def execute(job: Job, threads: int = 1) -> tuple[list[dict], dict]:
     kept: dict = {}
     if job.amortized and job.sbc_datasets > 0 and all(r["status"] == "ok" for r in records):
         try:
+            start = time.perf_counter()
             summary, kept = _calibrate(task, next(iter(posteriors.values())), job)
+            summary["time_calibrate"] = time.perf_counter() - start
             for record in records:
                 record.update(summary)
         except Exception as error:  # calibration failing marks the records, keeps the scores

@@ -26,7 +26,9 @@ def test_npe_accuracy_on_iid_tasks_at_1000_simulations(task_name, estimator):
     fit's seed."""
     task = get_task(task_name)
     posterior = get_method("npe", estimator=estimator, embedding="deepset").fit(task, 1000, 0)
-    scores = [_c2st(task, k, posterior.sample(2000, task.observation(k), seed=0)) for k in (1, 2, 3)]
+    scores = [
+        _c2st(task, k, posterior.sample(2000, task.observation(k), seed=0)) for k in (1, 2, 3)
+    ]
     assert sum(scores) / 3 <= 0.60
 
 

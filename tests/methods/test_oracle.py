@@ -14,7 +14,9 @@ def test_exact_oracle_samples_and_densities_are_the_tasks():
     mean, cov = task.reference_moments(4)
     # 20,000 exact draws: sample means within 4 standard errors (sd / 141).
     assert ((samples.mean(0) - mean).abs() < 4 * cov.diagonal().sqrt() / 141).all()
-    assert torch.allclose(posterior.log_prob(samples[:10], x), task.posterior(x).log_prob(samples[:10]))
+    assert torch.allclose(
+        posterior.log_prob(samples[:10], x), task.posterior(x).log_prob(samples[:10])
+    )
     assert posterior.num_simulations_used == 0
     both = posterior.sample(50, torch.stack([task.observation(3), x]), seed=1)
     assert torch.equal(both[:, 1], posterior.sample(50, x, seed=1))
