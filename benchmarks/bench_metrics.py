@@ -78,3 +78,54 @@ class MMD:
         return abs(mmd(self.x, self.y, bandwidth=self.bandwidth).value - self.truth)
 
     track_abs_error.unit = "mmd2"
+
+
+class ScoreObservation:
+    """Every sample-based score of one observation with its noise floors and moment errors,
+    10,000 method samples against the 10,000 reference samples, as a worker process does it
+    (``evaluate._score``), on one torch thread. Earlier versions recomputed the floors in
+    every worker: their cache is cleared before each call so both versions are timed alike."""
+
+    params = (["normal_mean_variance", "linear_gaussian"],)
+    param_names = ["task"]
+    number = 1
+    repeat = 3
+    timeout = 600
+
+    def setup(self, task: str) -> None:
+        import tempfile
+        from pathlib import Path
+
+        from sbibench import get_task
+        from sbibench.suite import load_suite
+
+        torch.set_num_threads(1)
+        folder = Path(tempfile.mkdtemp())
+        (folder / "score.toml").write_text(
+            f'name = "score"\ndescription = "one observation"\ntasks = ["{task}"]\n'
+            "budgets = [1000]\nseeds = [0]\nobservations = [1]\nnum_posterior_samples = 10000\n"
+            'metrics = ["c2st", "mmd", "wasserstein", "moments"]\n'
+            "[sbc]\nnum_datasets = 0\nnum_posterior_samples = 1\n[methods.exact]\n"
+        )
+        self.job = load_suite(folder / "score.toml").jobs()[0]
+        self.task = get_task(task)
+        posterior = self.task.posterior(self.task.observation(1))
+        self.posterior = _FixedSamples(posterior.sample((10_000,)))
+
+    def time_score_observation(self, task: str) -> None:
+        from sbibench import evaluate
+
+        floors = getattr(evaluate, "_floors", None)
+        if floors is not None:
+            floors.cache_clear()
+        evaluate._score(self.task, 1, self.posterior, self.job)
+
+
+class _FixedSamples:
+    """A posterior that returns the same samples whatever it is asked."""
+
+    def __init__(self, samples: torch.Tensor) -> None:
+        self.samples = samples
+
+    def sample(self, n: int, x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
+        return self.samples[:n]

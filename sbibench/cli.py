@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-
-EXECUTORS = ("serial", "processes", "dask", "slurm")
 
 __all__ = ["main"]
 
@@ -48,7 +45,7 @@ def _verify(args: argparse.Namespace) -> int:
 
     failed = 0
     for task in _selected(args):
-        problems = verify_reference(task)
+        problems = verify_reference(task, floors=not args.skip_floors)
         print(f"{task.name}: {'ok' if not problems else 'FAILED'}")
         for problem in problems:
             print(f"  {problem}")
@@ -64,10 +61,9 @@ def _run(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite)
     out = args.out or f"results/{suite.name}"
-    workers = args.workers or (1 if args.executor == "serial" else (os.cpu_count() or 1))
     summary = run_suite(
-        suite, out, executor=args.executor, workers=workers, scheduler=args.scheduler,
-        progress=not args.no_progress,
+        suite, out, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
+        progress=not args.no_progress, threads=args.threads,
     )  # fmt: skip
     print(
         f"{summary.jobs} runs: {summary.skipped} already done, {summary.finished} finished, "
@@ -95,8 +91,20 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if verdict.regressions else 0
 
 
+def _at_least_one(text: str) -> int:
+    """argparse type of --workers and --threads: a whole number >= 1 (argparse names the option)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"need a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"need a whole number >= 1, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     from sbibench import __version__
+    from sbibench.cpus import EXECUTORS
 
     parser = argparse.ArgumentParser(
         prog="sbibench",
@@ -117,11 +125,24 @@ def _parser() -> argparse.ArgumentParser:
         action = actions.add_parser(name, help=text)
         action.add_argument("--task", action="append", help="only this task (repeatable)")
         action.set_defaults(handler=handler)
+        if name == "verify":
+            action.add_argument(
+                "--skip-floors", action="store_true",
+                help="do not regenerate the noise floors (seconds per observation); "
+                "their checksums are still checked",
+            )  # fmt: skip
     run = commands.add_parser("run", help="run a suite's grid: quick, standard, full or a file")
     run.add_argument("suite", help="a shipped suite's name or a suite TOML file")
     run.add_argument("--out", help="run folder (default results/<suite>); re-running resumes")
     run.add_argument("--executor", default="serial", choices=EXECUTORS)
-    run.add_argument("--workers", type=int, help="parallel workers (default: cores; 1 serial)")
+    run.add_argument(
+        "--workers", type=_at_least_one,
+        help="parallel workers (default: the CPUs this process may use // --threads; 1 serial)",
+    )  # fmt: skip
+    run.add_argument(
+        "--threads", type=_at_least_one, default=1,
+        help="torch threads per worker, part of each run's key (default 1: the fastest)",
+    )  # fmt: skip
     run.add_argument("--scheduler", help="address of a running Dask scheduler, tcp://host:port")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=_run)

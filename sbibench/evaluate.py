@@ -3,7 +3,6 @@ posterior (each score beside its noise floor), and calibrate amortized methods w
 
 from __future__ import annotations
 
-import functools
 import time
 import traceback
 from typing import Any
@@ -12,7 +11,8 @@ import numpy as np
 import torch
 
 from sbibench.methods import get_method
-from sbibench.models.common import sample
+from sbibench.references import noise_floors
+from sbibench.scoring import FLOOR_SCORES, mmd_bandwidth, sample_scores
 from sbibench.suite import Job
 from sbibench.task import Task, get_task
 
@@ -27,46 +27,6 @@ def _seed_for(*parts: Any) -> int:
     return int.from_bytes(digest[:7], "little")
 
 
-def _exact_draws(task: Task, k: int, n: int, seed: int) -> torch.Tensor:
-    """n exact posterior draws for observation k, independent of the reference samples."""
-    generator = torch.Generator().manual_seed(seed)
-    return sample(task.posterior(task.observation(k)), n, generator)
-
-
-@functools.lru_cache(maxsize=256)
-def _floors(task_name: str, k: int, n: int, metrics: tuple[str, ...]) -> dict[str, float]:
-    """The scores of the exact posterior itself at this sample size: the noise floor.
-
-    The same estimators, with the same options, between the reference samples and as many
-    fresh exact draws as a method contributes. Cached: it is the same for every method.
-    """
-    task = get_task(task_name)
-    exact = _exact_draws(task, k, n, _seed_for("floor", task_name, k, n))
-    scores = _sample_scores(task.reference_samples(k)[:n], exact, metrics, seed=0)
-    return {
-        f"{name}_floor": scores[name] for name in ("c2st", "mmd", "wasserstein") if name in scores
-    }
-
-
-def _sample_scores(
-    reference: torch.Tensor, samples: torch.Tensor, metrics: tuple[str, ...], seed: int
-) -> dict:
-    from sbibench import metrics as m
-
-    scores: dict[str, Any] = {}
-    if "c2st" in metrics:
-        result = m.c2st(reference, samples, seed=seed, null="binomial")
-        scores["c2st"] = result.value
-        scores["c2st_null_sd"] = result.details["null_std"]
-    if "mmd" in metrics:
-        scores["mmd"] = m.mmd(reference, samples, seed=seed).value
-    if "wasserstein" in metrics:
-        result = m.wasserstein(reference, samples, seed=seed)
-        scores["wasserstein"] = result.value
-        scores["wasserstein_method"] = result.method
-    return scores
-
-
 def _score(task: Task, k: int, posterior: Any, job: Job) -> dict[str, Any]:
     """Every configured metric for observation k, with noise floors."""
     from sbibench import metrics as m
@@ -74,9 +34,11 @@ def _score(task: Task, k: int, posterior: Any, job: Job) -> dict[str, Any]:
     x = task.observation(k)
     n = job.num_posterior_samples
     samples = posterior.sample(n, x, seed=_seed_for("sample", job.key, k))
+    reference = task.reference_samples(k)
+    floors = noise_floors(task, k, n)  # stored with the references; not scoring time
     start = time.perf_counter()
-    scores = _sample_scores(task.reference_samples(k)[:n], samples, job.metrics, seed=0)
-    scores.update(_floors(task.name, k, n, job.metrics))
+    scores = sample_scores(reference[:n], samples, job.metrics, mmd_bandwidth(reference))
+    scores.update({f"{name}_floor": floors[name] for name in FLOOR_SCORES if name in scores})
     if "moments" in job.metrics:
         mean, covariance = task.reference_moments(k)
         scores["mean_error"] = m.mean_error(samples, mean, covariance).value
@@ -138,7 +100,7 @@ def _error_text(error: BaseException) -> str:
     return "".join(lines).strip()[-2000:]
 
 
-def execute(job: Job, threads: int = 1) -> tuple[list[dict], dict]:
+def execute(job: Job) -> tuple[list[dict], dict]:
     """Run a job; returns its records (one per observation) and SBC ranks to keep.
 
     Times per record: ``time_simulate`` and ``time_train`` are the fit's (shared by the
@@ -146,13 +108,15 @@ def execute(job: Job, threads: int = 1) -> tuple[list[dict], dict]:
     ``time_score`` the metrics' time.
 
     A failing method or simulator does not raise: its records say ``status = "failed"`` with
-    the error text, so the grid goes on. ``threads`` sets torch's threads in this process.
+    the error text, so the grid goes on. Sets torch's threads in this process to
+    ``job.threads``, whichever executor runs it: results depend on the thread count.
     """
-    torch.set_num_threads(threads)
+    torch.set_num_threads(job.threads)
     base = {
         "task": job.task, "method": job.method, "method_name": job.method_name,
         "config_hash": job.config_hash, "config": _json(job.config), "budget": job.budget,
         "seed": job.seed, "num_posterior_samples": job.num_posterior_samples, "key": job.key,
+        "threads": job.threads,
     }  # fmt: skip
     try:
         task = get_task(job.task)

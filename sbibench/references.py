@@ -5,13 +5,18 @@ A task's folder ``reference_posteriors/<task>/`` holds
 - ``observations.csv``: columns ``observation, x_1..x_M``, one row per observation k = 1..K;
 - ``true_parameters.csv``: columns ``observation`` and the parameter names;
 - ``samples.npz``: arrays ``observation_<k>`` of shape (10000, D), float64, exact posterior draws;
+- ``noise_floors.json``: for every observation and each size in ``FLOOR_SIZES``, the scores
+  of ``FLOOR_SCORES`` between the first n reference samples and n fresh exact draws (what a
+  perfect method scores at that sample size), under the options ``SCORE_OPTIONS`` it records;
 - ``MANIFEST.json``: the card's sha256, versions, the seed, the sha256 of every file above, and
   the exact posterior mean and covariance of every observation.
 
 Generation is a pure function of the card: one ``torch.Generator`` seeded with the card's
 ``seed`` draws the K true parameters from the prior, then simulates the K observations, then
 draws the posterior samples of observation 1, 2, ..., K in turn. Files are written
-byte-for-byte reproducibly (fixed zip timestamps, shortest round-trip float text).
+byte-for-byte reproducibly (fixed zip timestamps, shortest round-trip float text). The exact
+draws behind a noise floor come from their own generator, seeded by (card seed, observation,
+size), so they are independent of the reference samples.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import functools
 import hashlib
 import io
 import json
+import math
 import os
 import zipfile
 from dataclasses import dataclass
@@ -34,6 +40,7 @@ from sbibench.models.common import sample
 from sbibench.task import Task
 
 __all__ = [
+    "FLOOR_SIZES",
     "NUM_SAMPLES",
     "Reference",
     "ReferenceError",
@@ -41,12 +48,14 @@ __all__ = [
     "exact_moments",
     "generate_reference",
     "load_reference",
+    "noise_floors",
     "reference_dir",
     "verify_reference",
 ]
 
 NUM_SAMPLES = 10_000
-FILES = ("observations.csv", "true_parameters.csv", "samples.npz")
+FLOOR_SIZES = (2000, 10_000)  # the scoring sample sizes of the shipped suites
+FILES = ("observations.csv", "true_parameters.csv", "samples.npz", "noise_floors.json")
 
 
 class ReferenceError(ValueError):
@@ -63,6 +72,7 @@ class Reference:
     means: Tensor  # (K, D) exact posterior means
     covariances: Tensor  # (K, D, D) exact posterior covariances
     manifest: dict
+    floors: dict  # the content of noise_floors.json (empty while generating without floors)
 
 
 def reference_dir(task: Task) -> Path:
@@ -78,8 +88,11 @@ def exact_moments(posterior: Distribution) -> tuple[Tensor, Tensor]:
     return posterior.mean, covariance
 
 
-def generate_reference(task: Task, num_samples: int = NUM_SAMPLES) -> Reference:
-    """Draw a task's observations and exact posterior samples from its card's seed."""
+def generate_reference(
+    task: Task, num_samples: int = NUM_SAMPLES, floors: bool = True
+) -> Reference:
+    """Draw a task's observations and exact posterior samples from its card's seed, and
+    compute the noise floors at ``FLOOR_SIZES`` (a few seconds per observation) if asked."""
     generator = torch.Generator().manual_seed(task.seed)
     theta = task.sample_prior(task.num_observations, generator)
     x = task.simulate(theta, generator)
@@ -88,7 +101,67 @@ def generate_reference(task: Task, num_samples: int = NUM_SAMPLES) -> Reference:
         [sample(task.posterior(x[k]), num_samples, generator) for k in range(len(x))]
     )
     means, covariances = exact_moments(posterior)
-    return Reference(x, theta, samples, means, covariances, manifest={})
+    table = {}
+    if floors:
+        from sbibench.scoring import SCORE_OPTIONS
+
+        rows = [
+            _floor_row(task, x[k - 1], samples[k - 1], k, n)
+            for k in range(1, len(x) + 1)
+            for n in FLOOR_SIZES
+            if n <= num_samples
+        ]
+        table = {"options": SCORE_OPTIONS, "floors": rows}
+    return Reference(x, theta, samples, means, covariances, manifest={}, floors=table)
+
+
+def _floor_row(task: Task, x: Tensor, reference: Tensor, k: int, n: int) -> dict:
+    """The floor scores of observation k at sample size n: reference[:n] vs n exact draws."""
+    from sbibench.scoring import FLOOR_SCORES, mmd_bandwidth, sample_scores
+
+    digest = hashlib.sha256(f"noise-floor:{task.seed}:{k}:{n}".encode()).digest()
+    generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+    exact = sample(task.posterior(x), n, generator)
+    scores = sample_scores(reference[:n], exact, FLOOR_SCORES, mmd_bandwidth(reference))
+    return {"observation": k, "num_samples": n, **{name: scores[name] for name in FLOOR_SCORES}}
+
+
+_COMPUTED_FLOORS: dict[tuple, dict] = {}  # floors at sizes not stored, for this process
+
+
+def _computed_floor(task: Task, folder: Path, k: int, n: int) -> dict:
+    key = (folder, task.card_sha256, k, n)
+    if key not in _COMPUTED_FLOORS:
+        reference = load_reference(task, folder)
+        row = _floor_row(task, reference.observations[k - 1], reference.samples[k - 1], k, n)
+        _COMPUTED_FLOORS[key] = row
+    return _COMPUTED_FLOORS[key]
+
+
+def noise_floors(task: Task, k: int, n: int, folder: Path | None = None) -> dict[str, float]:
+    """The noise floors of observation k at sample size n: stored, or computed now (and kept
+    for this process) for a size that ``noise_floors.json`` does not hold.
+
+    Returns:
+        ``{score: floor}`` for every score in `sbibench.scoring.FLOOR_SCORES`.
+
+    Raises:
+        ReferenceError: the stored floors were computed under other score options.
+    """
+    from sbibench.scoring import FLOOR_SCORES, SCORE_OPTIONS
+
+    folder = Path(folder) if folder is not None else reference_dir(task)
+    table = load_reference(task, folder).floors
+    if table["options"] != SCORE_OPTIONS:
+        raise ReferenceError(
+            f"{folder / 'noise_floors.json'}: computed under other score options "
+            f"({table['options']}); run `sbibench reference build --task {task.name}`"
+        )
+    for row in table["floors"]:
+        if row["observation"] == k and row["num_samples"] == n:
+            return {name: row[name] for name in FLOOR_SCORES}
+    row = _computed_floor(task, folder, k, n)
+    return {name: row[name] for name in FLOOR_SCORES}
 
 
 def _sha256(path: Path) -> str:
@@ -120,6 +193,7 @@ def _file_contents(task: Task, reference: Reference) -> dict[str, bytes]:
             "observation", task.parameter_names, reference.true_parameters
         ),
         "samples.npz": _npz_bytes(reference.samples),
+        "noise_floors.json": (json.dumps(reference.floors, indent=1) + "\n").encode(),
     }
 
 
@@ -170,6 +244,7 @@ def build_reference(task: Task, folder: Path | None = None) -> Path:
     manifest = json.dumps(_manifest(task, reference, contents), indent=1) + "\n"
     _write_atomic(folder / "MANIFEST.json", manifest.encode())
     _load.cache_clear()
+    _COMPUTED_FLOORS.clear()
     return folder
 
 
@@ -231,7 +306,22 @@ def _load(folder: Path, names: tuple[str, ...], data_dim: int, rows: int) -> Ref
     posterior = manifest["posterior"]
     means = torch.tensor([entry["mean"] for entry in posterior], dtype=torch.float64)
     covariances = torch.tensor([entry["covariance"] for entry in posterior], dtype=torch.float64)
-    return Reference(observations, true_parameters, samples, means, covariances, manifest)
+    floors = _read_floors(folder / "noise_floors.json")
+    return Reference(observations, true_parameters, samples, means, covariances, manifest, floors)
+
+
+def _read_floors(path: Path) -> dict:
+    try:
+        table = json.loads(path.read_text())
+        rows = table["floors"]
+        options = table["options"]
+        for row in rows:
+            int(row["observation"]), int(row["num_samples"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ReferenceError(f"{path}: not a valid noise-floor table: {error!r}") from None
+    if not isinstance(options, dict):
+        raise ReferenceError(f"{path}: 'options' must be a table of score options")
+    return table
 
 
 def load_reference(task: Task, folder: Path | None = None) -> Reference:
@@ -244,29 +334,48 @@ def load_reference(task: Task, folder: Path | None = None) -> Reference:
     return _load(folder, task.parameter_names, task.dim_data, task.num_observations)
 
 
+# Regenerated on another CPU, float64 draws differ in their last bits (vectorised kernels
+# differ by instruction set; seen: 6e-10 relative on a value near zero after a matrix product),
+# so files are compared as numbers, to this fraction of each observation's largest value.
+# Damage and edits are caught exactly by the sha256 checks.
+RTOL = 1e-9
+
+
 def _differing_observations(path: Path, expected: bytes) -> str:
-    """Say which observations of a file differ from the regenerated bytes, where readable."""
+    """Which observations of a file differ from the regenerated content by more than `RTOL`
+    (as numbers); "" when none does, or why the file cannot be compared."""
     try:
         if path.suffix == ".csv":
-            found = path.read_text().splitlines()[1:]
-            wanted = expected.decode().splitlines()[1:]
+            found = [_row(line) for line in path.read_text().splitlines()[1:]]
+            wanted = [_row(line) for line in expected.decode().splitlines()[1:]]
         else:
             with np.load(path) as have, np.load(io.BytesIO(expected)) as want:
-                found = [have[key].tobytes() for key in want.files]
-                wanted = [want[key].tobytes() for key in want.files]
+                found = [have[key] for key in want.files]
+                wanted = [want[key] for key in want.files]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError):
         return " (unreadable)"
-    numbers = [k for k, (a, b) in enumerate(zip(found, wanted, strict=False), 1) if a != b]
     if len(found) != len(wanted):
         return f" ({len(found)} observations, expected {len(wanted)})"
+    numbers = [
+        k
+        for k, (a, b) in enumerate(zip(found, wanted, strict=True), 1)
+        if a.shape != b.shape or not np.all(np.abs(a - b) <= RTOL * np.abs(b).max(initial=0.0))
+    ]
     return f" (observations {', '.join(map(str, numbers))})" if numbers else ""
 
 
-def verify_reference(task: Task, folder: Path | None = None) -> list[str]:
+def _row(line: str) -> np.ndarray:
+    return np.array([float(v) for v in line.split(",")])
+
+
+def verify_reference(task: Task, folder: Path | None = None, floors: bool = True) -> list[str]:
     """Regenerate a task's reference from its card and compare with the files on disk.
 
     Returns a list of problems, each naming the file (empty when everything matches):
-    checksums, the card's hash, and every observation, parameter, sample and moment.
+    checksums, the card's hash, and every observation, parameter, sample, moment and (with
+    ``floors``, a few seconds per observation) noise floor. Floors are compared to 1e-6
+    relative (1e-7 absolute): MMD's float32 kernel sums may differ in their last digits
+    with the number of threads; C2ST and Wasserstein reproduce exactly.
     """
     folder = Path(folder) if folder is not None else reference_dir(task)
     try:
@@ -284,23 +393,65 @@ def verify_reference(task: Task, folder: Path | None = None) -> list[str]:
         problems.append(
             f"{folder / 'MANIFEST.json'}: built from another version of {task.card_path}"
         )
-    expected = generate_reference(task)
+    expected = generate_reference(task, floors=floors)
     for name, content in _file_contents(task, expected).items():
         path = folder / name
-        if path.is_file() and path.read_bytes() != content:
+        if name == "noise_floors.json":
+            if floors and path.is_file():
+                problems += _compare_floors(path, expected.floors)
+        elif path.is_file() and path.read_bytes() != content:
             which = _differing_observations(path, content)
-            problems.append(f"{path}: differs from what the card regenerates{which}")
+            if which:
+                problems.append(f"{path}: differs from what the card regenerates{which}")
     stored = manifest["posterior"]
     for k, (mean, covariance) in enumerate(
         zip(expected.means, expected.covariances, strict=True), 1
     ):
         entry = stored[k - 1] if k <= len(stored) else {}
         same = "mean" in entry and torch.allclose(
-            torch.tensor(entry["mean"], dtype=torch.float64), mean, rtol=1e-12, atol=0
+            torch.tensor(entry["mean"], dtype=torch.float64), mean, rtol=RTOL, atol=0
         )
         same = same and torch.allclose(
-            torch.tensor(entry["covariance"], dtype=torch.float64), covariance, rtol=1e-12, atol=0
+            torch.tensor(entry["covariance"], dtype=torch.float64), covariance, rtol=RTOL, atol=0
         )
         if not same:
             problems.append(f"{folder / 'MANIFEST.json'}: exact moments of observation {k} differ")
+    return problems
+
+
+def _same_floor(name: str, stored: float | None, regenerated: float, n: int) -> bool:
+    """Whether a stored floor matches its regeneration.
+
+    On the machine that built it every floor reproduces exactly. Elsewhere C2ST retrains a
+    float32 network whose rounding (and so its trajectory) depends on the CPU, so it is
+    held to 4 standard deviations of its own binomial noise, 0.5 / sqrt(2n) (0.014 at
+    n = 10,000); MMD (float32 kernel sums) and Wasserstein (float64 transport) to 1e-6
+    relative, 1e-7 absolute.
+    """
+    if stored is None:
+        return False
+    if name == "c2st":
+        return abs(stored - regenerated) <= 4 * 0.5 / math.sqrt(2 * n)
+    return math.isclose(stored, regenerated, rel_tol=1e-6, abs_tol=1e-7)
+
+
+def _compare_floors(path: Path, expected: dict) -> list[str]:
+    """Problems between stored noise floors and regenerated ones, naming each observation."""
+    try:
+        stored = _read_floors(path)
+    except ReferenceError as error:
+        return [str(error)]
+    if stored["options"] != expected["options"]:
+        return [f"{path}: computed under other score options than today's"]
+    found = {(r["observation"], r["num_samples"]): r for r in stored["floors"]}
+    problems = []
+    for row in expected["floors"]:
+        key = (row["observation"], row["num_samples"])
+        have = found.get(key, {})
+        bad = [name for name in row if not _same_floor(name, have.get(name), row[name], key[1])]
+        if bad:
+            problems.append(
+                f"{path}: observation {key[0]} at {key[1]} samples: {', '.join(bad)} "
+                "differ from what the card regenerates"
+            )
     return problems

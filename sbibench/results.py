@@ -42,7 +42,7 @@ COLUMNS = [
     "sbc_datasets", "sbc_chi2_p_min", "sbc_ecdf_p_min", "coverage_method", "coverage_max_deviation",
     "time_simulate", "time_train", "time_sample", "time_score", "time_calibrate",
     "sbibench_version", "torch_version", "python_version", "git_revision", "machine", "cores",
-    "timestamp", "key",
+    "threads", "timestamp", "key",
 ]  # fmt: skip
 
 

@@ -4,21 +4,23 @@ The grid runs in-process (``serial``), on a local process pool (``processes``), 
 cluster (``dask``: a new ``LocalCluster``, or an existing scheduler's address), or as SLURM
 jobs through submitit (``slurm``). Only this process writes the run folder: workers return
 records and the driver writes each job atomically as it completes, so remote workers need no
-shared disk and a killed run loses at most the jobs in flight. Workers set torch's threads so
-that workers x threads does not exceed the machine's cores.
+shared disk and a killed run loses at most the jobs in flight. Every executor gives each job
+``threads`` torch threads (default 1, part of the job's key); local workers default to the CPUs
+this process may use (affinity mask, cgroup quota) divided by ``threads``.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sbibench.cpus import EXECUTORS, available_cpus, default_workers
 from sbibench.evaluate import execute
 from sbibench.results import (
     RecordError,
@@ -31,8 +33,6 @@ from sbibench.results import (
 from sbibench.suite import Job, Suite
 
 __all__ = ["EXECUTORS", "RunSummary", "prepare_folder", "run_suite"]
-
-EXECUTORS = ("serial", "processes", "dask", "slurm")
 
 
 @dataclass
@@ -62,12 +62,36 @@ def prepare_folder(suite: Suite, out: Path) -> None:
         write_atomic(stored, suite.text.encode())
 
 
-def _threads(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+def _warn_oversubscribed(executor: str, workers: int, threads: int, remote: bool) -> None:
+    """One line on stderr when the local workers x threads exceed the CPUs we may use."""
+    if remote:  # a Dask scheduler's or SLURM's workers run elsewhere
+        return
+    workers = 1 if executor == "serial" else workers
+    cpus = available_cpus()
+    if workers * threads > cpus:
+        print(
+            f"sbibench: warning: {workers} worker(s) x {threads} thread(s) exceed the {cpus} "
+            "CPU(s) this process may use; jobs will run much slower (lower --workers or --threads)",
+            file=sys.stderr,
+        )
 
 
 @contextlib.contextmanager
-def _executor(kind: str, workers: int, scheduler: str | None, out: Path) -> Iterator[Any]:
+def _callers_threads_kept() -> Iterator[None]:
+    """Restore torch's thread count afterwards: serial jobs set it in this process."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def _executor(
+    kind: str, workers: int, threads: int, scheduler: str | None, out: Path
+) -> Iterator[Any]:
     """The executor of ``kind``; None for serial. Checked (and connected) before any work."""
     if kind == "serial":
         yield None
@@ -91,6 +115,7 @@ def _executor(kind: str, workers: int, scheduler: str | None, out: Path) -> Iter
                 ) from None
             cluster = None
         else:
+            # One job at a time per worker process; the job itself sets its torch threads.
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
             client = Client(cluster)
         try:
@@ -107,7 +132,7 @@ def _executor(kind: str, workers: int, scheduler: str | None, out: Path) -> Iter
                 '--executor slurm needs submitit: pip install "sbibench[slurm]"'
             ) from None
         executor = submitit.AutoExecutor(folder=out / "slurm")
-        executor.update_parameters(slurm_array_parallelism=workers, cpus_per_task=_threads(1))
+        executor.update_parameters(slurm_array_parallelism=workers, cpus_per_task=threads)
         yield executor
     else:
         raise ValueError(f"unknown executor {kind!r}; choose from {', '.join(EXECUTORS)}")
@@ -132,9 +157,10 @@ def run_suite(
     suite: Suite,
     out: str | Path,
     executor: str = "serial",
-    workers: int = 1,
+    workers: int | None = None,
     scheduler: str | None = None,
     progress: bool = True,
+    threads: int = 1,
 ) -> RunSummary:
     """Run every job of ``suite`` not yet in ``out``; write records; rebuild results.csv.
 
@@ -142,30 +168,38 @@ def run_suite(
         suite: the checked suite.
         out: the run folder (created; must be this suite's if it exists).
         executor: ``serial``, ``processes``, ``dask`` or ``slurm``.
-        workers: parallel workers (processes, Dask workers, concurrent SLURM tasks).
+        workers: parallel workers (processes, Dask workers, concurrent SLURM tasks); default
+            `default_workers`: 1 serial, else the CPUs this process may use // ``threads``.
         scheduler: a Dask scheduler address (``tcp://host:port``); default a LocalCluster.
         progress: show a tqdm progress bar over jobs.
+        threads: torch threads per job, whichever executor runs it (SLURM's cpus_per_task).
+            One is fastest on a shared machine, and it is part of the job's key: results
+            depend on it (the order of floating-point sums).
     """
     out = Path(out)
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
+    if workers is None:
+        workers = default_workers(executor, threads)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
-    jobs = suite.jobs()
+    jobs = suite.jobs(threads)
     prepare_folder(suite, out)
     done = completed_keys(out)
     todo = [job for job in jobs if job.key not in done]
     provenance = {"suite": suite.name, **environment()}
-    threads = _threads(workers if executor != "serial" else 1)
+    _warn_oversubscribed(executor, workers, threads, remote=bool(scheduler) or executor == "slurm")
     finished = failed = 0
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(todo), desc=f"sbibench {suite.name}", unit="run", disable=not progress)
-    with _executor(executor, workers, scheduler, out) as pool:
+    with _callers_threads_kept(), _executor(executor, workers, threads, scheduler, out) as pool:
         if pool is None:
-            results = ((job, execute(job, threads)) for job in todo)
+            results = ((job, execute(job)) for job in todo)
         else:
-            futures = {pool.submit(execute, job, threads): job for job in todo}
+            futures = {pool.submit(execute, job): job for job in todo}
             results = ((job, _result(future)) for job, future in _completed(futures))
         for job, result in results:
             bar.update()

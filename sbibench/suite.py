@@ -75,6 +75,7 @@ class Job:
     metrics: tuple[str, ...]
     sbc_datasets: int
     sbc_samples: int
+    threads: int  # torch's threads: the order of floating-point sums depends on it
 
     @property
     def key(self) -> str:
@@ -103,8 +104,10 @@ class Suite:
     text: str
     sha256: str
 
-    def jobs(self) -> list[Job]:
-        """Every job of the grid, in a stable order."""
+    def jobs(self, threads: int = 1) -> list[Job]:
+        """Every job of the grid, in a stable order, each to run on ``threads`` torch threads."""
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
         jobs = []
         for task in self.tasks:
             for label, (name, config) in self.methods.items():
@@ -129,6 +132,7 @@ class Suite:
                                     self.metrics,
                                     self.sbc_datasets if amortized else 0,
                                     self.sbc_samples,
+                                    threads,
                                 )  # fmt: skip
                             )
         return jobs

@@ -1,5 +1,7 @@
 """Reference posteriors: reproducible files, checksums, and verification that catches damage."""
 
+import hashlib
+import json
 import shutil
 
 import pytest
@@ -7,12 +9,16 @@ import torch
 
 from sbibench import get_task, list_tasks
 from sbibench.references import (
+    FLOOR_SIZES,
     ReferenceError,
+    _npz_bytes,
     build_reference,
     load_reference,
+    noise_floors,
     reference_dir,
     verify_reference,
 )
+from sbibench.scoring import FLOOR_SCORES
 
 
 @pytest.mark.parametrize("name", list_tasks())
@@ -34,16 +40,71 @@ def test_reference_samples_have_the_exact_moments(name):
         assert torch.allclose(task.posterior(task.observation(k)).mean, mean, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_building_again_gives_identical_bytes(tmp_path):
+    """Samples, observations and parameters byte for byte; the noise floors (MMD's float32
+    sums may differ in their last digits with the thread count) through verify."""
     task = get_task("normal_mean_variance")
     folder = build_reference(task, tmp_path / task.name)
-    for path in reference_dir(task).iterdir():
-        assert (folder / path.name).read_bytes() == path.read_bytes(), path.name
+    for name in ("observations.csv", "true_parameters.csv", "samples.npz"):
+        assert (folder / name).read_bytes() == (reference_dir(task) / name).read_bytes(), name
+    assert verify_reference(task, folder) == []
 
 
 def test_committed_references_verify():
+    # Everything but the noise floors, which take seconds per observation to regenerate:
+    # `sbibench reference verify` in CI and the slow test below regenerate those.
     for name in list_tasks():
-        assert verify_reference(get_task(name)) == []
+        assert verify_reference(get_task(name), floors=False) == []
+
+
+@pytest.mark.slow
+def test_committed_noise_floors_verify():
+    assert verify_reference(get_task("normal_mean")) == []
+
+
+def test_noise_floors_are_stored_for_the_suites_sizes_and_computed_for_others():
+    task = get_task("normal_mean")
+    stored = noise_floors(task, 3, 2000)
+    row = next(
+        r
+        for r in load_reference(task).floors["floors"]
+        if (r["observation"], r["num_samples"]) == (3, 2000)
+    )
+    assert stored == {name: row[name] for name in FLOOR_SCORES}
+    # A size that is not stored is computed from fresh exact draws: the exact posterior
+    # against itself, so C2ST lies within 4 binomial standard deviations (0.5 / sqrt(600))
+    # of chance, and the call is cached for the process.
+    computed = noise_floors(task, 3, 300)
+    assert abs(computed["c2st"] - 0.5) < 4 * 0.5 / 600**0.5
+    assert noise_floors(task, 3, 300) == computed
+
+
+def test_floors_under_other_score_options_are_refused(copy):
+    task, folder = copy
+    path = folder / "noise_floors.json"
+    table = json.loads(path.read_text())
+    table["options"]["c2st"] = "another recipe"
+    path.write_text(json.dumps(table, indent=1) + "\n")
+    assert any("noise_floors.json: sha256 differs" in p for p in verify_reference(task, folder))
+    manifest = json.loads((folder / "MANIFEST.json").read_text())
+    manifest["files"]["noise_floors.json"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (folder / "MANIFEST.json").write_text(json.dumps(manifest))
+    with pytest.raises(ReferenceError, match="computed under other score options"):
+        noise_floors(task, 1, 2000, folder)
+
+
+@pytest.mark.slow
+def test_an_edited_noise_floor_is_named(copy):
+    task, folder = copy
+    path = folder / "noise_floors.json"
+    table = json.loads(path.read_text())
+    table["floors"][3]["c2st"] += 0.01  # observation 2 at the larger size
+    path.write_text(json.dumps(table, indent=1) + "\n")
+    problems = verify_reference(task, folder)
+    assert any(f"observation 2 at {FLOOR_SIZES[1]} samples: c2st differ" in p for p in problems), (
+        problems
+    )
 
 
 @pytest.fixture
@@ -62,9 +123,23 @@ def test_one_changed_byte_is_caught_by_load_and_verify(copy):
     path.write_bytes(bytes(content))
     with pytest.raises(ReferenceError, match=r"samples.npz: sha256 differs"):
         load_reference(task, folder)
-    problems = verify_reference(task, folder)
+    problems = verify_reference(task, folder, floors=False)
     assert any("samples.npz: sha256 differs" in p for p in problems)
-    assert any("samples.npz: differs from what the card regenerates" in p for p in problems)
+
+
+def test_a_changed_sample_is_named_by_verify(copy):
+    # Regeneration is compared as numbers (to 1e-9 of the largest value, so that last-bit
+    # differences between CPUs pass); a value moved by 0.1% is named with its observation.
+    task, folder = copy
+    samples = load_reference(task, folder).samples.clone()
+    samples[6, 5000, 0] *= 1.001
+    (folder / "samples.npz").write_bytes(_npz_bytes(samples))
+    problems = verify_reference(task, folder, floors=False)
+    assert any("samples.npz: sha256 differs" in p for p in problems)
+    assert any(
+        "samples.npz: differs from what the card regenerates (observations 7)" in p
+        for p in problems
+    ), problems
 
 
 def test_an_edited_observation_is_named(copy):
@@ -73,7 +148,7 @@ def test_an_edited_observation_is_named(copy):
     lines = path.read_text().splitlines()
     lines[4] = lines[4].replace(",", ",1", 1)
     path.write_text("\n".join(lines) + "\n")
-    problems = verify_reference(task, folder)
+    problems = verify_reference(task, folder, floors=False)
     assert any("observations.csv: sha256 differs" in p for p in problems)
     assert any(
         "observations.csv: differs from what the card regenerates (observations 4)" in p

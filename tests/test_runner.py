@@ -1,5 +1,6 @@
-"""The grid: suites, executors (serial, processes, a real Dask LocalCluster), records, resume
-after a killed run, failures that do not stop the grid, and bad input caught up front."""
+"""The grid: suites, executors (serial, processes, a real Dask LocalCluster) giving identical
+records, resume after a killed run, failures that do not stop the grid, and bad input caught up
+front."""
 
 import json
 import os
@@ -22,6 +23,34 @@ RESULT_COLUMNS = [
     "c2st", "c2st_floor", "mmd", "wasserstein", "mean_error", "covariance_error",
     "nll_true_parameters", "sbc_chi2_p_min", "sbc_ecdf_p_min", "coverage_max_deviation", "key",
 ]  # fmt: skip
+
+
+# Every method of the quick suite on one task, as small as it runs.
+EXECUTOR_SUITE = """\
+name = "executors"
+description = "the quick suite's methods on a tiny grid"
+tasks = ["normal_mean"]
+budgets = [200]
+seeds = [0]
+observations = [1, 2]
+num_posterior_samples = 200
+metrics = ["c2st", "mmd", "wasserstein", "moments", "nll"]
+
+[sbc]
+num_datasets = 20
+num_posterior_samples = 10
+
+[methods.exact]
+[methods.rej_abc]
+num_accepted = 20
+[methods.smc_abc]
+population_size = 20
+[methods.npe]
+max_epochs = 3
+[methods.snpe_c]
+rounds = 2
+max_epochs = 2
+"""
 
 
 def _suite(tmp_path, text, name="tiny.toml"):
@@ -58,19 +87,39 @@ def test_serial_run_writes_one_record_per_observation_and_resumes(tmp_path, tiny
     assert stamps == {p: p.stat().st_mtime_ns for p in (out / "records").iterdir()}
 
 
-def test_processes_and_dask_give_the_serial_numbers(tmp_path, tiny_suite):
+def _records(folder):
+    """Every record of a run folder but its wall times and time stamp, in a stable order."""
+    table = pandas.DataFrame(read_records(folder))
+    table = table[sorted(c for c in table.columns if not c.startswith("time"))]
+    return table.sort_values(["key", "observation"]).reset_index(drop=True)
+
+
+def test_serial_processes_and_dask_give_identical_records(tmp_path):
+    """Every executor runs a job on the same number of torch threads (1), so the order of
+    floating-point sums, and with it every digit of every record, is the same."""
     pytest.importorskip("dask.distributed")
-    suite = _suite(tmp_path, tiny_suite)
+    suite = _suite(tmp_path, EXECUTOR_SUITE)
+    assert set(suite.methods) == set(load_suite("quick").methods)
     run_suite(suite, tmp_path / "serial", progress=False)
     run_suite(suite, tmp_path / "processes", executor="processes", workers=2, progress=False)
     run_suite(suite, tmp_path / "dask", executor="dask", workers=2, progress=False)
-    serial = _results(tmp_path / "serial")
-    # Identical but for the order of floating-point sums in multi-threaded kernels (the
-    # serial run uses 2 threads, each worker 1): MMD can differ in its 16th digit.
+    serial = _records(tmp_path / "serial")
+    assert len(serial) == 5 * 2 and (serial["status"] == "ok").all()
+    assert (serial["threads"] == 1).all()
     for other in ("processes", "dask"):
-        pandas.testing.assert_frame_equal(
-            serial, _results(tmp_path / other), check_exact=False, rtol=1e-12
-        )
+        pandas.testing.assert_frame_equal(serial, _records(tmp_path / other), check_exact=True)
+
+
+def test_the_thread_count_is_part_of_the_job_and_must_be_at_least_one(tmp_path, tiny_suite):
+    suite = _suite(tmp_path, tiny_suite)
+    one, two = suite.jobs(), suite.jobs(threads=2)
+    assert [job.threads for job in one] == [1] * len(one)
+    assert {job.key for job in one}.isdisjoint(job.key for job in two)
+    with pytest.raises(ValueError, match="threads must be a whole number >= 1, got 0"):
+        run_suite(suite, tmp_path / "run", threads=0, progress=False)
+    with pytest.raises(ValueError, match="workers must be a whole number >= 1, got 0"):
+        run_suite(suite, tmp_path / "run", executor="processes", workers=0, progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
@@ -82,7 +131,7 @@ def test_slurm_executor_through_submitit_gives_the_serial_numbers(tmp_path, tiny
     run_suite(suite, tmp_path / "serial", progress=False)
     run_suite(suite, tmp_path / "slurm", executor="slurm", workers=2, progress=False)
     pandas.testing.assert_frame_equal(
-        _results(tmp_path / "serial"), _results(tmp_path / "slurm"), check_exact=False, rtol=1e-12
+        _records(tmp_path / "serial"), _records(tmp_path / "slurm"), check_exact=True
     )
 
 
@@ -118,9 +167,7 @@ def test_a_killed_run_resumes_with_every_record_once_and_intact(tmp_path, tiny_s
     assert not [p for p in (out / "records").iterdir() if p.name.startswith(".")]
     # The same numbers as an uninterrupted run.
     run_suite(load_suite(suite_path), tmp_path / "clean", progress=False)
-    pandas.testing.assert_frame_equal(
-        _results(out), _results(tmp_path / "clean"), check_exact=False, rtol=1e-12
-    )
+    pandas.testing.assert_frame_equal(_results(out), _results(tmp_path / "clean"), check_exact=True)
 
 
 def test_a_failing_method_fails_its_runs_and_the_grid_goes_on(tmp_path, monkeypatch, tiny_suite):
@@ -224,3 +271,4 @@ def test_records_are_whole_json_files_with_provenance(tiny_run):
         for record in content["records"]:
             assert record["suite"] == "tiny" and record["sbibench_version"]
             assert record["torch_version"] and record["timestamp"] and record["cores"] >= 1
+            assert record["threads"] == 1

@@ -1,0 +1,109 @@
+"""The CPUs this process may use (affinity mask, cgroup quota) and the workers that fit them."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+__all__ = ["CGROUP_ROOT", "EXECUTORS", "available_cpus", "cgroup_cpu_limit", "default_workers"]
+
+# The runner's executors; here, not in runner.py, so that the CLI's --help imports no torch.
+EXECUTORS = ("serial", "processes", "dask", "slurm")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+# Where cgroup v1 mounts the CPU controller, relative to the root; "" for the root itself.
+_V1_CONTROLLERS = ("cpu", "cpu,cpuacct", "cpuacct,cpu", "")
+
+
+def _quota(folder: Path) -> int | None:
+    """ceil(quota / period) of the cgroup at ``folder``; None when unlimited or unreadable."""
+    try:
+        fields = (folder / "cpu.max").read_text().split()  # v2: "max 100000" or "QUOTA PERIOD"
+    except OSError:
+        try:  # v1: quota -1 means unlimited; both in microseconds
+            fields = [
+                (folder / "cpu.cfs_quota_us").read_text().strip(),
+                (folder / "cpu.cfs_period_us").read_text().strip(),
+            ]
+        except OSError:
+            return None
+    try:
+        quota, period = int(fields[0]), int(fields[1])
+    except (ValueError, IndexError):  # "max", or a file we do not understand: no cap
+        return None
+    if quota <= 0 or period <= 0:
+        return None
+    return max(1, math.ceil(quota / period))
+
+
+def _own_paths() -> set[str]:
+    """This process's cgroup paths (``/proc/self/cgroup``), relative; empty where unknown."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return set()
+    return {line.split(":", 2)[2].strip("/") for line in lines if line.count(":") >= 2}
+
+
+def cgroup_cpu_limit(root: str | Path = CGROUP_ROOT) -> int | None:
+    """The CPU quota of this process's cgroups under ``root``, in whole CPUs; None if none.
+
+    Reads cgroup v2's ``cpu.max`` (``max 100000`` or ``QUOTA PERIOD``) or cgroup v1's
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``, in ``root`` (a container sees its own
+    cgroup there), in v1's ``cpu`` controller folder, and in the folders of this process's own
+    cgroup and its ancestors (a systemd slice on a host); the tightest quota wins. A quota of
+    1.5 CPUs counts as 2: the process may run on two CPUs, just not all the time.
+
+    Arguments:
+        root: where the cgroup file system is mounted; a test points it at a fake one.
+
+    Example:
+        >>> cgroup_cpu_limit("/no/such/folder") is None
+        True
+    """
+    root = Path(root)
+    folders = set()
+    for relative in {"", *_own_paths()}:
+        parts = Path(relative).parts
+        for depth in range(len(parts) + 1):
+            for controller in _V1_CONTROLLERS:
+                folders.add(root / controller / Path(*parts[:depth]))
+    limits = [limit for folder in folders if (limit := _quota(folder)) is not None]
+    return min(limits, default=None)
+
+
+def available_cpus(cgroup_root: str | Path = CGROUP_ROOT) -> int:
+    """How many CPUs this process may use: its affinity mask, capped by its cgroup quota.
+
+    Under taskset, SLURM or a container's CPU quota this is less than the host's
+    ``os.cpu_count()``, which is never used where the affinity mask can be read.
+
+    Arguments:
+        cgroup_root: where the cgroup file system is mounted (see `cgroup_cpu_limit`).
+
+    Returns:
+        A whole number >= 1.
+    """
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS, Windows: no affinity mask to read
+        count = getattr(os, "process_cpu_count", os.cpu_count)() or 1
+    limit = cgroup_cpu_limit(cgroup_root)
+    return max(1, min(count, limit) if limit is not None else count)
+
+
+def default_workers(executor: str, threads: int = 1, cpus: int | None = None) -> int:
+    """The default number of parallel workers: 1 serial, else ``cpus // threads`` (>= 1).
+
+    Arguments:
+        executor: ``serial``, ``processes``, ``dask`` or ``slurm``.
+        threads: torch threads per worker.
+        cpus: the CPUs to fill; default `available_cpus()`.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
+    if executor == "serial":
+        return 1
+    return max(1, (available_cpus() if cpus is None else cpus) // threads)

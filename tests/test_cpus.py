@@ -1,0 +1,97 @@
+"""The CPUs a process may use: its affinity mask and cgroup quota, not the host's count; the
+default workers that follow, and the CLI's refusal of zero workers or threads."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sbibench.cli import main
+from sbibench.cpus import available_cpus, cgroup_cpu_limit, default_workers
+from sbibench.runner import _warn_oversubscribed
+
+affinity = pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs an affinity mask of at least 2 CPUs",
+)
+
+
+@affinity
+def test_a_process_pinned_to_one_cpu_sees_one_and_runs_one_worker():
+    code = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "from sbibench.cpus import available_cpus, default_workers\n"
+        "print(os.cpu_count(), available_cpus(), default_workers('processes'),"
+        " default_workers('dask'), default_workers('serial'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    host, cpus, processes, dask, serial = map(int, result.stdout.split())
+    assert host >= 2  # the host's count is not what the process may use
+    assert (cpus, processes, dask, serial) == (1, 1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("content", "limit"),
+    [("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000\n", 1), ("200000 100000", 2)],
+)
+def test_cgroup_v2_cpu_max(tmp_path, content, limit):
+    (tmp_path / "cpu.max").write_text(content)
+    assert cgroup_cpu_limit(tmp_path) == limit
+
+
+@pytest.mark.parametrize(
+    ("quota", "limit"), [("-1", None), ("150000", 2), ("50000", 1), ("400000", 4)]
+)
+def test_cgroup_v1_cfs_quota(tmp_path, quota, limit):
+    controller = tmp_path / "cpu,cpuacct"
+    controller.mkdir()
+    (controller / "cpu.cfs_quota_us").write_text(f"{quota}\n")
+    (controller / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_limit(tmp_path) == limit
+
+
+def test_no_cgroup_files_means_no_cap(tmp_path):
+    assert cgroup_cpu_limit(tmp_path) is None
+    assert cgroup_cpu_limit(tmp_path / "absent") is None
+
+
+@affinity
+def test_the_quota_caps_the_affinity_mask(tmp_path):
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert available_cpus(tmp_path) == len(os.sched_getaffinity(0))
+    (tmp_path / "cpu.max").write_text("50000 100000\n")
+    assert available_cpus(tmp_path) == 1
+    assert default_workers("processes", cpus=available_cpus(tmp_path)) == 1
+
+
+def test_default_workers_divide_the_cpus_by_the_threads():
+    assert default_workers("processes", threads=1, cpus=6) == 6
+    assert default_workers("dask", threads=4, cpus=6) == 1
+    assert default_workers("processes", threads=8, cpus=6) == 1
+    assert default_workers("serial", threads=1, cpus=6) == 1
+    with pytest.raises(ValueError, match="threads must be a whole number >= 1, got 0"):
+        default_workers("processes", threads=0)
+
+
+@pytest.mark.parametrize("option", ["--workers", "--threads"])
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_the_cli_refuses_workers_or_threads_below_one(capsys, option, value):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "quick", "--executor", "processes", option, value])
+    assert exit_.value.code == 2
+    assert f"argument {option}: need a whole number >= 1" in capsys.readouterr().err
+
+
+def test_more_workers_than_cpus_is_one_line_of_warning(capsys):
+    cpus = available_cpus()
+    _warn_oversubscribed("processes", cpus, 1, remote=False)
+    _warn_oversubscribed("serial", 99, 1, remote=False)  # serial runs one worker
+    _warn_oversubscribed("dask", cpus + 1, 1, remote=True)  # a remote cluster's own CPUs
+    assert capsys.readouterr().err == ""
+    _warn_oversubscribed("processes", cpus, 2, remote=False)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"{cpus} worker(s) x 2 thread(s) exceed the {cpus} CPU(s)" in err
