@@ -40,6 +40,7 @@ from sbibench.methods.base import (
     SimulationBudget,
     Timings,
     check_observation,
+    other_rows,
     require_valid,
     seeded,
     unconstrained,
@@ -67,9 +68,7 @@ def ratio_potential(classifier: Classifier) -> Potential:
 def _others(batch: int, count: int, classifier: nn.Module) -> Tensor:
     """(B, count) indices of other rows of the batch, distinct per row: from the global RNG in
     training, from a fixed generator in validation (the same pairs every epoch)."""
-    weights = torch.ones(batch, batch) - torch.eye(batch)
-    generator = validation_noise(classifier)
-    return torch.multinomial(weights, count, replacement=False, generator=generator)
+    return other_rows(batch, count, validation_noise(classifier))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,6 +39,7 @@ from sbibench.methods.base import (
     log_abs_det,
     log_prior_unconstrained,
     observation_generator,
+    other_rows,
     require_valid,
     seeded,
     unconstrained,
@@ -147,21 +148,21 @@ class SNPEC(_Sequential):
         if first:
             return super()._loss(estimator, task, u, x, mixture, first)
         atoms = self.num_atoms
+        # The prior's log-density of every row, once per round: an atom is a row of the batch.
+        log_prior = log_prior_unconstrained(task, u.double()).float()
 
-        def atomic(u_: Tensor, x_: Tensor) -> Tensor:
+        def atomic(u_: Tensor, x_: Tensor, log_p_: Tensor) -> Tensor:
             batch = u_.shape[0]
             count = min(atoms, batch)
-            others = torch.ones(batch, batch) - torch.eye(batch)
-            choices = torch.multinomial(others, count - 1, replacement=False)  # (B, A-1)
+            choices = other_rows(batch, count - 1)  # (B, A-1)
             index = torch.cat([torch.arange(batch).unsqueeze(1), choices], dim=1)
             u_atoms = u_[index].reshape(batch * count, -1)
             x_rep = x_.repeat_interleave(count, dim=0)
             log_q = estimator.log_prob(u_atoms, x_rep).reshape(batch, count)
-            log_p = log_prior_unconstrained(task, u_atoms).float().reshape(batch, count)
-            logits = log_q - log_p
+            logits = log_q - log_p_[index]
             return -(logits[:, 0] - torch.logsumexp(logits, dim=1)).mean()
 
-        return atomic, (u, x)
+        return atomic, (u, x, log_prior)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -130,7 +130,9 @@ def train(
         n_fit = n - n_val
 
         params = [p for p in module.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=learning_rate)
+        # foreach: one fused update over all parameter tensors (on CPU torch defaults to a
+        # Python loop over them, a tenth of an SNPE-C fit's time)
+        optimizer = torch.optim.Adam(params, lr=learning_rate, foreach=True)
         result = TrainResult(epochs=0, best_epoch=0, best_validation_loss=math.inf)
         best_state = copy.deepcopy(module.state_dict())
         while max_epochs is None or result.epochs < max_epochs:

@@ -150,3 +150,23 @@ def test_budget_is_checked_before_simulating(make_task):
     with pytest.raises(BudgetError, match="3 simulations requested with 2 of 10 left"):
         budget.prior_predictive(3)
     assert task.model.calls == 8
+
+
+def test_other_rows_are_distinct_others_uniformly_at_random():
+    from sbibench.methods.base import other_rows
+
+    rows = other_rows(200, 9, torch.Generator().manual_seed(0))
+    assert rows.shape == (200, 9)
+    assert (rows != torch.arange(200).unsqueeze(1)).all()
+    assert all(len(set(row.tolist())) == 9 for row in rows)
+    assert other_rows(1, 0).shape == (1, 0)  # a one-row minibatch has no others
+    with pytest.raises(ValueError, match="count must be in 0..batch - 1"):
+        other_rows(3, 3)
+    # Row 0 of a batch of 5 picks 2 of the 4 others: 6 subsets, each with probability 1/6.
+    # Over 6,000 draws each count is Binomial(6000, 1/6): sd 28.9; 5 sd is 144.
+    generator = torch.Generator().manual_seed(1)
+    counts: dict = {}
+    for _ in range(6000):
+        subset = tuple(sorted(other_rows(5, 2, generator)[0].tolist()))
+        counts[subset] = counts.get(subset, 0) + 1
+    assert len(counts) == 6 and all(abs(c - 1000) < 144 for c in counts.values())
