@@ -18,7 +18,7 @@ import numpy as np
 
 from sbibench.results import load_results
 
-__all__ = ["leaderboard", "summary_table", "write_report"]
+__all__ = ["leaderboard", "summary_table", "time_table", "write_report"]
 
 # (column, label, lower is better); the noise floor of a column is "<column>_floor".
 METRICS = [
@@ -76,6 +76,37 @@ def leaderboard(table: Any) -> dict[str, list[list[str]]]:
     return boards
 
 
+_PHASES = ("simulate", "train", "sample", "score", "calibrate")
+
+
+def time_table(table: Any) -> list[list[str]]:
+    """Where the worker time went, per method, from the records' own timings (first row:
+    header): jobs, seconds per phase summed over the run, the total and its share.
+
+    A job's fit (``time_simulate``, ``time_train``) and calibration are shared by the
+    records of its observations and counted once; sampling and scoring are per record.
+    Worker seconds, so the wall time of a run is about the total over the workers.
+    """
+    columns = {phase: f"time_{phase}" for phase in _PHASES}
+    per_job = [c for p, c in columns.items() if p in ("simulate", "train", "calibrate")]
+    rows = []
+    for method, group in table.groupby("method", sort=True):
+        jobs = group.groupby("key").first()
+        seconds = {
+            phase: float((jobs if column in per_job else group)[column].fillna(0).sum())
+            if column in group
+            else 0.0
+            for phase, column in columns.items()
+        }
+        rows.append((str(method), len(jobs), seconds, sum(seconds.values())))
+    grand = sum(total for *_, total in rows) or 1.0
+    out = [["method", "jobs", *(f"{p} (s)" for p in _PHASES), "total (s)", "share"]]
+    for method, jobs, seconds, total in sorted(rows, key=lambda row: -row[3]):
+        cells = [f"{seconds[p]:.0f}" for p in _PHASES]
+        out.append([method, str(jobs), *cells, f"{total:.0f}", f"{total / grand:.0%}"])
+    return out
+
+
 def summary_table(results: str | Path) -> str:
     """A short text table for the terminal: C2ST (and its floor) by task and method."""
     table = load_results(results)
@@ -115,7 +146,9 @@ def _provenance(table: Any) -> list[tuple[str, str]]:
     ]
 
 
-def _markdown(boards: dict, provenance: list, figures: list[tuple[str, str]]) -> str:
+def _markdown(
+    boards: dict, provenance: list, figures: list[tuple[str, str]], times: list[list[str]]
+) -> str:
     out = ["# sbibench leaderboard", ""]
     out += [f"- **{name}**: {value}" for name, value in provenance]
     out += ["", "Mean ± 95% interval over observations and seeds; *floor*: the same score of "
@@ -125,7 +158,11 @@ def _markdown(boards: dict, provenance: list, figures: list[tuple[str, str]]) ->
         out.append("|" + "---|" * len(rows[0]))
         out += ["| " + " | ".join(row) + " |" for row in rows[1:]]
         out.append("")
-    out += ["Figures: see `report.html` (" + ", ".join(title for title, _ in figures) + ")."]
+    out += ["## Where the time went", "", "Worker seconds per method and phase, summed over "
+            "the run (a fit counted once however many observations it serves).", ""]  # fmt: skip
+    out += ["| " + " | ".join(times[0]) + " |", "|" + "---|" * len(times[0])]
+    out += ["| " + " | ".join(row) + " |" for row in times[1:]]
+    out += ["", "Figures: see `report.html` (" + ", ".join(t for t, _ in figures) + ")."]
     return "\n".join(out) + "\n"
 
 
@@ -154,7 +191,16 @@ def _latex(boards: dict, provenance: list) -> str:
     return "\n".join(out) + "\n"
 
 
-def _html(boards: dict, provenance: list, figures: list[tuple[str, str]]) -> str:
+def _html_table(rows: list[list[str]]) -> list[str]:
+    parts = ["<table><tr>", *(f"<th>{html.escape(c)}</th>" for c in rows[0]), "</tr>"]
+    for row in rows[1:]:
+        parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+    return [*parts, "</table>"]
+
+
+def _html(
+    boards: dict, provenance: list, figures: list[tuple[str, str]], times: list[list[str]]
+) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>sbibench report</title>",
         "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
@@ -165,12 +211,8 @@ def _html(boards: dict, provenance: list, figures: list[tuple[str, str]]) -> str
     parts += [f"<li><b>{html.escape(n)}</b>: {html.escape(str(v))}</li>" for n, v in provenance]
     parts.append("</ul>")
     for task, rows in boards.items():
-        parts.append(f"<h2>{html.escape(task)}</h2><table><tr>")
-        parts += [f"<th>{html.escape(c)}</th>" for c in rows[0]]
-        parts.append("</tr>")
-        for row in rows[1:]:
-            parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
-        parts.append("</table>")
+        parts += [f"<h2>{html.escape(task)}</h2>", *_html_table(rows)]
+    parts += ["<h2>Where the time went (worker seconds)</h2>", *_html_table(times)]
     for title, png in figures:
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
                      f"src='data:image/png;base64,{png}' style='max-width:100%'>")  # fmt: skip
@@ -206,7 +248,8 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> list[Path
     provenance = _provenance(table)
     figures = [(title, _png(figure)) for title, figure in all_figures(table, folder)]
     paths = [out / "LEADERBOARD.md", out / "report.html", out / "leaderboard.tex"]
-    paths[0].write_text(_markdown(boards, provenance, figures))
-    paths[1].write_text(_html(boards, provenance, figures))
+    times = time_table(table)
+    paths[0].write_text(_markdown(boards, provenance, figures, times))
+    paths[1].write_text(_html(boards, provenance, figures, times))
     paths[2].write_text(_latex(boards, provenance))
     return paths

@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from sbibench.report import leaderboard, summary_table, write_report
+from sbibench.report import leaderboard, summary_table, time_table, write_report
 from sbibench.results import load_results
 
 
@@ -44,3 +44,19 @@ def test_summary_table_and_cli(tiny_run, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "r" / "report.html").is_file()
+
+
+def test_time_table_counts_a_fit_once_and_every_scoring(tiny_run):
+    table = load_results(tiny_run)
+    times = time_table(table)
+    header, rows = times[0], {row[0]: row for row in times[1:]}
+    npe = table[table["method"] == "npe"]
+    # npe: one fit per task serves its two observations: train time once per job ...
+    train = npe.groupby("key")["time_train"].first().sum()
+    assert rows["npe"][header.index("jobs")] == "2"
+    assert rows["npe"][header.index("train (s)")] == f"{train:.0f}"
+    # ... scoring once per record; the total is the sum of the phases.
+    assert rows["npe"][header.index("score (s)")] == f"{npe['time_score'].sum():.0f}"
+    shares = [float(row[-1].rstrip("%")) for row in times[1:]]
+    assert abs(sum(shares) - 100) <= len(shares)  # rounded percentages
+    assert "## Where the time went" in write_report(tiny_run, tiny_run.parent / "r")[0].read_text()
