@@ -62,20 +62,33 @@ def _calibrate(task: Task, posterior: Any, job: Job) -> tuple[dict, dict]:
     x = task.simulate(theta, generator)
     valid = torch.isfinite(x).all(-1)
     theta, x = theta[valid], x[valid]
-    samples = posterior.sample(job.sbc_samples, x, seed=_seed_for("sbc-draws", job.key))
+    # MCMC posteriors draw for every dataset in one vectorised run (seeded per batch, not per
+    # observation): a seeded `sample` would run one full MCMC per dataset.
+    draw = getattr(posterior, "sample_batch", None)
+    draw = draw if callable(draw) else posterior.sample
+    samples = draw(job.sbc_samples, x, seed=_seed_for("sbc-draws", job.key))
     samples = samples.transpose(0, 1)  # (N, L, D)
     ranks = m.sbc_ranks(theta, samples)
     chi2 = m.chi2_uniformity(ranks, job.sbc_samples)
     ecdf = m.ecdf_uniformity(ranks, job.sbc_samples)
     # HPD regions need the density only up to a constant per dataset: an unnormalised one
     # (NLE, NRE: likelihood or ratio times prior) ranks the samples just as well.
-    density = getattr(posterior, "log_prob", None) or getattr(
-        posterior, "unnormalized_log_prob", None
-    )
+    density = getattr(posterior, "log_prob", None)
+    unnormalized = getattr(posterior, "unnormalized_log_prob", None)
     if callable(density):
 
         def log_prob(values: torch.Tensor) -> torch.Tensor:
             return torch.stack([density(v, row) for v, row in zip(values, x, strict=True)])
+
+        curve = m.expected_coverage(theta, samples, log_prob)
+    elif callable(unnormalized):
+
+        def log_prob(values: torch.Tensor) -> torch.Tensor:
+            # (N, M, D) flattened, each row paired with its dataset's x: a few batched calls
+            n, k, d = values.shape
+            flat, rows = values.reshape(n * k, d), x.repeat_interleave(k, 0)
+            parts = zip(flat.split(2**17), rows.split(2**17), strict=True)
+            return torch.cat([unnormalized(*part) for part in parts]).reshape(n, k)
 
         curve = m.expected_coverage(theta, samples, log_prob)
     else:

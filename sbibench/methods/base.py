@@ -64,6 +64,15 @@ class Posterior(Protocol):
     seed and that observation alone (see `observation_generator`), so sampling a batch of
     observations gives each one exactly the draws it would get on its own.
     ``log_prob(theta, x)`` (where the method has a density): (N, D) and (M,) -> (N,).
+
+    Optional members, used by calibration (SBC, coverage) where present:
+
+    - ``sample_batch(n, x, seed)``: x (B, M) -> (n, B, D), draws for many observations in one
+      run; a pure function of ``seed`` and the whole batch, not per-observation reproducible
+      like ``sample`` (MCMC posteriors: one vectorised run instead of one MCMC per dataset).
+    - ``unnormalized_log_prob(theta, x)`` (instead of ``log_prob``): a log-density up to a
+      constant per observation; (N, D) and x (M,) or x (N, M) paired with theta row by row
+      -> (N,), so the datasets of a calibration share one batched call.
     """
 
     num_simulations_used: int

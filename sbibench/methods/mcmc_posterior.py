@@ -5,6 +5,9 @@ log-ratio or the exact log-likelihood); the target is log f(u, x) + log p_u(u), 
 prior pushed to u (its Jacobian included), so chains move freely on R^D and every draw
 T(u) lies in the prior's support. Chains start by sampling-importance-resampling from the
 prior (the weights are f itself) and advance together, for one observation or a batch of them.
+
+Calibration (SBC, coverage) needs L draws for each of ~1,000 datasets: `MCMCPosterior.sample_batch`
+runs them all as one slice-sampling run of short, independent chains (see its docstring).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from sbibench.mcmc import SAMPLERS, MCMCResult, sample_mcmc, sir_init
+from sbibench.mcmc import SAMPLERS, LogDensity, MCMCResult, sample_mcmc, sir_init
 from sbibench.methods.base import (
     SimulationBudget,
     Timings,
@@ -28,6 +31,19 @@ from sbibench.methods.base import (
 from sbibench.task import Task
 
 __all__ = ["MCMCPosterior", "MCMCSettings", "Potential"]
+
+# `MCMCPosterior.sample_batch`: per observation, ceil(n / 2) chains (at least 2 D + 1, so that
+# the sampler whitens with a full covariance), each keeping 2 draws 3 sweeps apart after 6
+# sweeps of warm-up, started from the best of 20 of its own prior draws. Measured with the exact
+# likelihood (oracle_mcmc) on linear_gaussian, linear_gaussian_vae, normal_mean_variance and
+# poisson_gamma, 1,000 datasets x 100 draws: the draws' variance is within 0.6% of the exact
+# posterior's (vs +20-30% after 2 sweeps, +1.4% after 5 sweeps of 100 chains each) and the lag-3
+# autocorrelation within a chain is below 0.02 (0.1-0.3 at lag 1).
+_BATCH_DRAWS_PER_CHAIN = 2
+_BATCH_THIN = 3
+_BATCH_WARMUP = 6
+_BATCH_CANDIDATES = 20
+_CHUNK = 2**17  # rows per potential call outside the sampler: bounds the memory
 
 Potential = Callable[[Tensor, Tensor], Tensor]  # u (K, D), x (K, M) -> (K,) float64
 
@@ -70,7 +86,8 @@ class MCMCPosterior:
 
     ``sample(n, x, seed)``: x (M,) -> (n, D); x (B, M) -> (n, B, D). With a seed each
     observation runs on its own generator (`observation_generator`); without one, the chains
-    of all B observations advance together in one batch. ``last_run`` keeps the last
+    of all B observations advance together in one batch. ``sample_batch(n, x, seed)``: draws
+    for many observations in one short run, for calibration. ``last_run`` keeps the last
     `MCMCResult` (R-hat, ESS, acceptance). ``unnormalized_log_prob(theta, x)`` is
     log f + log p(theta) (normalised only up to a constant in theta).
     """
@@ -97,7 +114,7 @@ class MCMCPosterior:
 
     def _check(self, x: Tensor, batch: bool) -> Tensor:
         x = check_observation(x, self.task, batch=batch)
-        if self.observation is not None and not torch.equal(x, self.observation):
+        if self.observation is not None and not (x == self.observation).all():
             raise ValueError("this posterior was trained sequentially for another observation")
         return x
 
@@ -117,6 +134,15 @@ class MCMCPosterior:
             ]
         )
         groups = torch.arange(b).repeat_interleave(s.num_chains)
+        result = sample_mcmc(
+            self._target(x, groups), init, n, sampler=s.sampler, warmup=s.warmup, thin=s.thin,
+            groups=groups, generator=generator,
+        )  # fmt: skip
+        self.last_run = result
+        return torch.stack([result.samples(n, g) for g in range(b)], dim=1)
+
+    def _target(self, x: Tensor, groups: Tensor) -> LogDensity:
+        """The log-density on u of every chain: chain i targets observation x[groups[i]]."""
         prior = self.task.prior  # built once: a task builds its prior on every access
 
         def log_prob(u: Tensor, chains: Tensor) -> Tensor:
@@ -130,12 +156,81 @@ class MCMCPosterior:
             log_prior = prior.log_prob(theta) + log_abs_det(self.transform, u, theta)
             return out.index_put((ok,), self.potential(u, x[groups[chains[ok]]]) + log_prior)
 
-        result = sample_mcmc(
-            log_prob, init, n, sampler=s.sampler, warmup=s.warmup, thin=s.thin,
-            groups=groups, generator=generator,
-        )  # fmt: skip
-        self.last_run = result
-        return torch.stack([result.samples(n, g) for g in range(b)], dim=1)
+        return log_prob
+
+    @torch.no_grad()
+    def sample_batch(
+        self,
+        n: int,
+        x: Tensor,
+        seed: int,
+        *,
+        draws_per_chain: int = _BATCH_DRAWS_PER_CHAIN,
+        thin: int = _BATCH_THIN,
+        warmup: int = _BATCH_WARMUP,
+        candidates: int = _BATCH_CANDIDATES,
+    ) -> Tensor:
+        """Draws for many observations in one run, for calibration (SBC, coverage).
+
+        One slice-sampling run (`sample_mcmc` with a group per observation) advances every
+        chain of every observation together, whatever the configured sampler: slice sampling
+        needs no tuning, which is what makes short chains valid (HMC and MALA adapt a step
+        size during a long warm-up). Per observation there are C = max(ceil(n /
+        draws_per_chain), 2 D + 1) chains, so that the per-observation whitening uses a full
+        covariance. Each chain starts from one sampling-importance-resampling draw out of
+        ``candidates`` prior draws of its own, so the chains start, and stay, independent;
+        few candidates suffice, as the warm-up moves the chains to the posterior anyway
+        (starting points between prior and posterior are forgotten geometrically, in a few
+        sweeps). After ``warmup`` sweeps each chain keeps ``draws_per_chain`` states ``thin``
+        sweeps apart. Draws of different chains are independent; two draws of one chain are
+        ``thin`` sweeps apart, which leaves a lag correlation below 0.02 on the tasks
+        measured (about 0.2 one sweep apart). Cost per observation: C (warmup + thin *
+        draws_per_chain) sweeps of D coordinates, about 4.5 potential calls each, plus
+        C * candidates calls to start.
+
+        Arguments:
+            n: draws per observation, L.
+            x: (B, M) observations.
+            seed: the seed of the whole run: the draws are a pure function of ``seed`` and the
+                whole batch (not per-observation reproducible like `sample`).
+            draws_per_chain, thin, warmup, candidates: see above (defaults: 2, 3, 6, 20).
+
+        Returns:
+            (n, B, D) draws; draw j of observation b comes from chain j mod C of b.
+        """
+        for name, value, low in (
+            ("n", n, 1),
+            ("draws_per_chain", draws_per_chain, 1),
+            ("thin", thin, 1),
+            ("warmup", warmup, 0),
+            ("candidates", candidates, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed must be an int, got {seed!r}")
+        x = self._check(x, batch=True)
+        if x.ndim != 2:
+            raise ValueError(f"x must be a batch (B, {self.task.dim_data}), got {tuple(x.shape)}")
+        b, d = x.shape[0], self.task.dim_parameters
+        chains = max(-(-n // draws_per_chain), 2 * d + 1)
+        generator = torch.Generator().manual_seed(seed)
+        with self.timings.phase("sample"):
+            u = self.transform.inv(self.task.sample_prior(b * chains * candidates, generator))
+            rows_x = x.repeat_interleave(chains * candidates, 0)
+            parts = zip(u.split(_CHUNK), rows_x.split(_CHUNK), strict=True)
+            log_w = torch.cat([self.potential(*part) for part in parts])
+            init = _sir_rows(u.reshape(b * chains, candidates, d), log_w, generator)
+            groups = torch.arange(b).repeat_interleave(chains)
+            result = sample_mcmc(
+                self._target(x, groups), init, n, sampler="slice", warmup=warmup, thin=thin,
+                groups=groups, generator=generator,
+            )  # fmt: skip
+            self.last_run = result
+            kept = result.chains.shape[1]  # ceil(n / chains) <= draws_per_chain
+            # interleave the chains of each observation, as `MCMCResult.samples` does
+            draws = result.chains.reshape(b, chains, kept, d).transpose(1, 2)
+            return self.transform(draws.reshape(b, kept * chains, d)[:, :n].transpose(0, 1))
 
     def _one(self, n: int, x: Tensor, seed: int | None) -> Tensor:
         generator = observation_generator(seed, x) if seed is not None else None
@@ -154,8 +249,27 @@ class MCMCPosterior:
 
     @torch.no_grad()
     def unnormalized_log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
-        """log f(T^-1(theta), x) + log p(theta): (N, D) and (M,) -> (N,), up to a constant."""
-        x = self._check(x, batch=False)
+        """log f(T^-1(theta), x) + log p(theta), up to a constant per observation.
+
+        theta (N, D) and x (M,), or x (N, M) paired with theta row by row (many observations
+        in one batched call) -> (N,).
+        """
+        x = self._check(x, batch=True)
         theta = theta.double()
+        if x.ndim == 2 and x.shape[0] != theta.shape[0]:
+            raise ValueError(
+                f"x must be (M,) or have one row per theta row ({theta.shape[0]}), "
+                f"got {tuple(x.shape)}"
+            )
         u = self.transform.inv(theta)
         return self.potential(u, x.expand(theta.shape[0], -1)) + self.task.prior.log_prob(theta)
+
+
+def _sir_rows(candidates: Tensor, log_weights: Tensor, generator: torch.Generator) -> Tensor:
+    """One sampling-importance-resampling draw per row (Gumbel max): candidates (R, K, D) and
+    log-weights (R * K,) -> (R, D); NaN weighs as -inf."""
+    r, k, _ = candidates.shape
+    w = torch.nan_to_num(log_weights.double().reshape(r, k), nan=-math.inf, posinf=math.inf)
+    u = torch.rand(w.shape, generator=generator, dtype=torch.float64).clamp_min(1e-300)
+    keys = torch.where(torch.isfinite(w), w - torch.log(-torch.log(u)), -math.inf)
+    return candidates[torch.arange(r), keys.argmax(1)]

@@ -32,6 +32,11 @@ def test_unnormalized_log_prob_is_the_exact_one_up_to_a_constant():
     theta = task.reference_samples(1)[:50]
     difference = posterior.unnormalized_log_prob(theta, x) - task.posterior(x).log_prob(theta)
     assert difference.std() < 1e-10
+    # one batched call for many datasets: row i of theta paired with row i of x
+    rows = torch.stack([task.observation(1 + i % 3) for i in range(50)])
+    paired = posterior.unnormalized_log_prob(theta, rows)
+    alone = [posterior.unnormalized_log_prob(theta[i : i + 1], rows[i]) for i in range(50)]
+    assert torch.allclose(paired, torch.cat(alone), rtol=0, atol=1e-12)
 
 
 @pytest.mark.slow
@@ -71,3 +76,61 @@ def test_amortized_vi_recovers_the_linear_vae_posterior_mean():
         draws = posterior.sample(20_000, task.observation(k), seed=k)
         assert ((draws.mean(0) - exact.mean) / sd).abs().max() < 0.05
         assert ((draws.std(0) / sd) - 1).abs().max() < 0.05
+
+
+def _calibration_draws(task_name, datasets, draws, **options):
+    """Exact-likelihood MCMC draws for prior-predictive datasets in one batched run, standardised
+    by each dataset's exact posterior mean and sd: (draws, datasets, D), with the true thetas."""
+    task = get_task(task_name)
+    posterior = get_method("oracle_mcmc").fit(task, 0, 0)
+    generator = torch.Generator().manual_seed(7)
+    theta = task.sample_prior(datasets, generator)
+    x = task.simulate(theta, generator)
+    samples = posterior.sample_batch(draws, x, seed=11, **options)
+    assert samples.shape == (draws, datasets, task.dim_parameters)
+    assert task.prior.support.check(samples).all()
+    exact = task.posterior(x)
+    return (samples - exact.mean) / exact.variance.sqrt(), theta, samples
+
+
+def test_batched_calibration_draws_are_seeded_and_calibrated():
+    """oracle_mcmc on normal_mean, 300 datasets x 20 draws: with the exact likelihood the SBC
+    ranks are uniform (chi-square p above 0.001, a 1-in-1,000 false alarm at this fixed seed) and
+    the standardised draws have variance 1 within 4 standard errors (6,000 near-independent draws:
+    se sqrt(2 / 6000) = 0.018). Stopped after warm-up-free SIR starts from 2 prior draws each,
+    the same run is far too wide and SBC rejects it: the test can fail."""
+    from sbibench.metrics import chi2_uniformity, sbc_ranks
+
+    z, theta, samples = _calibration_draws("normal_mean", 300, 20)
+    _, _, again = _calibration_draws("normal_mean", 300, 20)
+    assert torch.equal(samples, again)
+    assert abs(z.var().item() - 1) < 4 * 0.018
+    assert chi2_uniformity(sbc_ranks(theta, samples.transpose(0, 1)), 20).p_value.min() > 1e-3
+
+    z, theta, samples = _calibration_draws(
+        "normal_mean", 300, 20, warmup=0, thin=1, draws_per_chain=1, candidates=2
+    )
+    assert z.var().item() > 1.5
+    assert chi2_uniformity(sbc_ranks(theta, samples.transpose(0, 1)), 20).p_value.min() < 1e-6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task_name", list_tasks())
+def test_batched_calibration_draws_match_the_exact_posterior_on_every_task(task_name):
+    """500 datasets x 100 draws, as a suite's SBC draws them. With the exact likelihood: SBC
+    chi-square p above 1e-3 in every coordinate (at most D in 1,000 false alarms at this fixed
+    seed); pooled standardised variance within 0.03 of 1 (50,000 draws, se 0.006 if
+    independent; the six warm-up sweeps leave a measured bias under 0.6%); and the correlation
+    between the two draws a chain keeps, 3 sweeps apart, below 0.05 (25,000 pairs, se 0.006;
+    measured below 0.02), so the draws per dataset are effectively independent."""
+    from sbibench.metrics import chi2_uniformity, sbc_ranks
+
+    z, theta, samples = _calibration_draws(task_name, 500, 100)
+    assert chi2_uniformity(sbc_ranks(theta, samples.transpose(0, 1)), 100).p_value.min() > 1e-3
+    assert (z.var(dim=(0, 1)) - 1).abs().max() < 0.03
+    chains = z.shape[0] // 2  # draw j and j + C come from chain j of the same dataset
+    first, second = z[:chains].flatten(0, 1), z[chains : 2 * chains].flatten(0, 1)
+    lag = ((first - first.mean(0)) * (second - second.mean(0))).mean(0) / (
+        first.std(0) * second.std(0)
+    )
+    assert lag.abs().max() < 0.05
