@@ -63,8 +63,12 @@ def _run(args: argparse.Namespace) -> int:
     out = args.out or f"results/{suite.name}"
     summary = run_suite(
         suite, out, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
-        progress=not args.no_progress, threads=args.threads,
+        progress=not args.no_progress, threads=args.threads, rerun_stale=args.rerun_stale,
     )  # fmt: skip
+    for path in summary.broken:
+        print(f"sbibench: unreadable record moved aside and its job run again: {path}")
+    if summary.stale_moved:
+        print(f"sbibench: stale records moved to {summary.stale_moved} and run again")
     print(
         f"{summary.jobs} runs: {summary.skipped} already done, {summary.finished} finished, "
         f"{summary.failed_records} failed records; table: {summary.table}"
@@ -72,7 +76,11 @@ def _run(args: argparse.Namespace) -> int:
     from sbibench.report import summary_table
 
     print(summary_table(summary.table))
-    return 1 if summary.failed_records else 0
+    for path, error in summary.failures:
+        print(f"failed: {path}: {error}", file=sys.stderr)
+    for key in summary.lost:
+        print(f"lost: job {key}: its worker died, no record; re-run to retry", file=sys.stderr)
+    return 0 if summary.ok else 1
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -145,6 +153,10 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     run.add_argument("--scheduler", help="address of a running Dask scheduler, tcp://host:port")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--rerun-stale", action="store_true",
+        help="move records made by other code or task data to OUT/stale/ and run them again",
+    )  # fmt: skip
     run.set_defaults(handler=_run)
 
     report = commands.add_parser("report", help="leaderboards and figures from a run folder")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -13,8 +13,10 @@ import torch
 from sbibench.methods import get_method
 from sbibench.references import noise_floors
 from sbibench.scoring import FLOOR_SCORES, mmd_bandwidth, sample_scores
-from sbibench.suite import Job
 from sbibench.task import Task, get_task
+
+if TYPE_CHECKING:
+    from sbibench.suite import Job
 
 __all__ = ["execute"]
 

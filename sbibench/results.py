@@ -9,6 +9,7 @@ killed run leaves each record complete or absent, never half-written.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -21,12 +22,18 @@ import numpy as np
 
 __all__ = [
     "COLUMNS",
+    "FolderState",
+    "PROVENANCE",
     "RecordError",
+    "StaleRecordsError",
     "completed_keys",
     "environment",
     "load_results",
+    "read_job",
     "read_records",
     "rebuild_table",
+    "scan_records",
+    "set_aside_stale",
     "write_job",
     "write_atomic",
 ]
@@ -41,13 +48,101 @@ COLUMNS = [
     "wasserstein_method", "mean_error", "covariance_error", "nll_true_parameters",
     "sbc_datasets", "sbc_chi2_p_min", "sbc_ecdf_p_min", "coverage_method", "coverage_max_deviation",
     "time_simulate", "time_train", "time_sample", "time_score", "time_calibrate",
-    "sbibench_version", "torch_version", "python_version", "git_revision", "machine", "cores",
-    "threads", "timestamp", "key",
+    "sbibench_version", "code_digest", "task_digest", "torch_version", "python_version",
+    "git_revision", "machine", "cores", "threads", "timestamp", "key",
 ]  # fmt: skip
+# Fields every record has, whatever its status.
+REQUIRED = ("key", "task", "method", "budget", "seed", "observation", "status")
+# What a record must share with today's code and data to be reused (`sbibench.provenance`).
+PROVENANCE = ("sbibench_version", "code_digest", "task_digest")
 
 
 class RecordError(ValueError):
     """A run folder is inconsistent: another suite's records, or an unreadable record."""
+
+
+class StaleRecordsError(RecordError):
+    """Records made by other code or data than today's; the message names them."""
+
+
+@dataclasses.dataclass
+class FolderState:
+    """The jobs of a grid as found on disk (`scan_records`).
+
+    Attributes:
+        done: keys whose records are whole, ok and made by today's code and data: reused.
+        failed: keys whose records say a run failed: run again.
+        stale: key -> why its records are not today's (version, code or task data differ).
+        broken: record files that could not be read, moved to ``<folder>/broken/``: run again.
+    """
+
+    done: set[str]
+    failed: set[str]
+    stale: dict[str, str]
+    broken: list[Path]
+
+
+def read_job(path: Path) -> list[dict]:
+    """The records in one record file; RecordError naming the file and what is wrong."""
+    try:
+        content = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RecordError(f"{path}: unreadable record file ({error})") from None
+    records = content.get("records") if isinstance(content, dict) else None
+    if not isinstance(records, list) or not records:
+        raise RecordError(f"{path}: no 'records' list")
+    for i, record in enumerate(records):
+        missing = [f for f in REQUIRED if not isinstance(record, dict) or f not in record]
+        if missing:
+            raise RecordError(f"{path}: record {i} lacks field(s) {', '.join(missing)}")
+    return records
+
+
+def _move_aside(folder: Path, key: str, into: Path) -> Path:
+    """Move a job's record file (and SBC ranks) from ``folder/records`` into ``into``."""
+    into.mkdir(parents=True, exist_ok=True)
+    for suffix in (".json", ".sbc.npz"):
+        path = folder / "records" / f"{key}{suffix}"
+        if path.exists():
+            os.replace(path, into / path.name)
+    return into / f"{key}.json"
+
+
+def scan_records(folder: Path, expected: dict[str, dict]) -> FolderState:
+    """Sort the record files of the jobs in ``expected`` (key -> today's `PROVENANCE` values).
+
+    Unreadable files are moved to ``folder/broken/`` (nothing is deleted) and count as not
+    run; files of keys not in ``expected`` are left alone.
+    """
+    folder = Path(folder)
+    state = FolderState(set(), set(), {}, [])
+    for key in sorted(completed_keys(folder) & set(expected)):
+        path = folder / "records" / f"{key}.json"
+        try:
+            records = read_job(path)
+        except RecordError:
+            state.broken.append(_move_aside(folder, key, folder / "broken"))
+            continue
+        differing = [
+            f"{field} {records[0].get(field)!r}, today {expected[key][field]!r}"
+            for field in PROVENANCE
+            if any(record.get(field) != expected[key][field] for record in records)
+        ]
+        if differing:
+            state.stale[key] = "; ".join(differing)
+        elif any(record["status"] != "ok" for record in records):
+            state.failed.add(key)
+        else:
+            state.done.add(key)
+    return state
+
+
+def set_aside_stale(folder: Path, keys: list[str]) -> Path:
+    """Move stale records to ``folder/stale/<time>/`` (kept, out of the table); returns it."""
+    into = Path(folder) / "stale" / time.strftime("%Y%m%dT%H%M%S")
+    for key in keys:
+        _move_aside(Path(folder), key, into)
+    return into
 
 
 def write_atomic(path: Path, content: bytes) -> None:
@@ -95,16 +190,12 @@ def read_records(folder: Path) -> list[dict]:
     """Every record in a run folder, in a stable order (by job key, then observation).
 
     Raises:
-        RecordError: a record file cannot be read; the message names it.
+        RecordError: a record file cannot be read or lacks a required field; the message
+            names the file and the field.
     """
     records = []
     for key in sorted(completed_keys(folder)):
-        path = Path(folder) / "records" / f"{key}.json"
-        try:
-            content = json.loads(path.read_text())
-            records.extend(content["records"])
-        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as error:
-            raise RecordError(f"{path}: unreadable record file: {error!r}") from None
+        records.extend(read_job(Path(folder) / "records" / f"{key}.json"))
     return records
 
 

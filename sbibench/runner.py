@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import sys
 import time
 from collections.abc import Iterator
@@ -22,11 +23,15 @@ from typing import Any
 
 from sbibench.cpus import EXECUTORS, available_cpus, default_workers
 from sbibench.evaluate import execute
+from sbibench.provenance import job_provenance
 from sbibench.results import (
     RecordError,
+    StaleRecordsError,
     completed_keys,
     environment,
     rebuild_table,
+    scan_records,
+    set_aside_stale,
     write_atomic,
     write_job,
 )
@@ -37,13 +42,34 @@ __all__ = ["EXECUTORS", "RunSummary", "prepare_folder", "run_suite"]
 
 @dataclass
 class RunSummary:
-    """What `run_suite` did."""
+    """What `run_suite` did, and the state of the whole folder afterwards.
+
+    Attributes:
+        jobs: jobs in the grid.
+        skipped: jobs already done (whole, ok, made by today's code and data).
+        finished: jobs run now.
+        failed_records: records in the folder whose run failed (this run's and earlier ones').
+        failures: (record file, the error's last line) of each failed job in the folder.
+        lost: keys of the jobs whose worker died: no record, a re-run retries them.
+        broken: unreadable record files moved aside (their jobs were run again).
+        stale_moved: where stale records were moved, with ``rerun_stale``; else None.
+        table: the rebuilt results.csv.
+    """
 
     jobs: int
     skipped: int
     finished: int
     failed_records: int
     table: Path
+    failures: list[tuple[Path, str]] = dataclasses.field(default_factory=list)
+    lost: list[str] = dataclasses.field(default_factory=list)
+    broken: list[Path] = dataclasses.field(default_factory=list)
+    stale_moved: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every job of the grid has a record and none failed."""
+        return not (self.failed_records or self.lost)
 
 
 def prepare_folder(suite: Suite, out: Path) -> None:
@@ -161,8 +187,15 @@ def run_suite(
     scheduler: str | None = None,
     progress: bool = True,
     threads: int = 1,
+    rerun_stale: bool = False,
 ) -> RunSummary:
-    """Run every job of ``suite`` not yet in ``out``; write records; rebuild results.csv.
+    """Run every job of ``suite`` not yet done in ``out``; write records; rebuild results.csv.
+
+    A job is done when its record file is whole, every record is ok, and it was made by
+    today's sbibench version, code and task data (`sbibench.provenance`). Failed jobs and
+    unreadable record files (moved to ``out/broken/``) are run again. Records made by other
+    code or data stop the run before any work, naming them, unless ``rerun_stale``: then they
+    move to ``out/stale/<time>/`` and are run again.
 
     Arguments:
         suite: the checked suite.
@@ -175,6 +208,10 @@ def run_suite(
         threads: torch threads per job, whichever executor runs it (SLURM's cpus_per_task).
             One is fastest on a shared machine, and it is part of the job's key: results
             depend on it (the order of floating-point sums).
+        rerun_stale: set stale records aside and run their jobs again.
+
+    Raises:
+        StaleRecordsError: stale records and not ``rerun_stale``; nothing was run.
     """
     out = Path(out)
     if executor not in EXECUTORS:
@@ -187,11 +224,17 @@ def run_suite(
         raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
     jobs = suite.jobs(threads)
     prepare_folder(suite, out)
-    done = completed_keys(out)
-    todo = [job for job in jobs if job.key not in done]
+    expected = {job.key: _provenance(job.task, job.method_name) for job in jobs}
+    state = scan_records(out, expected)
+    stale_moved = None
+    if state.stale and not rerun_stale:
+        raise StaleRecordsError(_stale_message(out, state.stale))
+    if state.stale:
+        stale_moved = set_aside_stale(out, sorted(state.stale))
+    todo = [job for job in jobs if job.key not in state.done]
     provenance = {"suite": suite.name, **environment()}
     _warn_oversubscribed(executor, workers, threads, remote=bool(scheduler) or executor == "slurm")
-    finished = failed = 0
+    finished, lost = 0, []
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(todo), desc=f"sbibench {suite.name}", unit="run", disable=not progress)
@@ -204,16 +247,55 @@ def run_suite(
         for job, result in results:
             bar.update()
             if result is None:  # the worker died: nothing written, a re-run retries it
+                lost.append(job.key)
                 continue
             records, ranks = result
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            records = [{**provenance, **record, "timestamp": stamp} for record in records]
-            write_job(out, job.key, records, ranks)
+            fields = {**provenance, **expected[job.key], "timestamp": stamp}
+            write_job(out, job.key, [{**fields, **record} for record in records], ranks)
             finished += 1
-            failed += sum(record["status"] != "ok" for record in records)
     bar.close()
     table = rebuild_table(out)
-    return RunSummary(len(jobs), len(jobs) - len(todo), finished, failed, table)
+    failures = _failures(out, set(expected))
+    return RunSummary(
+        len(jobs), len(state.done), finished, sum(n for _, _, n in failures), table,
+        [(path, error) for path, error, _ in failures], lost, state.broken, stale_moved,
+    )  # fmt: skip
+
+
+_provenance_cache: dict[tuple[str, str], dict] = {}
+
+
+def _provenance(task: str, method_name: str) -> dict:
+    if (task, method_name) not in _provenance_cache:
+        _provenance_cache[task, method_name] = job_provenance(task, method_name)
+    return _provenance_cache[task, method_name]
+
+
+def _stale_message(out: Path, stale: dict[str, str]) -> str:
+    shown = "\n".join(
+        f"  {out / 'records' / key}.json: {why}" for key, why in list(stale.items())[:5]
+    )
+    more = f"\n  ... and {len(stale) - 5} more" if len(stale) > 5 else ""
+    return (
+        f"{len(stale)} record file(s) in {out} were made by other code or data than today's:\n"
+        f"{shown}{more}\nRe-run them with --rerun-stale (they move to {out / 'stale'}/), "
+        "or choose another --out"
+    )
+
+
+def _failures(out: Path, keys: set[str]) -> list[tuple[Path, str, int]]:
+    """(record file, the error's last line, failed records) of each failed job of the grid."""
+    from sbibench.results import read_job
+
+    found = []
+    for key in sorted(completed_keys(out) & keys):
+        path = out / "records" / f"{key}.json"
+        failed = [r for r in read_job(path) if r["status"] != "ok"]
+        if failed:
+            lines = str(failed[0].get("error") or "no error text").strip().splitlines()
+            found.append((path, lines[-1] if lines else "no error text", len(failed)))
+    return found
 
 
 def _result(future: Any) -> Any:
