@@ -273,7 +273,8 @@ def _train(
     best = [w.detach().clone() for w in weights]
     best_loss = torch.full((num_models,), math.inf)
     stale = torch.zeros(num_models, dtype=torch.long)
-    optimizer = torch.optim.Adam(weights, lr=learning_rate)
+    # fused: one kernel for the whole update; the steps are small, so per-step overhead counts
+    optimizer = torch.optim.Adam(weights, lr=learning_rate, fused=True)
     loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
     batch = min(batch_size, size)
     steps = size // batch
@@ -282,10 +283,11 @@ def _train(
     for _ in range(max_epochs):
         epochs += 1
         order = torch.argsort(torch.rand(num_models, size, generator=generator), dim=1)
-        idx, lab = train_idx.gather(1, order), train_lab.gather(1, order)
+        inputs = data[train_idx.gather(1, order)]  # the epoch's shuffled inputs, gathered once
+        lab = train_lab.gather(1, order)
         for s in range(steps):
             part = slice(s * batch, (s + 1) * batch)
-            logits = _forward(weights, data[idx[:, part]])
+            logits = _forward(weights, inputs[:, part])
             loss = loss_fn(logits, lab[:, part]).mean(1).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
