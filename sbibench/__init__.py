@@ -9,17 +9,18 @@ __version__ = "0.1.0"
 
 # The public API, imported on first use so that `import sbibench` (and the pytest plugin,
 # which loads in every pytest run where sbibench is installed) stays light.
+# A name never equals a submodule's: importing sbibench.check binds the module to that name.
 _EXPORTS = {
-    "Task": "sbibench.task",
-    "get_task": "sbibench.task",
-    "list_tasks": "sbibench.task",
-    "get_method": "sbibench.methods",
-    "list_methods": "sbibench.methods",
-    "load_suite": "sbibench.suite",
-    "run_suite": "sbibench.runner",
-    "load_results": "sbibench.results",
-    "write_report": "sbibench.report",
-    "check": "sbibench.check",
+    "Task": "sbibench.task:Task",
+    "get_task": "sbibench.task:get_task",
+    "list_tasks": "sbibench.task:list_tasks",
+    "get_method": "sbibench.methods:get_method",
+    "list_methods": "sbibench.methods:list_methods",
+    "load_suite": "sbibench.suite:load_suite",
+    "run_suite": "sbibench.runner:run_suite",
+    "load_results": "sbibench.results:load_results",
+    "write_report": "sbibench.report:write_report",
+    "check_results": "sbibench.check:check",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -27,7 +28,8 @@ __all__ = ["__version__", *_EXPORTS]
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
+        module, attribute = _EXPORTS[name].split(":")
+        return getattr(importlib.import_module(module), attribute)
     raise AttributeError(f"module 'sbibench' has no attribute {name!r}")
 
 

@@ -95,6 +95,9 @@ def check(
     """
     if not 0 < alpha < 1 or tolerance < 0:
         raise ValueError(f"need 0 < alpha < 1 and tolerance >= 0, got {alpha}, {tolerance}")
+    for name, path in (("baseline", baseline), ("candidate", candidate)):
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{name} {path}: no such run folder or results.csv")
     base_table, cand_table = _table(baseline), _table(candidate)
     cells = []
     for key, base in base_table.groupby(CELL):

@@ -60,7 +60,8 @@ def _run(args: argparse.Namespace) -> int:
     from sbibench.suite import load_suite
 
     suite = load_suite(args.suite)
-    out = args.out or f"results/{suite.name}"
+    out = args.out or f"runs/{suite.name}"
+    print(f"sbibench: running suite {suite.name!r} into {out}/ (re-running resumes)")
     summary = run_suite(
         suite, out, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
         progress=not args.no_progress, threads=args.threads, rerun_stale=args.rerun_stale,
@@ -76,6 +77,7 @@ def _run(args: argparse.Namespace) -> int:
     from sbibench.report import summary_table
 
     print(summary_table(summary.table))
+    print(f"next: sbibench report {out}  (leaderboards, figures and calibration plots)")
     for path, error in summary.failures:
         print(f"failed: {path}: {error}", file=sys.stderr)
     for key in summary.lost:
@@ -141,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
             )  # fmt: skip
     run = commands.add_parser("run", help="run a suite's grid: quick, standard, full or a file")
     run.add_argument("suite", help="a shipped suite's name or a suite TOML file")
-    run.add_argument("--out", help="run folder (default results/<suite>); re-running resumes")
+    run.add_argument("--out", help="run folder (default runs/<suite>); re-running resumes")
     run.add_argument("--executor", default="serial", choices=EXECUTORS)
     run.add_argument(
         "--workers", type=_at_least_one,
@@ -184,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, ConnectionError, ImportError) as error:
         print(f"sbibench: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # finished records are on disk already: say so, no traceback
+        print(
+            "sbibench: interrupted; finished records are kept (re-run the same command to resume)",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

@@ -118,9 +118,10 @@ def _error_text(error: BaseException) -> str:
 def execute(job: Job) -> tuple[list[dict], dict]:
     """Run a job; returns its records (one per observation) and SBC ranks to keep.
 
-    Times per record: ``time_simulate`` and ``time_train`` are the fit's (shared by the
-    observations of an amortized fit), ``time_sample`` this observation's scoring draws and
-    ``time_score`` the metrics' time.
+    Times per record: ``time_simulate``, ``time_train`` and ``time_propose`` (a sequential
+    method's proposals in rounds after the first) are the fit's (shared by the observations of
+    an amortized fit), ``time_sample`` this observation's scoring draws and ``time_score`` the
+    metrics' time (noise floors are looked up, not computed, outside it).
 
     A failing method or simulator does not raise: its records say ``status = "failed"`` with
     the error text, so the grid goes on. Sets torch's threads in this process to
@@ -163,6 +164,7 @@ def execute(job: Job) -> tuple[list[dict], dict]:
             num_invalid_simulations=posterior.num_invalid_simulations,
             time_simulate=timings.simulate,
             time_train=timings.train,
+            time_propose=timings.propose,
             time_sample=timings.sample - sampled_before,  # this observation's draws
         )
         records.append(record)

@@ -56,7 +56,12 @@ def accuracy_by_time(table: Any) -> Any:
     import seaborn as sns
 
     ok = table[table["status"] == "ok"].copy()
-    ok["seconds"] = ok[["time_simulate", "time_train", "time_sample"]].sum(axis=1).clip(lower=1e-3)
+    ok["seconds"] = (
+        ok[["time_simulate", "time_train", "time_propose", "time_sample"]]
+        .fillna(0)
+        .sum(axis=1)
+        .clip(lower=1e-3)
+    )
     tasks = sorted(ok["task"].unique())
     figure, axes = _grid(len(tasks))
     for axis, task in zip(axes, tasks, strict=False):

@@ -328,10 +328,18 @@ def load_reference(task: Task, folder: Path | None = None) -> Reference:
     """Read a task's reference folder, checking every file against the manifest's sha256.
 
     Raises:
-        ReferenceError: a file is missing, corrupted (checksum) or malformed; names the file.
+        ReferenceError: a file is missing, corrupted (checksum) or malformed, or the folder was
+            built from another version of the task's card; names the file.
     """
     folder = Path(folder) if folder is not None else reference_dir(task)
-    return _load(folder, task.parameter_names, task.dim_data, task.num_observations)
+    reference = _load(folder, task.parameter_names, task.dim_data, task.num_observations)
+    if reference.manifest.get("card_sha256") != task.card_sha256:
+        raise ReferenceError(
+            f"{folder / 'MANIFEST.json'}: built from another version of {task.card_path} "
+            "(its card_sha256 differs): the references do not belong to this card; run "
+            f"`sbibench reference build --task {task.name}`"
+        )
+    return reference
 
 
 # Regenerated on another CPU, float64 draws differ in their last bits (vectorised kernels

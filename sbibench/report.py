@@ -1,7 +1,8 @@
 """Leaderboards (Markdown, HTML, LaTeX) and figures (seaborn) from a run folder.
 
 Every table gives, per task, each metric by method and budget as the mean over observations
-and seeds with a 95% interval (mean +- 1.96 standard errors; +- 0 for a single value), the
+and seeds with a 95% Student-t interval (mean +- t(0.975, n - 1) standard errors; no interval
+for a single value), the
 exact posterior's noise floor beside the sample-based scores, and the provenance of the run.
 """
 
@@ -38,7 +39,12 @@ def _interval(values: Any) -> tuple[float, float]:
     values = values[np.isfinite(values)]
     if len(values) == 0:
         return math.nan, math.nan
-    half = 1.96 * values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    if len(values) == 1:
+        return float(values[0]), math.nan
+    from scipy.stats import t
+
+    # Student's t, not 1.96: with 2 observations the 95% half-width is 6.5x the normal one
+    half = t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
     return float(values.mean()), float(half)
 
 
@@ -46,7 +52,7 @@ def _cell(values: Any) -> str:
     mean, half = _interval(values)
     if math.isnan(mean):
         return "–"
-    return f"{mean:.3g} ± {half:.2g}"
+    return f"{mean:.3g}" if math.isnan(half) else f"{mean:.3g} ± {half:.2g}"
 
 
 def leaderboard(table: Any) -> dict[str, list[list[str]]]:
@@ -76,19 +82,20 @@ def leaderboard(table: Any) -> dict[str, list[list[str]]]:
     return boards
 
 
-_PHASES = ("simulate", "train", "sample", "score", "calibrate")
+_PHASES = ("simulate", "train", "propose", "sample", "score", "calibrate")
 
 
 def time_table(table: Any) -> list[list[str]]:
     """Where the worker time went, per method, from the records' own timings (first row:
     header): jobs, seconds per phase summed over the run, the total and its share.
 
-    A job's fit (``time_simulate``, ``time_train``) and calibration are shared by the
+    A job's fit (``time_simulate``, ``time_train``, ``time_propose``: a sequential method's
+    proposals) and calibration are shared by the
     records of its observations and counted once; sampling and scoring are per record.
     Worker seconds, so the wall time of a run is about the total over the workers.
     """
     columns = {phase: f"time_{phase}" for phase in _PHASES}
-    per_job = [c for p, c in columns.items() if p in ("simulate", "train", "calibrate")]
+    per_job = [c for p, c in columns.items() if p in ("simulate", "train", "propose", "calibrate")]
     rows = []
     for method, group in table.groupby("method", sort=True):
         jobs = group.groupby("key").first()
@@ -110,12 +117,18 @@ def time_table(table: Any) -> list[list[str]]:
 def summary_table(results: str | Path) -> str:
     """A short text table for the terminal: C2ST (and its floor) by task and method."""
     table = load_results(results)
-    lines = [f"{'task':22}{'method':14}{'budget':>8}{'C2ST':>16}{'floor':>8}{'failed':>8}"]
+    lines = [
+        "C2ST: mean over observations and seeds ± the half-width of its 95% Student-t interval "
+        "(none for one value);",
+        "floor: what the exact posterior scores at the same sample size (0.5 is chance).",
+        f"{'task':22}{'method':14}{'budget':>8}{'C2ST':>16}{'floor':>8}{'failed':>8}",
+    ]
     for (task, method, budget), group in table.groupby(["task", "method", "budget"]):
         good = group[group["status"] == "ok"]
         mean, half = _interval(good["c2st"]) if "c2st" in good else (math.nan, 0)
         floor, _ = _interval(good["c2st_floor"]) if "c2st_floor" in good else (math.nan, 0)
-        c2st = f"{mean:.3f} ± {half:.3f}" if not math.isnan(mean) else "–"
+        c2st = "–" if math.isnan(mean) else f"{mean:.3f}"
+        c2st += "" if math.isnan(half) else f" ± {half:.3f}"
         failed = int((group["status"] != "ok").sum())
         lines.append(f"{task:22}{method:14}{budget:>8}{c2st:>16}{floor:>8.3f}{failed:>8}")
     return "\n".join(lines)

@@ -47,7 +47,7 @@ COLUMNS = [
     "c2st", "c2st_floor", "c2st_null_sd", "mmd", "mmd_floor", "wasserstein", "wasserstein_floor",
     "wasserstein_method", "mean_error", "covariance_error", "nll_true_parameters",
     "sbc_datasets", "sbc_chi2_p_min", "sbc_ecdf_p_min", "coverage_method", "coverage_max_deviation",
-    "time_simulate", "time_train", "time_sample", "time_score", "time_calibrate",
+    "time_simulate", "time_train", "time_propose", "time_sample", "time_score", "time_calibrate",
     "sbibench_version", "code_digest", "task_digest", "torch_version", "python_version",
     "git_revision", "machine", "cores", "threads", "timestamp", "key",
 ]  # fmt: skip

@@ -78,3 +78,18 @@ def test_help_and_plain_import_stay_light():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
     assert result.stdout.strip().endswith("[]"), result.stdout + result.stderr
+
+
+def test_check_is_callable_however_often_it_is_asked_for():
+    import sbibench
+    import sbibench.check  # binds the submodule to the package's attribute
+
+    assert callable(sbibench.check_results) and callable(sbibench.check_results)
+    assert sbibench.check_results is sbibench.check.check
+
+
+def test_check_names_the_missing_argument(tmp_path, capsys):
+    from sbibench.cli import main
+
+    assert main(["check", "--baseline", str(tmp_path), "--candidate", str(tmp_path / "no")]) == 2
+    assert f"candidate {tmp_path / 'no'}: no such run folder" in capsys.readouterr().err

@@ -164,3 +164,18 @@ def test_a_missing_or_broken_manifest_is_reported(copy):
         load_reference(task, folder)
     (folder / "MANIFEST.json").unlink()
     assert "MANIFEST.json: missing" in verify_reference(task, folder)[0]
+
+
+def test_references_of_an_edited_card_are_refused_on_load(tmp_path):
+    """Reference folders sit beside their card's tasks/ folder; after the card is edited, its
+    old references are refused with the card named, not served."""
+    from sbibench.task import load_card
+
+    task = get_task("normal_mean")
+    (tmp_path / "tasks").mkdir()
+    card = tmp_path / "tasks" / "normal_mean.toml"
+    card.write_text(task.card_path.read_text().replace("std = 3.0", "std = 3.5"))
+    shutil.copytree(reference_dir(task), tmp_path / "reference_posteriors" / "normal_mean")
+    edited = load_card(card)
+    with pytest.raises(ReferenceError, match=f"built from another version of {card}"):
+        edited.reference_samples(1)

@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from sbibench.report import leaderboard, summary_table, time_table, write_report
 from sbibench.results import load_results
 
@@ -60,3 +62,14 @@ def test_time_table_counts_a_fit_once_and_every_scoring(tiny_run):
     shares = [float(row[-1].rstrip("%")) for row in times[1:]]
     assert abs(sum(shares) - 100) <= len(shares)  # rounded percentages
     assert "## Where the time went" in write_report(tiny_run, tiny_run.parent / "r")[0].read_text()
+
+
+def test_intervals_are_student_t_and_absent_for_one_value():
+    from scipy.stats import t
+
+    from sbibench.report import _cell, _interval
+
+    mean, half = _interval([0.5, 0.6])
+    assert mean == pytest.approx(0.55)
+    assert half == pytest.approx(t.ppf(0.975, 1) * 0.0707107 / 2**0.5, rel=1e-5)  # 12.7 x se
+    assert _cell([0.5]) == "0.5" and "±" in _cell([0.5, 0.6])

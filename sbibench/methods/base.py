@@ -39,10 +39,12 @@ class BudgetError(RuntimeError):
 
 @dataclasses.dataclass
 class Timings:
-    """Wall-clock seconds per phase of a method's run."""
+    """Wall-clock seconds per phase of a method's run: ``propose`` is drawing the proposals of
+    a sequential method's rounds after the first, ``sample`` drawing from the final posterior."""
 
     simulate: float = 0.0
     train: float = 0.0
+    propose: float = 0.0
     sample: float = 0.0
 
     @contextlib.contextmanager

@@ -200,7 +200,7 @@ class SNRE(NRE):
                 if posterior is None:
                     theta = budget.sample_prior(size)
                 else:
-                    with timings.phase("sample"):
+                    with timings.phase("propose"):
                         u = posterior.sample_u(size, observation.unsqueeze(0), generator)[:, 0]
                     theta = transform(u)
                 theta, x = budget.simulate(theta)

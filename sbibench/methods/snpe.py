@@ -106,7 +106,7 @@ class _Sequential(NeuralConfig):
                     theta = budget.sample_prior(size)
                     mixture.add(size, lambda u: log_prior_unconstrained(task, u))
                 else:
-                    with timings.phase("sample"):
+                    with timings.phase("propose"):
                         u_new, log_density = self._proposal(
                             estimator, task, observation, size, mixture, generator
                         )
@@ -122,7 +122,7 @@ class _Sequential(NeuralConfig):
                         estimator = build(self, task, u, x)
                     loss, tensors = self._loss(estimator, task, u, x, mixture, first=r == 0)
                     train(estimator, loss, tensors, **fit_settings(self, seed + r))
-        return self._result(estimator, task, observation, budget, timings, mixture)
+            return self._result(estimator, task, observation, budget, timings, mixture, generator)
 
     def _proposal(self, estimator, task, observation, size, mixture, generator):  # noqa: ANN001, ANN202
         """Draw ``size`` u ~ the current posterior estimate; its log-density."""
@@ -133,7 +133,7 @@ class _Sequential(NeuralConfig):
     def _loss(self, estimator, task, u, x, mixture, first):  # noqa: ANN001, ANN202
         return (lambda u_, x_: -estimator.log_prob(u_, x_).mean()), (u, x)
 
-    def _result(self, estimator, task, observation, budget, timings, mixture):  # noqa: ANN001, ANN202
+    def _result(self, estimator, task, observation, budget, timings, mixture, generator):  # noqa: ANN001, ANN202
         return NeuralPosterior(estimator, task, budget, timings, observation=observation)
 
 
@@ -191,13 +191,17 @@ class SNPEA(_Sequential):
     oversampling: int = 10
 
     def _proposal(self, estimator, task, observation, size, mixture, generator):  # noqa: ANN001, ANN202
-        corrected = _CorrectedPosterior(estimator, task, observation, mixture, self.oversampling)
+        corrected = _CorrectedPosterior(
+            estimator, task, observation, mixture, self.oversampling, generator
+        )
         sample = corrected.sample_u(max(size, 1000), generator)
         gaussian = MultivariateNormal(sample.mean(0), covariance_matrix=_covariance(sample))
         return _draw(gaussian, size, generator), gaussian.log_prob
 
-    def _result(self, estimator, task, observation, budget, timings, mixture):  # noqa: ANN001, ANN202
-        posterior = _CorrectedPosterior(estimator, task, observation, mixture, self.oversampling)
+    def _result(self, estimator, task, observation, budget, timings, mixture, generator):  # noqa: ANN001, ANN202
+        posterior = _CorrectedPosterior(
+            estimator, task, observation, mixture, self.oversampling, generator
+        )
         posterior.num_simulations_used = budget.used
         posterior.num_invalid_simulations = budget.invalid
         posterior.timings = timings
@@ -217,9 +221,10 @@ def _draw(gaussian: MultivariateNormal, n: int, generator: torch.Generator) -> T
 
 class _CorrectedPosterior:
     """q(u | x_o) p(u) / p~(u): sampled by importance resampling from the estimator, with a
-    log-density normalised by an importance-sampling estimate of its constant."""
+    log-density normalised by an importance-sampling estimate of its constant (20,000 draws
+    from ``generator``, so `log_prob` is a pure function of the run's seed)."""
 
-    def __init__(self, estimator, task, observation, mixture, oversampling):  # noqa: ANN001
+    def __init__(self, estimator, task, observation, mixture, oversampling, generator):  # noqa: ANN001
         self.estimator = copy.deepcopy(estimator).eval()
         self.task = task
         self.observation = observation
@@ -228,7 +233,7 @@ class _CorrectedPosterior:
         self.oversampling = oversampling
         self.transform = unconstrained(task)
         with torch.no_grad():
-            u = self.estimator.sample(20_000, observation.float()).double()
+            u = self.estimator.sample(20_000, observation.float(), generator=generator).double()
             self._log_normaliser = torch.logsumexp(self._log_weight(u), 0) - math.log(len(u))
 
     def _log_weight(self, u: Tensor) -> Tensor:

@@ -100,7 +100,7 @@ def test_contract(name, task_name, make_task):
     assert task.model.calls <= 300
     assert posterior.num_simulations_used == task.model.calls
     assert posterior.num_invalid_simulations == 0
-    assert set(dataclasses.asdict(posterior.timings)) == {"simulate", "train", "sample"}
+    assert set(dataclasses.asdict(posterior.timings)) == {"simulate", "train", "propose", "sample"}
     assert posterior.timings.simulate > 0
     # Same seed, same numbers; another seed, others.
     again = _posterior(method, make_task(task_name), 300, 7, x_o).sample(500, x_o, seed=1)
