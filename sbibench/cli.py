@@ -178,9 +178,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _working_directory_importable() -> None:
+    """Put the working directory on the import path, as ``python script.py`` does, for this
+    process and the workers it starts (a suite's ``function = "mymethods:f"`` with
+    ``mymethods.py`` beside it)."""
+    import os
+
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if cwd not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([cwd, *filter(None, paths)])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sbibench`` console command; returns the exit code."""
     args = _parser().parse_args(argv)
+    _working_directory_importable()
     try:
         return args.handler(args)
     except (ValueError, FileNotFoundError, ConnectionError, ImportError) as error:

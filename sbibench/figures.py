@@ -1,4 +1,11 @@
-"""The report's figures: accuracy against budget and wall time, SBC ECDF bands, coverage."""
+"""The report's figures: accuracy against budget and wall time, SBC ECDF bands, coverage.
+
+Each figure has one panel per task and one legend for the whole figure (below the panels), and
+a method has the same colour in every figure: colours are given out over the sorted method
+names of the whole table, so a leaderboard with seventeen methods stays readable. Panels are
+laid out by matplotlib's constrained layout, which keeps titles, tick labels and axis labels
+of neighbouring panels apart (`overlapping_text` checks that it did).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["all_figures"]
+__all__ = ["all_figures", "method_colours", "overlapping_text"]
 
 
 def _pyplot() -> Any:
@@ -21,40 +28,63 @@ def _pyplot() -> Any:
     return plt
 
 
+def method_colours(methods: Any) -> dict[str, Any]:
+    """A fixed colour per method name (sorted), from a palette of up to 20 distinct colours."""
+    import seaborn as sns
+
+    names = sorted({str(m) for m in methods})
+    palette = sns.color_palette("tab10" if len(names) <= 10 else "tab20", len(names))
+    return dict(zip(names, palette, strict=True))
+
+
 def _grid(count: int, width: float = 3.6, height: float = 3.0) -> tuple[Any, np.ndarray]:
     plt = _pyplot()
-    columns = min(count, 4)
+    columns = min(count, 3)
     rows = -(-count // columns)
     figure, axes = plt.subplots(
-        rows, columns, figsize=(width * columns, height * rows), squeeze=False
-    )
+        rows, columns, figsize=(width * columns, height * rows + 1.2), squeeze=False,
+        layout="constrained",
+    )  # fmt: skip
     for axis in axes.flat[count:]:
         axis.set_visible(False)
     return figure, axes.flat
 
 
-def c2st_by_budget(table: Any) -> Any:
+def _legend(
+    figure: Any, colours: dict[str, Any], shown: set[str], extra: list | None = None
+) -> None:
+    """One legend for the figure, below the panels: the methods it shows, in colour order."""
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], color=c, marker="o", label=m) for m, c in colours.items() if m in shown
+    ]
+    handles += extra or []
+    figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6),
+                  fontsize=8, frameon=False)  # fmt: skip
+
+
+def c2st_by_budget(table: Any, colours: dict[str, Any]) -> Any:
     """C2ST against the simulation budget per task, one line per method, floor dashed."""
-    import seaborn as sns
+    from matplotlib.lines import Line2D
 
     ok = table[table["status"] == "ok"]
     tasks = sorted(ok["task"].unique())
     figure, axes = _grid(len(tasks))
     for axis, task in zip(axes, tasks, strict=False):
         data = ok[ok["task"] == task]
-        sns.lineplot(
-            data=data, x="budget", y="c2st", hue="method", marker="o", errorbar=("ci", 95), ax=axis
-        )
-        axis.axhline(data["c2st_floor"].mean(), color="grey", linestyle="--", label="exact floor")
+        for method, group in data.groupby("method"):
+            means = group.groupby("budget")["c2st"].mean()
+            axis.plot(means.index, means.values, marker="o", color=colours[str(method)])
+        axis.axhline(data["c2st_floor"].mean(), color="grey", linestyle="--")
         axis.set(xscale="log", title=task, ylim=(0.45, 1.0), xlabel="simulations", ylabel="C2ST")
-        axis.legend(fontsize=6)
+    floor = Line2D([], [], color="grey", linestyle="--", label="exact posterior's floor")
+    _legend(figure, colours, set(ok["method"].astype(str)), [floor])
     return figure
 
 
-def accuracy_by_time(table: Any) -> Any:
-    """C2ST against wall time (simulate + train + sample) per task."""
-    import seaborn as sns
-
+def accuracy_by_time(table: Any, colours: dict[str, Any]) -> Any:
+    """C2ST against wall time (simulate + train + propose + sample) per task."""
     ok = table[table["status"] == "ok"].copy()
     ok["seconds"] = (
         ok[["time_simulate", "time_train", "time_propose", "time_sample"]]
@@ -65,44 +95,53 @@ def accuracy_by_time(table: Any) -> Any:
     tasks = sorted(ok["task"].unique())
     figure, axes = _grid(len(tasks))
     for axis, task in zip(axes, tasks, strict=False):
-        sns.scatterplot(data=ok[ok["task"] == task], x="seconds", y="c2st", hue="method", ax=axis)
+        data = ok[ok["task"] == task]
+        for method, group in data.groupby("method"):
+            axis.scatter(group["seconds"], group["c2st"], s=10, color=colours[str(method)])
         axis.set(xscale="log", title=task, xlabel="wall time (s)", ylabel="C2ST")
-        axis.legend(fontsize=6)
+    _legend(figure, colours, set(ok["method"].astype(str)))
     return figure
 
 
 def _calibrated(table: Any, folder: Path) -> list[tuple[str, str, dict]]:
-    """(task, method, kept SBC arrays) for every calibrated job in the folder."""
+    """(task, method, kept SBC arrays) of every calibrated job at its task's largest budget."""
     found = []
     if "sbc_datasets" not in table:
         return found
     calibrated = table[table["sbc_datasets"].notna()].drop_duplicates("key")
+    largest = calibrated.groupby("task")["budget"].transform("max")
+    calibrated = calibrated[calibrated["budget"] == largest]
     for _, row in calibrated.sort_values(["task", "method"]).iterrows():
         path = folder / "records" / f"{row['key']}.sbc.npz"
         if path.is_file():
             with np.load(path) as archive:
-                found.append((row["task"], f"{row['method']} ({row['budget']})", dict(archive)))
+                found.append((row["task"], str(row["method"]), dict(archive)))
     return found
 
 
-def sbc_ecdf(calibrated: list) -> Any:
-    """ECDF of SBC ranks minus the uniform CDF, per dimension, with the simultaneous 95% band
-    of Säilynoja et al. (2022): a calibrated method stays inside the grey band."""
+def sbc_ecdf(calibrated: list, colours: dict[str, Any]) -> Any:
+    """Per task, each method's SBC rank ECDF minus the uniform CDF in its worst coordinate,
+    with the simultaneous 95% band of Säilynoja et al. (2022) for one coordinate: a calibrated
+    method stays inside the grey band."""
     from sbibench.metrics import ecdf_uniformity
 
-    figure, axes = _grid(len(calibrated))
-    for axis, (task, method, kept) in zip(axes, calibrated, strict=False):
-        test = ecdf_uniformity(kept["ranks"], int(kept["num_samples"]))
-        z = test.points
+    tasks = sorted({task for task, _, _ in calibrated})
+    figure, axes = _grid(len(tasks))
+    for axis, task in zip(axes, tasks, strict=False):
+        for name, method, kept in calibrated:
+            if name != task:
+                continue
+            test = ecdf_uniformity(kept["ranks"], int(kept["num_samples"]))
+            z = test.points
+            worst = np.abs(test.ecdf - z[:, None]).max(0).argmax()
+            axis.plot(z, test.ecdf[:, worst] - z, linewidth=1, color=colours[method])
         axis.fill_between(z, test.lower - z, test.upper - z, color="grey", alpha=0.3)
-        for d in range(test.ecdf.shape[1]):
-            axis.plot(z, test.ecdf[:, d] - z, linewidth=1, label=f"θ{d + 1}" if d < 10 else None)
-        axis.set(title=f"{task}: {method}", xlabel="fractional rank", ylabel="ECDF − uniform")
-        axis.legend(fontsize=5, ncol=2)
+        axis.set(title=task, xlabel="fractional rank", ylabel="ECDF − uniform")
+    _legend(figure, colours, {method for _, method, _ in calibrated})
     return figure
 
 
-def coverage_curves(calibrated: list) -> Any:
+def coverage_curves(calibrated: list, colours: dict[str, Any]) -> Any:
     """Expected coverage against credibility level (HPD or TARP), one line per method."""
     tasks = sorted({task for task, _, _ in calibrated})
     figure, axes = _grid(len(tasks))
@@ -114,23 +153,48 @@ def coverage_curves(calibrated: list) -> Any:
             ranks = np.asarray(kept["coverage_ranks"])
             total = int(kept["num_samples"]) + 1
             coverage = (ranks[None, :] < levels[:, None] * total).mean(1)
-            axis.plot(levels, coverage, label=method)
+            axis.plot(levels, coverage, color=colours[method], linewidth=1)
         axis.plot([0, 1], [0, 1], color="grey", linestyle="--")
         axis.set(title=task, xlabel="credibility level", ylabel="expected coverage")
-        axis.legend(fontsize=6)
+    _legend(figure, colours, {method for _, method, _ in calibrated})
     return figure
 
 
 def all_figures(table: Any, folder: Path) -> list[tuple[str, Any]]:
     """Every figure the report shows, titled."""
+    colours = method_colours(table["method"])
     figures = [
-        ("C2ST against simulation budget", c2st_by_budget(table)),
-        ("C2ST against wall time", accuracy_by_time(table)),
+        ("C2ST against simulation budget", c2st_by_budget(table, colours)),
+        ("C2ST against wall time", accuracy_by_time(table, colours)),
     ]
     calibrated = _calibrated(table, Path(folder))
     if calibrated:
         figures.append(
-            ("SBC: rank ECDF minus uniform, with 95% simultaneous bands", sbc_ecdf(calibrated))
+            (
+                "SBC at the largest budget: rank ECDF minus uniform in each method's worst "
+                "coordinate, with the 95% simultaneous band",
+                sbc_ecdf(calibrated, colours),
+            )
         )
-        figures.append(("Expected coverage", coverage_curves(calibrated)))
+        figures.append(
+            ("Expected coverage at the largest budget", coverage_curves(calibrated, colours))
+        )
     return figures
+
+
+def overlapping_text(figure: Any) -> list[tuple[str, str]]:
+    """Pairs of panels (each with its title, tick labels and axis labels as drawn) and the
+    legend whose boxes overlap once the figure is drawn; empty when the layout kept them apart."""
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    boxes = [
+        (f"panel {i} ({axis.get_title()})", axis.get_tightbbox(renderer))
+        for i, axis in enumerate(a for a in figure.axes if a.get_visible())
+    ]
+    boxes += [("legend", legend.get_window_extent(renderer)) for legend in figure.legends]
+    return [
+        (boxes[a][0], boxes[b][0])
+        for a in range(len(boxes))
+        for b in range(a + 1, len(boxes))
+        if boxes[a][1].overlaps(boxes[b][1])
+    ]

@@ -49,7 +49,7 @@ COLUMNS = [
     "sbc_datasets", "sbc_chi2_p_min", "sbc_ecdf_p_min", "coverage_method", "coverage_max_deviation",
     "time_simulate", "time_train", "time_propose", "time_sample", "time_score", "time_calibrate",
     "sbibench_version", "code_digest", "task_digest", "torch_version", "python_version",
-    "git_revision", "machine", "cores", "threads", "timestamp", "key",
+    "git_revision", "project_revision", "machine", "cores", "threads", "timestamp", "key",
 ]  # fmt: skip
 # Fields every record has, whatever its status.
 REQUIRED = ("key", "task", "method", "budget", "seed", "observation", "status")
@@ -223,22 +223,40 @@ def load_results(path: str | Path) -> Any:
     return pd.read_csv(path)
 
 
-def _git_revision() -> str:
+def _git(folder: Path, *args: str) -> str:
+    """``git args`` run in ``folder``; its output, or "" when git or the repository is missing."""
     try:
         result = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            cwd=Path(__file__).resolve().parent,
+            ["git", *args], capture_output=True, text=True, timeout=10, cwd=folder
         )
     except (OSError, subprocess.SubprocessError):
         return ""
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
+def _revision(folder: Path) -> str:
+    """The short commit of the repository at ``folder``, "-dirty" if tracked files changed."""
+    revision = _git(folder, "rev-parse", "--short", "HEAD")
+    if revision and _git(folder, "status", "--porcelain", "--untracked-files=no"):
+        revision += "-dirty"
+    return revision
+
+
+def sbibench_revision() -> str:
+    """sbibench's own commit, only when it runs from its source checkout (the package folder
+    sits at the top of a git work tree beside sbibench's pyproject.toml); "" when installed
+    (an installed copy inside someone else's repository must not record their commit)."""
+    root = Path(__file__).resolve().parent.parent
+    pyproject = root / "pyproject.toml"
+    if not pyproject.is_file() or 'name = "sbibench"' not in pyproject.read_text():
+        return ""
+    top = _git(root, "rev-parse", "--show-toplevel")
+    return _revision(root) if top and Path(top).resolve() == root else ""
+
+
 def environment() -> dict[str, Any]:
-    """Provenance written into every record: versions, git revision, machine, time."""
+    """Provenance written into every record: versions, sbibench's git revision (from its source
+    checkout only), the revision of the project the run was started in, machine, time."""
     import torch
 
     from sbibench import __version__
@@ -247,7 +265,8 @@ def environment() -> dict[str, Any]:
         "sbibench_version": __version__,
         "torch_version": torch.__version__.split("+")[0],
         "python_version": platform.python_version(),
-        "git_revision": _git_revision(),
+        "git_revision": sbibench_revision(),
+        "project_revision": _revision(Path.cwd()),  # the repository the run was started in
         "machine": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -164,19 +164,47 @@ def _executor(
         raise ValueError(f"unknown executor {kind!r}; choose from {', '.join(EXECUTORS)}")
 
 
-def _completed(futures: dict) -> Iterator[tuple[Job, Any]]:
-    """Yield (job, future) as futures finish: concurrent.futures' own, or submitit's jobs."""
-    pending = dict(futures)
-    if all(isinstance(f, concurrent.futures.Future) for f in pending):
-        for future in concurrent.futures.as_completed(pending):
-            yield pending[future], future
-        return
+def _label(job: Job) -> str:
+    """task/method/budget[/observation] of a job, as the progress line shows it."""
+    where = f"/obs {job.observations[0]}" if len(job.observations) == 1 else ""
+    return f"{job.task}/{job.method}/{job.budget}{where}"
+
+
+def _running_line(futures: dict, started: dict) -> str:
+    """Which jobs are running now and for how long (concurrent.futures know; others don't)."""
+    now = time.monotonic()
+    running = []
+    for future, job in futures.items():
+        if isinstance(future, concurrent.futures.Future) and future.running():
+            started.setdefault(job.key, now)
+            running.append(f"{_label(job)} {now - started[job.key]:.0f}s")
+    if not running:
+        return ""
+    return "running: " + ", ".join(running[:4]) + (" ..." if len(running) > 4 else "")
+
+
+def _completed(futures: dict, bar: Any) -> Iterator[tuple[Job, Any]]:
+    """Yield (job, future) as futures finish (concurrent.futures' own, or submitit's jobs),
+    showing the running jobs on the progress bar every couple of seconds."""
+    pending, started = dict(futures), {}
     while pending:
-        done = [f for f in pending if f.done()]
+        if all(isinstance(f, concurrent.futures.Future) for f in pending):
+            done, _ = concurrent.futures.wait(
+                pending, timeout=2.0, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+        else:  # submitit's jobs: poll
+            done = [f for f in pending if f.done()]
+            if not done:
+                time.sleep(1.0)
         for future in done:
             yield pending.pop(future), future
-        if not done:
-            time.sleep(1.0)
+        bar.set_postfix_str(_running_line(pending, started), refresh=True)
+
+
+def _serial(todo: list[Job], bar: Any) -> Iterator[tuple[Job, Any]]:
+    for job in todo:
+        bar.set_postfix_str(f"running: {_label(job)}", refresh=True)
+        yield job, execute(job)
 
 
 def run_suite(
@@ -204,7 +232,8 @@ def run_suite(
         workers: parallel workers (processes, Dask workers, concurrent SLURM tasks); default
             `default_workers`: 1 serial, else the CPUs this process may use // ``threads``.
         scheduler: a Dask scheduler address (``tcp://host:port``); default a LocalCluster.
-        progress: show a tqdm progress bar over jobs.
+        progress: show a tqdm progress bar over jobs, with the jobs running now (task,
+            method, budget, observation, seconds so far).
         threads: torch threads per job, whichever executor runs it (SLURM's cpus_per_task).
             One is fastest on a shared machine, and it is part of the job's key: results
             depend on it (the order of floating-point sums).
@@ -240,10 +269,10 @@ def run_suite(
     bar = tqdm(total=len(todo), desc=f"sbibench {suite.name}", unit="run", disable=not progress)
     with _callers_threads_kept(), _executor(executor, workers, threads, scheduler, out) as pool:
         if pool is None:
-            results = ((job, execute(job)) for job in todo)
+            results = _serial(todo, bar)
         else:
             futures = {pool.submit(execute, job): job for job in todo}
-            results = ((job, _result(future)) for job, future in _completed(futures))
+            results = ((job, _result(future)) for job, future in _completed(futures, bar))
         for job, result in results:
             bar.update()
             if result is None:  # the worker died: nothing written, a re-run retries it

@@ -93,3 +93,38 @@ def test_check_names_the_missing_argument(tmp_path, capsys):
 
     assert main(["check", "--baseline", str(tmp_path), "--candidate", str(tmp_path / "no")]) == 2
     assert f"candidate {tmp_path / 'no'}: no such run folder" in capsys.readouterr().err
+
+
+def test_a_users_module_in_the_working_directory_runs_and_a_typo_stops_the_suite(tmp_path):
+    """As `python script.py` would, `sbibench run` imports mymethods.py from where it runs, in
+    its workers too; a misspelt function stops the run when the suite loads, before any work."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "mymethods.py").write_text(
+        "def good(task, observation, num_simulations, seed):\n"
+        "    return task.posterior(observation).sample((100,))\n"
+    )
+    suite = (
+        'name = "mine"\ndescription = "a user method"\ntasks = ["normal_mean"]\n'
+        "budgets = [10]\nseeds = [0]\nobservations = [1]\nnum_posterior_samples = 100\n"
+        'metrics = ["moments"]\n\n[sbc]\nnum_datasets = 0\nnum_posterior_samples = 10\n\n'
+        '[methods.mine]\nmethod = "external"\nfunction = "mymethods:good"\n'
+    )
+    (tmp_path / "mine.toml").write_text(suite)
+    (tmp_path / "typo.toml").write_text(suite.replace("mymethods:good", "mymethods:goood"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # the console script, not `python -m` (which puts the working directory on the path itself)
+    command = [os.path.join(os.path.dirname(sys.executable), "sbibench"), "run", "--no-progress"]
+    for executor in ("serial", "processes"):
+        ran = subprocess.run(
+            [*command, "mine.toml", "--executor", executor, "--out", f"out-{executor}"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+    typo = subprocess.run([*command, "typo.toml"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert typo.returncode == 2
+    assert "methods.mine: cannot import 'mymethods:goood'" in typo.stderr
+    assert not (tmp_path / "runs").exists()

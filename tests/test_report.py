@@ -73,3 +73,99 @@ def test_intervals_are_student_t_and_absent_for_one_value():
     assert mean == pytest.approx(0.55)
     assert half == pytest.approx(t.ppf(0.975, 1) * 0.0707107 / 2**0.5, rel=1e-5)  # 12.7 x se
     assert _cell([0.5]) == "0.5" and "±" in _cell([0.5, 0.6])
+
+
+def _many_methods(tiny_run):
+    """The tiny run's records under seventeen method names and five task names, as many as a
+    standard leaderboard shows: a layout test needs the count, not new numbers."""
+    import pandas
+
+    table = load_results(tiny_run)
+    parts = []
+    for i in range(17):
+        part = table.copy()
+        part["method"] = part["method"] + f"_{i:02d}"
+        part["task"] = part["task"].map(
+            {"normal_mean": "normal_mean", "poisson_gamma": "poisson_gamma"}
+        )
+        parts.append(part)
+    for extra in ("linear_gaussian", "linear_gaussian_vae", "normal_mean_variance"):
+        part = parts[0].copy()
+        part["task"] = extra
+        parts.append(part)
+    return pandas.concat(parts, ignore_index=True)
+
+
+def test_figures_stay_legible_with_seventeen_methods(tiny_run):
+    """Five task panels, 51 method labels: no panel's title, ticks or labels overlap another
+    panel or the legend once drawn; one legend per figure; a method's colour is the same in
+    every figure."""
+    import matplotlib.pyplot as plt
+
+    from sbibench.figures import all_figures, overlapping_text
+
+    colours = {}
+    for title, figure in all_figures(_many_methods(tiny_run), tiny_run):
+        assert overlapping_text(figure) == [], title
+        assert len(figure.legends) == 1 and all(not a.get_legend() for a in figure.axes)
+        for handle in figure.legends[0].legend_handles:
+            colour = (
+                tuple(handle.get_color())
+                if handle.get_label() != "exact posterior's floor"
+                else None
+            )
+            assert colours.setdefault(handle.get_label(), colour) == colour
+        plt.close(figure)
+    methods = [m for m in colours if m != "exact posterior's floor"]
+    assert len(methods) == 51 and len({colours[m] for m in methods}) == 20  # tab20, reused
+
+
+CHECK_PAGE = """
+<script>
+window.addEventListener("load", () => {
+  const images = [...document.images];
+  const broken = images.filter((i) => !(i.complete && i.naturalWidth > 0)).map((i) => i.alt);
+  const blocks = [...document.querySelectorAll("h1, h2, ul, table, img")];
+  const overlaps = [];
+  for (let a = 0; a < blocks.length; a++) {
+    for (let b = a + 1; b < blocks.length; b++) {
+      const p = blocks[a].getBoundingClientRect(), q = blocks[b].getBoundingClientRect();
+      const w = Math.min(p.right, q.right) - Math.max(p.left, q.left);
+      const h = Math.min(p.bottom, q.bottom) - Math.max(p.top, q.top);
+      if (w > 1 && h > 1) overlaps.push(blocks[a].tagName + " / " + blocks[b].tagName);
+    }
+  }
+  const widths = images.map((i) => i.getBoundingClientRect().width);
+  document.body.setAttribute("data-check", JSON.stringify({images: images.length, broken, overlaps, widths}));
+});
+</script>
+"""
+
+
+def test_the_report_renders_in_a_real_browser(tiny_run, tmp_path):
+    """report.html in headless Chromium (Debian's package; CI installs it): every embedded
+    figure loads and is laid out, and no heading, list, table or figure overlaps another."""
+    import json
+    import os
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install chromium (apt-get install chromium)")
+        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+    write_report(tiny_run, tmp_path)
+    page = tmp_path / "checked.html"
+    page.write_text(
+        (tmp_path / "report.html").read_text().replace("</body>", CHECK_PAGE + "</body>")
+    )
+    dom = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000",
+         "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    found = re.search(r'data-check="([^"]*)"', dom)
+    assert found, dom[-2000:]
+    check = json.loads(found.group(1).replace("&quot;", '"'))
+    assert check["images"] == 4 and check["broken"] == [] and check["overlaps"] == []
+    assert min(check["widths"]) > 300

@@ -272,3 +272,26 @@ def test_records_are_whole_json_files_with_provenance(tiny_run):
             assert record["suite"] == "tiny" and record["sbibench_version"]
             assert record["torch_version"] and record["timestamp"] and record["cores"] >= 1
             assert record["threads"] == 1
+
+
+def test_revisions_are_sbibenchs_only_from_its_checkout_and_the_projects_by_name(tmp_path):
+    """An installed sbibench inside a user's repository must not record the user's commit as
+    its own: a copy of the package in a fresh git repository records none, and names the
+    repository the run started in as project_revision."""
+    import shutil
+
+    import sbibench
+
+    project = tmp_path / "project"
+    shutil.copytree(os.path.dirname(sbibench.__file__), project / "site" / "sbibench")
+    for command in (["init", "-q"], ["add", "."], ["-c", "user.name=u", "-c", "user.email=u@u",
+                                                 "commit", "-qm", "user code"]):  # fmt: skip
+        subprocess.run(["git", *command], cwd=project, check=True)
+    user_commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=project, capture_output=True, text=True
+    ).stdout.strip()
+    code = "from sbibench.results import environment as e; r = e(); print(r['git_revision'], '|', r['project_revision'])"
+    env = {**os.environ, "PYTHONPATH": str(project / "site")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=project, env=env, capture_output=True,
+                         text=True, check=True).stdout.split("|")  # fmt: skip
+    assert out[0].strip() == "" and out[1].strip() == user_commit

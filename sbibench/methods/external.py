@@ -124,6 +124,9 @@ class External:
     function: str | Callable = ""
     amortized: bool = False
 
+    def __post_init__(self) -> None:
+        _import(self.function)  # a typo stops a suite when it loads, before any work
+
     def _call(self, task: Task, *args: Any) -> tuple[Any, Task, Timings]:
         timings = Timings()
         task = budgeted(task, args[-2], timings)
@@ -255,6 +258,9 @@ class Sbibm:
     algorithm: str | Callable = ""
     num_samples: int = 10_000
     options: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _import(self.algorithm)  # a typo stops a suite when it loads, before any work
 
     def run(
         self, task: Task, observation: Tensor, num_simulations: int, seed: int
