@@ -201,7 +201,7 @@ class SNRE(NRE):
                     theta = budget.sample_prior(size)
                 else:
                     with timings.phase("propose"):
-                        u = posterior.sample_u(size, observation.unsqueeze(0), generator)[:, 0]
+                        u = posterior.independent_u(size, observation.unsqueeze(0), generator)[:, 0]
                     theta = transform(u)
                 theta, x = budget.simulate(theta)
                 us.append(transform.inv(theta).float())

@@ -120,3 +120,24 @@ def test_training_threads_are_restored():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_hand_written_gradients_equal_autograds():
+    """`_gradients` backpropagates the classifiers by hand; autograd on the same loss (the
+    summed per-model mean binary cross-entropy) must give the same gradients."""
+    from sbibench.metrics.c2st import _forward, _gradients
+
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(3, 4, 40), (3, 1, 40), (3, 40, 40), (3, 1, 40), (3, 40, 1), (3, 1, 1)]
+    weights = [torch.randn(shape, generator=generator) * 0.3 for shape in shapes]
+    inputs = torch.randn(3, 64, 4, generator=generator)
+    labels = (torch.rand(3, 64, generator=generator) < 0.5).float()
+    for w in weights:
+        w.grad = torch.zeros_like(w)
+    _gradients(weights, inputs, labels)
+    manual = [w.grad.clone() for w in weights]
+    leaves = [w.detach().clone().requires_grad_() for w in weights]
+    loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
+    loss_fn(_forward(leaves, inputs), labels).mean(1).sum().backward()
+    for mine, theirs in zip(manual, leaves, strict=True):
+        assert torch.allclose(mine, theirs.grad, rtol=1e-5, atol=1e-6)
