@@ -65,6 +65,7 @@ def _run(args: argparse.Namespace) -> int:
     summary = run_suite(
         suite, out, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
         progress=not args.no_progress, threads=args.threads, rerun_stale=args.rerun_stale,
+        timeout=args.timeout,
     )  # fmt: skip
     for path in summary.broken:
         print(f"sbibench: unreadable record moved aside and its job run again: {path}")
@@ -155,6 +156,11 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     run.add_argument("--scheduler", help="address of a running Dask scheduler, tcp://host:port")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--timeout", type=float,
+        help="seconds after which a job is stopped and recorded as failed (default: the "
+        "suite's timeout field, else none)",
+    )  # fmt: skip
     run.add_argument(
         "--rerun-stale", action="store_true",
         help="move records made by other code or task data to OUT/stale/ and run them again",

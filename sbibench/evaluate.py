@@ -3,8 +3,12 @@ posterior (each score beside its noise floor), and calibrate amortized methods w
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import threading
 import time
 import traceback
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,7 +22,46 @@ from sbibench.task import Task, get_task
 if TYPE_CHECKING:
     from sbibench.suite import Job
 
-__all__ = ["execute"]
+__all__ = ["JobTimeout", "execute"]
+
+
+class JobTimeout(BaseException):  # noqa: N818 - raised into the job's thread
+    """A job ran past its time limit. A BaseException, like KeyboardInterrupt, so that the
+    handlers that turn a method's errors into failed records do not swallow it."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise `JobTimeout` in this thread once ``seconds`` have passed inside the block.
+
+    A timer thread raises it asynchronously (``PyThreadState_SetAsyncExc``), so this works in
+    any thread (a Dask worker's too, where signals cannot be used); it takes effect at the
+    next Python instruction, after any torch call in progress returns.
+    """
+    if seconds is None:
+        yield
+        return
+    target, lock, state = threading.get_ident(), threading.Lock(), {"fired": False, "open": True}
+
+    def expire() -> None:
+        with lock:
+            if state["open"]:
+                state["fired"] = True
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(target), ctypes.py_object(JobTimeout)
+                )
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        with lock:
+            state["open"] = False
+            timer.cancel()
+            if state["fired"]:  # clear it, should it still be pending
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), None)
 
 
 def _seed_for(*parts: Any) -> int:
@@ -124,16 +167,34 @@ def execute(job: Job) -> tuple[list[dict], dict]:
     metrics' time (noise floors are looked up, not computed, outside it).
 
     A failing method or simulator does not raise: its records say ``status = "failed"`` with
-    the error text, so the grid goes on. Sets torch's threads in this process to
+    the error text, so the grid goes on; nor does a job that runs past ``job.timeout`` seconds:
+    it is stopped and its records say so. Sets torch's threads in this process to
     ``job.threads``, whichever executor runs it: results depend on the thread count.
     """
     torch.set_num_threads(job.threads)
-    base = {
+    try:
+        with _time_limit(job.timeout):
+            return _execute(job)
+    except JobTimeout:
+        error = f"timeout: the job ran past its limit of {job.timeout:g} s and was stopped"
+        return [
+            {**_base(job), "observation": k, "status": "failed", "error": error}
+            for k in job.observations
+        ], {}
+
+
+def _base(job: Job) -> dict[str, Any]:
+    """The fields every record of the job shares."""
+    return {
         "task": job.task, "method": job.method, "method_name": job.method_name,
         "config_hash": job.config_hash, "config": _json(job.config), "budget": job.budget,
         "seed": job.seed, "num_posterior_samples": job.num_posterior_samples, "key": job.key,
         "threads": job.threads,
     }  # fmt: skip
+
+
+def _execute(job: Job) -> tuple[list[dict], dict]:
+    base = _base(job)
     try:
         task = get_task(job.task)
         method = get_method(job.method_name, **job.config)

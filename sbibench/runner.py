@@ -216,6 +216,7 @@ def run_suite(
     progress: bool = True,
     threads: int = 1,
     rerun_stale: bool = False,
+    timeout: float | None = None,
 ) -> RunSummary:
     """Run every job of ``suite`` not yet done in ``out``; write records; rebuild results.csv.
 
@@ -238,6 +239,8 @@ def run_suite(
             One is fastest on a shared machine, and it is part of the job's key: results
             depend on it (the order of floating-point sums).
         rerun_stale: set stale records aside and run their jobs again.
+        timeout: seconds after which a job is stopped and recorded as failed (default: the
+            suite's ``timeout`` field, else none).
 
     Raises:
         StaleRecordsError: stale records and not ``rerun_stale``; nothing was run.
@@ -251,7 +254,9 @@ def run_suite(
         workers = default_workers(executor, threads)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
-    jobs = suite.jobs(threads)
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    jobs = suite.jobs(threads, timeout)
     prepare_folder(suite, out)
     expected = {job.key: _provenance(job.task, job.method_name) for job in jobs}
     state = scan_records(out, expected)

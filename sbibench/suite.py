@@ -76,12 +76,14 @@ class Job:
     sbc_datasets: int
     sbc_samples: int
     threads: int  # torch's threads: the order of floating-point sums depends on it
+    timeout: float | None = None  # seconds before the job is stopped; not part of the key
 
     @property
     def key(self) -> str:
         """A stable hash of everything that determines the job's results."""
         fields = dataclasses.asdict(self)
         fields.pop("config")  # its hash is in config_hash
+        fields.pop("timeout")  # a limit on the time, not on the result
         text = json.dumps(fields, sort_keys=True)
         return f"{self.task}-{self.method}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
@@ -103,9 +105,11 @@ class Suite:
     sbc_samples: int
     text: str
     sha256: str
+    timeout: float | None = None  # per-job limit in seconds (the optional field ``timeout``)
 
-    def jobs(self, threads: int = 1) -> list[Job]:
-        """Every job of the grid, in a stable order, each to run on ``threads`` torch threads."""
+    def jobs(self, threads: int = 1, timeout: float | None = None) -> list[Job]:
+        """Every job of the grid, in a stable order, each to run on ``threads`` torch threads
+        and to stop after ``timeout`` seconds (default: the suite's own, else none)."""
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
         jobs = []
@@ -133,6 +137,7 @@ class Suite:
                                     self.sbc_datasets if amortized else 0,
                                     self.sbc_samples,
                                     threads,
+                                    timeout if timeout is not None else self.timeout,
                                 )  # fmt: skip
                             )
         return jobs
@@ -171,7 +176,7 @@ def _load(path: Path, text: str) -> Suite:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SuiteError(f"{path}: not valid TOML: {error}") from None
-    unknown = sorted(set(raw) - set(KEYS))
+    unknown = sorted(set(raw) - set(KEYS) - {"timeout"})
     if unknown:
         raise SuiteError(
             f"{path}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(KEYS)}"
@@ -203,6 +208,12 @@ def _load(path: Path, text: str) -> Suite:
     )[0]
     if samples > 10_000:
         raise SuiteError(f"{path}: num_posterior_samples is at most 10000 (the reference's size)")
+    timeout = raw.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                or not timeout > 0):  # fmt: skip
+        raise SuiteError(
+            f"{path}: field 'timeout' must be a number of seconds > 0, got {timeout!r}"
+        )
     return Suite(
         name=str(raw["name"]),
         description=str(raw["description"]),
@@ -217,6 +228,7 @@ def _load(path: Path, text: str) -> Suite:
         sbc_samples=sbc_samples,
         text=text,
         sha256=hashlib.sha256(text.encode()).hexdigest(),
+        timeout=float(timeout) if timeout is not None else None,
     )
 
 

@@ -51,9 +51,9 @@ def small(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))  # spawned workers inherit sys.path
     monkeypatch.setenv("SBIBENCH_TEST_FIXED", str(tmp_path / "fixed"))
 
-    def make(extra=""):
+    def make(extra="", top=""):
         path = tmp_path / "small.toml"
-        path.write_text(SMALL + extra)
+        path.write_text(top + SMALL + extra)
         return load_suite(path)
 
     return make
@@ -160,3 +160,34 @@ def test_a_lost_worker_fails_the_run_and_names_the_job(tmp_path, small):
     vanished = {job.key for job in suite.jobs() if job.method == "vanish"}
     assert vanished <= set(summary.lost) and not summary.ok
     assert not vanished & completed_keys(out)
+
+
+HANG = """
+import time
+
+def hang(task, observation, num_simulations, seed):
+    while True:
+        time.sleep(0.01)
+"""
+
+
+@pytest.mark.parametrize("executor", ["serial", "processes", "dask"])
+def test_a_job_past_its_time_limit_is_stopped_and_the_grid_goes_on(tmp_path, small, executor):
+    """In every executor, a job in the worker's main thread (serial, processes) or in a worker
+    thread (Dask) is stopped; 10 s leaves the other jobs, imports included, well inside."""
+    if executor == "dask":
+        pytest.importorskip("dask.distributed")
+    (tmp_path / "user_hang.py").write_text(HANG)
+    small('[methods.hang]\nmethod = "external"\nfunction = "user_hang:hang"\n', "timeout = 10\n")
+    path = tmp_path / "small.toml"
+    path.write_text(path.read_text().replace("observations = [1, 2]", "observations = [1]"))
+    summary = run_suite(
+        load_suite(path), tmp_path / "run", executor=executor, workers=1, progress=False
+    )
+    table = load_results(tmp_path / "run")
+    hung = table[table["method"] == "hang"]
+    assert len(hung) == 1 and (hung["status"] == "failed").all()
+    assert hung["error"].str.contains("timeout: the job ran past its limit of 10 s").all()
+    others = table[table["method"] != "hang"]
+    assert (others["status"] == "ok").all(), others["error"].tolist()
+    assert summary.failed_records == 1

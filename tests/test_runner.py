@@ -223,6 +223,18 @@ def test_cli_run_exits_non_zero_after_finishing_when_a_run_failed(tmp_path, tiny
             "observations 1..10",
         ),
         (lambda s: "colour = 1\n" + s, "unknown field.*colour"),
+        (
+            lambda s: s.replace("max_epochs = 3", 'estimator = "nsff"'),
+            "methods.npe: estimator must be one of",
+        ),
+        (
+            lambda s: s.replace("max_epochs = 3", "max_epochs = -5"),
+            "methods.npe: max_epochs must be a whole number >= 1, got -5",
+        ),
+        (
+            lambda s: s.replace("num_accepted = 20", "num_accepted = 2.5"),
+            "methods.rej_abc: num_accepted must be a whole number",
+        ),
         (lambda s: s.replace('metrics = ["c2st",', 'metrics = ["c2sst",'), "field 'metrics'"),
     ],
 )

@@ -63,8 +63,8 @@ def get_method(name: str, **config: Any) -> Any:
     """The method called ``name`` configured with ``config`` (its dataclass fields).
 
     Raises:
-        ValueError: unknown method (lists the known ones) or unknown config key (lists the
-            method's fields).
+        ValueError: unknown method (lists the known ones), unknown config key (lists the
+            method's fields), or a value out of range (`sbibench.methods.settings`).
     """
     registry = _registry()
     if name not in registry:
@@ -78,7 +78,11 @@ def get_method(name: str, **config: Any) -> Any:
             f"unknown config key(s) {', '.join(unknown)} for method {name!r}; "
             f"its fields: {', '.join(sorted(fields))}"
         )
-    return cls(**config)
+    from sbibench.methods.settings import check_settings
+
+    method = cls(**config)
+    check_settings(method)
+    return method
 
 
 def is_amortized(method: Any) -> bool:

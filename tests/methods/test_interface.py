@@ -170,3 +170,28 @@ def test_other_rows_are_distinct_others_uniformly_at_random():
         subset = tuple(sorted(other_rows(5, 2, generator)[0].tolist()))
         counts[subset] = counts.get(subset, 0) + 1
     assert len(counts) == 6 and all(abs(c - 1000) < 144 for c in counts.values())
+
+
+@pytest.mark.parametrize(
+    ("name", "settings", "message"),
+    [
+        ("npe", {"estimator": "nsff"}, "estimator must be one of"),
+        ("npe", {"max_epochs": -5}, "max_epochs must be a whole number >= 1, got -5"),
+        ("nle", {"num_chains": 0}, "num_chains must be a whole number >= 1"),
+        ("nre", {"hidden_features": (50, 0)}, "each of hidden_features"),
+        ("fmpe", {"learning_rate": -1e-3}, "learning_rate must be > 0"),
+        ("smc_abc", {"quantile": 1.5}, "quantile must lie in"),
+        ("snpe_c", {"validation_fraction": 0.0}, "validation_fraction must lie in"),
+        ("rej_abc", {"kde": "yes"}, "kde must be true or false"),
+        ("bnre", {"regularization": float("nan")}, "regularization must be a finite number"),
+    ],
+)
+def test_setting_values_are_checked_when_a_method_is_configured(name, settings, message):
+    with pytest.raises(ValueError, match=message):
+        get_method(name, **settings)
+
+
+def test_every_methods_defaults_pass_the_checks():
+    for name in list_methods():
+        if name not in ("external", "sbibm"):  # these need an import path
+            get_method(name)
