@@ -8,7 +8,7 @@ import ctypes
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -158,7 +158,7 @@ def _error_text(error: BaseException) -> str:
     return "".join(lines).strip()[-2000:]
 
 
-def execute(job: Job) -> tuple[list[dict], dict]:
+def execute(job: Job, report: Callable[[str], None] | None = None) -> tuple[list[dict], dict]:
     """Run a job; returns its records (one per observation) and SBC ranks to keep.
 
     Times per record: ``time_simulate``, ``time_train`` and ``time_propose`` (a sequential
@@ -170,11 +170,14 @@ def execute(job: Job) -> tuple[list[dict], dict]:
     the error text, so the grid goes on; nor does a job that runs past ``job.timeout`` seconds:
     it is stopped and its records say so. Sets torch's threads in this process to
     ``job.threads``, whichever executor runs it: results depend on the thread count.
+
+    ``report``, where given, is called with each phase as it starts (fitting, scoring an
+    observation, calibrating), for the runner's progress line.
     """
     torch.set_num_threads(job.threads)
     try:
         with _time_limit(job.timeout):
-            return _execute(job)
+            return _execute(job, report or (lambda phase: None))
     except JobTimeout:
         error = f"timeout: the job ran past its limit of {job.timeout:g} s and was stopped"
         return [
@@ -193,11 +196,12 @@ def _base(job: Job) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _execute(job: Job) -> tuple[list[dict], dict]:
+def _execute(job: Job, report: Callable[[str], None]) -> tuple[list[dict], dict]:
     base = _base(job)
     try:
         task = get_task(job.task)
         method = get_method(job.method_name, **job.config)
+        report("fitting" if job.amortized else "running the method")
         if job.amortized:
             fitted = method.fit(task, job.budget, job.seed)
             posteriors = dict.fromkeys(job.observations, fitted)
@@ -212,7 +216,8 @@ def _execute(job: Job) -> tuple[list[dict], dict]:
             for k in job.observations
         ], {}
     records = []
-    for k, posterior in posteriors.items():
+    for i, (k, posterior) in enumerate(posteriors.items()):
+        report(f"scoring observation {k} ({i + 1} of {len(posteriors)})")
         record = {**base, "observation": k, "status": "ok", "error": ""}
         sampled_before = posterior.timings.sample
         try:
@@ -232,6 +237,7 @@ def _execute(job: Job) -> tuple[list[dict], dict]:
     kept: dict = {}
     if job.amortized and job.sbc_datasets > 0 and all(r["status"] == "ok" for r in records):
         try:
+            report(f"calibrating on {job.sbc_datasets} datasets")
             start = time.perf_counter()
             summary, kept = _calibrate(task, next(iter(posteriors.values())), job)
             summary["time_calibrate"] = time.perf_counter() - start

@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import sys
 import time
 from collections.abc import Iterator
@@ -170,20 +171,50 @@ def _label(job: Job) -> str:
     return f"{job.task}/{job.method}/{job.budget}{where}"
 
 
-def _running_line(futures: dict, started: dict) -> str:
-    """Which jobs are running now and for how long (concurrent.futures know; others don't)."""
+@dataclass(frozen=True)
+class PhaseFiles:
+    """Where local workers say which phase their job is in: one small file per running job
+    in ``folder`` (picklable, so it travels to worker processes; remote workers get none)."""
+
+    folder: Path
+
+    def reporter(self, job: Job) -> Any:
+        return functools.partial(self.write, job.key)
+
+    def write(self, key: str, phase: str) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.folder / key, phase.encode())
+
+    def read(self, key: str) -> str:
+        try:
+            return (self.folder / key).read_text()
+        except OSError:
+            return ""
+
+    def clear(self, key: str) -> None:
+        (self.folder / key).unlink(missing_ok=True)
+
+
+def _running_line(futures: dict, started: dict, phases: PhaseFiles | None) -> str:
+    """Which jobs are running now, in which phase, for how long (concurrent.futures know;
+    submitit's jobs don't say)."""
     now = time.monotonic()
     running = []
     for future, job in futures.items():
         if isinstance(future, concurrent.futures.Future) and future.running():
+            phase = phases.read(job.key) if phases else ""
+            if phases and not phase:  # queued in a worker, not started
+                continue
             started.setdefault(job.key, now)
-            running.append(f"{_label(job)} {now - started[job.key]:.0f}s")
+            running.append(
+                f"{_label(job)} {phase} {now - started[job.key]:.0f}s".replace("  ", " ")
+            )
     if not running:
         return ""
     return "running: " + ", ".join(running[:4]) + (" ..." if len(running) > 4 else "")
 
 
-def _completed(futures: dict, bar: Any) -> Iterator[tuple[Job, Any]]:
+def _completed(futures: dict, bar: Any, phases: PhaseFiles | None) -> Iterator[tuple[Job, Any]]:
     """Yield (job, future) as futures finish (concurrent.futures' own, or submitit's jobs),
     showing the running jobs on the progress bar every couple of seconds."""
     pending, started = dict(futures), {}
@@ -197,14 +228,20 @@ def _completed(futures: dict, bar: Any) -> Iterator[tuple[Job, Any]]:
             if not done:
                 time.sleep(1.0)
         for future in done:
-            yield pending.pop(future), future
-        bar.set_postfix_str(_running_line(pending, started), refresh=True)
+            job = pending.pop(future)
+            if phases:
+                phases.clear(job.key)
+            yield job, future
+        bar.set_postfix_str(_running_line(pending, started, phases), refresh=True)
 
 
 def _serial(todo: list[Job], bar: Any) -> Iterator[tuple[Job, Any]]:
     for job in todo:
-        bar.set_postfix_str(f"running: {_label(job)}", refresh=True)
-        yield job, execute(job)
+
+        def report(phase: str, job: Job = job) -> None:
+            bar.set_postfix_str(f"running: {_label(job)} {phase}", refresh=True)
+
+        yield job, execute(job, report)
 
 
 def run_suite(
@@ -273,11 +310,16 @@ def run_suite(
 
     bar = tqdm(total=len(todo), desc=f"sbibench {suite.name}", unit="run", disable=not progress)
     with _callers_threads_kept(), _executor(executor, workers, threads, scheduler, out) as pool:
+        remote = bool(scheduler) or executor == "slurm"  # their workers may not share our disk
+        phases = None if remote or not progress else PhaseFiles(out / ".running")
         if pool is None:
             results = _serial(todo, bar)
         else:
-            futures = {pool.submit(execute, job): job for job in todo}
-            results = ((job, _result(future)) for job, future in _completed(futures, bar))
+            futures = {
+                pool.submit(execute, job, phases.reporter(job) if phases else None): job
+                for job in todo
+            }
+            results = ((job, _result(future)) for job, future in _completed(futures, bar, phases))
         for job, result in results:
             bar.update()
             if result is None:  # the worker died: nothing written, a re-run retries it
@@ -289,6 +331,9 @@ def run_suite(
             write_job(out, job.key, [{**fields, **record} for record in records], ranks)
             finished += 1
     bar.close()
+    if phases:
+        with contextlib.suppress(OSError):  # left behind only by jobs whose worker died
+            phases.folder.rmdir()
     table = rebuild_table(out)
     failures = _failures(out, set(expected))
     return RunSummary(

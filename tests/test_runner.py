@@ -2,6 +2,7 @@
 records, resume after a killed run, failures that do not stop the grid, and bad input caught up
 front."""
 
+import concurrent.futures
 import json
 import os
 import signal
@@ -307,3 +308,23 @@ def test_revisions_are_sbibenchs_only_from_its_checkout_and_the_projects_by_name
     out = subprocess.run([sys.executable, "-c", code], cwd=project, env=env, capture_output=True,
                          text=True, check=True).stdout.split("|")  # fmt: skip
     assert out[0].strip() == "" and out[1].strip() == user_commit
+
+
+def test_progress_names_each_running_job_and_its_phase(tmp_path, tiny_suite):
+    """Workers write their job's phase where the driver reads it for the progress line; the
+    files go when the jobs are done."""
+    from sbibench.runner import PhaseFiles, _running_line
+    from sbibench.suite import Job
+
+    suite = _suite(tmp_path, tiny_suite)
+    job = next(j for j in suite.jobs() if j.method == "rej_abc")
+    phases = PhaseFiles(tmp_path / ".running")
+    phases.reporter(job)("scoring observation 1 (1 of 1)")
+
+    future = concurrent.futures.Future()
+    future.set_running_or_notify_cancel()
+    line = _running_line({future: job}, {}, phases)
+    assert line.startswith("running: normal_mean/rej_abc/200/obs 1 scoring observation 1")
+    assert isinstance(job, Job)
+    run_suite(suite, tmp_path / "run", executor="processes", workers=2, progress=True)
+    assert not (tmp_path / "run" / ".running").exists()
