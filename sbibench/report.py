@@ -32,6 +32,9 @@ METRICS = [
     ("sbc_ecdf_p_min", "SBC p (min)", False),
     ("coverage_max_deviation", "coverage dev.", True),
 ]
+# Scores of a whole job (calibration over prior-predictive datasets), repeated in each of its
+# records: averaged over jobs (fits), not records, so a single fit shows no interval.
+JOB_SCORES = ("sbc_ecdf_p_min", "coverage_max_deviation")
 
 
 def _interval(values: Any) -> tuple[float, float]:
@@ -73,7 +76,8 @@ def leaderboard(table: Any) -> dict[str, list[list[str]]]:
             good = ok[(ok["task"] == task) & (ok["method"] == method) & (ok["budget"] == budget)]
             row = [str(method), str(budget), str(len(group)), str((group["status"] != "ok").sum())]
             for column, _, _ in present:
-                row.append(_cell(good[column]))
+                values = good.drop_duplicates("key") if column in JOB_SCORES else good
+                row.append(_cell(values[column]))
                 floor = f"{column}_floor"
                 if floor in table and table[floor].notna().any():
                     row.append(_cell(good[floor]))
@@ -138,7 +142,9 @@ def _provenance(table: Any) -> list[tuple[str, str]]:
     def values(column: str) -> str:
         if column not in table:
             return "–"
-        return ", ".join(str(v) for v in sorted(table[column].dropna().unique(), key=str))
+        found = table[column].dropna().unique()
+        numbers = all(isinstance(v, int | float | np.integer | np.floating) for v in found)
+        return ", ".join(str(v) for v in sorted(found, key=None if numbers else str))
 
     return [
         ("suite", values("suite")),
