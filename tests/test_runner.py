@@ -314,7 +314,6 @@ def test_progress_names_each_running_job_and_its_phase(tmp_path, tiny_suite):
     """Workers write their job's phase where the driver reads it for the progress line; the
     files go when the jobs are done."""
     from sbibench.runner import PhaseFiles, _running_line
-    from sbibench.suite import Job
 
     suite = _suite(tmp_path, tiny_suite)
     job = next(j for j in suite.jobs() if j.method == "rej_abc")
@@ -325,6 +324,5 @@ def test_progress_names_each_running_job_and_its_phase(tmp_path, tiny_suite):
     future.set_running_or_notify_cancel()
     line = _running_line({future: job}, {}, phases)
     assert line.startswith("running: normal_mean/rej_abc/200/obs 1 scoring observation 1")
-    assert isinstance(job, Job)
     run_suite(suite, tmp_path / "run", executor="processes", workers=2, progress=True)
     assert not (tmp_path / "run" / ".running").exists()
