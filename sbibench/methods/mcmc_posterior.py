@@ -6,8 +6,12 @@ prior pushed to u (its Jacobian included), so chains move freely on R^D and ever
 T(u) lies in the prior's support. Chains start by sampling-importance-resampling from the
 prior (the weights are f itself) and advance together, for one observation or a batch of them.
 
-Calibration (SBC, coverage) needs L draws for each of ~1,000 datasets: `MCMCPosterior.sample_batch`
-runs them all as one slice-sampling run of short, independent chains (see its docstring).
+Slice sampling (the default) runs many short, independent chains: ceil(n / 2) chains per
+observation, 12 sweeps each (see `MCMCPosterior.sample_batch`). Against 500 chains x 70 sweeps
+for 10,000 draws it makes 4.6x fewer batched potential calls (1,729 vs 7,872 for NLE on
+linear_gaussian) at the same accuracy: with the exact likelihood, C2ST against the reference
+0.497-0.507 for both on four tasks. Calibration (SBC, coverage) needs L draws for each of
+~1,000 datasets: `sample_batch` runs them all as one such run.
 """
 
 from __future__ import annotations
@@ -52,9 +56,13 @@ Potential = Callable[[Tensor, Tensor], Tensor]  # u (K, D), x (K, M) -> (K,) flo
 class MCMCSettings:
     """How a potential-based posterior is sampled (`sbibench.mcmc.sample_mcmc`).
 
+    Slice sampling runs short independent chains of fixed shape (`MCMCPosterior.sample_batch`);
+    the other four settings shape the long chains of HMC and MALA, which tune their step size
+    during a warm-up.
+
     Arguments:
         sampler: ``"slice"``, ``"hmc"`` or ``"mala"``.
-        num_chains: chains per observation.
+        num_chains: chains per observation (HMC, MALA).
         warmup: transitions before draws are kept (adaptation happens only then).
         thin: keep every ``thin``-th transition.
         init_candidates: prior draws per observation that the chains are resampled from.
@@ -88,7 +96,7 @@ class MCMCPosterior:
     observation runs on its own generator (`observation_generator`); without one, the chains
     of all B observations advance together in one batch. ``sample_batch(n, x, seed)``: draws
     for many observations in one short run, for calibration. ``last_run`` keeps the last
-    `MCMCResult` (R-hat, ESS, acceptance). ``unnormalized_log_prob(theta, x)`` is
+    `MCMCResult` (R-hat and ESS need 4 draws per chain: NaN for the 2 of the short chains). ``unnormalized_log_prob(theta, x)`` is
     log f + log p(theta) (normalised only up to a constant in theta).
     """
 
@@ -222,7 +230,7 @@ class MCMCPosterior:
         self,
         n: int,
         x: Tensor,
-        generator: torch.Generator,
+        generator: torch.Generator | None,
         draws_per_chain: int = _BATCH_DRAWS_PER_CHAIN,
         thin: int = _BATCH_THIN,
         warmup: int = _BATCH_WARMUP,
@@ -249,9 +257,17 @@ class MCMCPosterior:
         draws = result.chains.reshape(b, chains, kept, d).transpose(1, 2)
         return draws.reshape(b, kept * chains, d)[:, :n].transpose(0, 1)
 
+    def _draw_u(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        """(n, B, D) draws for x (B, M): short independent chains for slice sampling (as in
+        `sample_batch`), the configured long chains for HMC and MALA (they tune a step size
+        during warm-up)."""
+        if self.settings.sampler == "slice":
+            return self.independent_u(n, x, generator)
+        return self.sample_u(n, x, generator)
+
     def _one(self, n: int, x: Tensor, seed: int | None) -> Tensor:
         generator = observation_generator(seed, x) if seed is not None else None
-        return self.transform(self.sample_u(n, x.unsqueeze(0), generator)[:, 0])
+        return self.transform(self._draw_u(n, x.unsqueeze(0), generator)[:, 0])
 
     def sample(self, n: int, x: Tensor, seed: int | None = None) -> Tensor:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -261,7 +277,7 @@ class MCMCPosterior:
             if x.ndim == 1:
                 return self._one(n, x, seed)
             if seed is None:
-                return self.transform(self.sample_u(n, x, None))
+                return self.transform(self._draw_u(n, x, None))
             return torch.stack([self._one(n, row, seed) for row in x], dim=1)
 
     @torch.no_grad()
