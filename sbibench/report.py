@@ -149,7 +149,8 @@ def summary_table(results: str | Path) -> str:
         c2st = "–" if math.isnan(mean) else f"{mean:.3f}"
         c2st += "" if math.isnan(half) else f" ± {half:.3f}"
         failed = int((group["status"] != "ok").sum())
-        lines.append(f"{task:22}{method:14}{budget:>8}{c2st:>16}{floor:>8.3f}{failed:>8}")
+        floor = "–" if math.isnan(floor) else f"{floor:.3f}"
+        lines.append(f"{task:22}{method:14}{budget:>8}{c2st:>16}{floor:>8}{failed:>8}")
     return "\n".join(lines)
 
 
