@@ -356,6 +356,8 @@ def check(
             verdict = "same" if cand_ok.empty else "improvement"
             finding("", (math.nan, math.nan, 0, math.nan, verdict, "the baseline's runs failed"))
             continue
+        if cand_ok.empty:  # every run failed or is missing: said above, no score to compare
+            continue
         for column, _ in judged:
             name = column.name
             if not _has(base_ok, name):

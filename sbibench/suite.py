@@ -8,7 +8,7 @@ checked up front and expanded into jobs.
     seeds = [0]
     observations = [1, 2]
     num_posterior_samples = 2000                  # drawn per observation for the scores
-    metrics = ["c2st", "mmd", "wasserstein", "moments"]
+    metrics = ["c2st", "mmd", "wasserstein", "moments"]  # from the score registry
 
     [sbc]                                         # calibration of amortized methods
     num_datasets = 200

@@ -58,6 +58,8 @@ def test_failed_or_missing_runs_are_regressions(tiny_run, tmp_path):
     verdict = check(tiny_run / "results.csv", _csv(tiny_run, tmp_path, "cand.csv", break_rej))
     kinds = {(c.method, c.verdict) for c in verdict.regressions}
     assert ("rej_abc", "failed") in kinds and ("exact", "missing") in kinds
+    # a cell whose runs all failed is said once, not once more per score
+    assert {c.score for c in verdict.cells if c.method == "rej_abc"} == {""}
 
 
 def test_cli_exit_codes(tiny_run, tmp_path):
