@@ -373,8 +373,8 @@ def check(
             elif kind == "binomial":
                 finding(name, _binomial(column, base_ok, cand_ok, k))
             else:
-                count = tests.get(name, 0)
-                level = alpha / count if count > 0 else math.nan
+                known = not math.isnan(_tests(column, base_ok, cand_ok))
+                level = alpha / tests[name] if known and tests[name] > 0 else math.nan
                 finding(name, _p_value(column, base_ok, cand_ok, level))
     return Verdict(cells, k, alpha, tolerances)
 

@@ -169,6 +169,21 @@ def test_without_recorded_noise_the_verdict_is_cannot_judge(tiny_run, tmp_path):
     # ... and not at all when neither side has it; no dataset count, no coverage verdict.
     blind = check(old, old)
     assert {c.score for c in blind.undecided} == {"sbc_ecdf_p_min"}
+
+    # One task's fits without the count: those cells are not judged, the others are, at a
+    # level corrected for the tests made.
+    def forget(t):
+        return t.assign(
+            sbc_num_parameters=t["sbc_num_parameters"].where(t["task"] != "normal_mean")
+        )
+
+    part = _csv(tiny_run, tmp_path, "part.csv", forget)
+    mixed = check(part, part)
+    assert {(c.task, c.score) for c in mixed.undecided} == {("normal_mean", "sbc_ecdf_p_min")}
+    judged = [c for c in mixed.cells if c.score == "sbc_ecdf_p_min" and c.verdict == "same"]
+    counted = pd.read_csv(part).dropna(subset=["sbc_num_parameters"]).drop_duplicates("key")
+    assert {c.task for c in judged} == {"poisson_gamma"}
+    assert judged[0].limit == pytest.approx(0.05 / counted["sbc_num_parameters"].sum())
     nodata = _csv(tiny_run, tmp_path, "nodata.csv", lambda t: t.drop(columns=["sbc_datasets"]))
     assert {c.score for c in check(nodata, tiny_run).undecided} == {"coverage_max_deviation"}
 
