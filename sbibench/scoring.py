@@ -177,6 +177,14 @@ class Metric:
             fit's records, and it is not listed in a suite's ``metrics``.
         arrays: calibration only: returned arrays kept beside the records (``.sbc.npz``),
             not written into them.
+
+    Example:
+        >>> def spread(draws: Draws) -> dict:
+        ...     ratio = draws.samples.std(0) / draws.reference.std(0)
+        ...     return {"spread_error": float((ratio - 1).abs().mean())}
+        >>> entry = Metric("spread", spread, (Column("spread_error", "sd err.", "lower"),))
+        >>> entry.column_names  # register_metric(entry) adds it to suites, records, reports
+        ('spread_error',)
     """
 
     name: str
