@@ -1,23 +1,51 @@
 """CI regression checks: is a candidate's results table worse than a baseline's beyond noise?
 
-For each cell (task, method, budget) the C2ST values of the two tables are paired by
-(observation, seed). With d the candidate-minus-baseline differences, the check tests
-H0: E[d] <= tolerance against H1: E[d] > tolerance with a one-sided z-test whose variance is the
-larger of the differences' sample variance and twice the C2ST's own binomial variance (the
-accuracy of a classifier on n held-out points has variance at most 1/(4n); the records carry it
-as ``c2st_null_sd``), so two observations are enough for a verdict and one noisy pair cannot
-pass as a regression. A cell is a regression when H0 is rejected at ``alpha``, an improvement
-when the mirrored test rejects, and also a regression when its runs failed or vanished.
+A cell is a (task, method, budget). In every cell the baseline has, each column of the score
+registry (`sbibench.scoring`) that carries a `~sbibench.scoring.Rule` is judged by its rule,
+on the records whose status is ok, with its direction (lower or higher is better) taken from
+the registry:
+
+- **noise** (C2ST): records are paired by (observation, seed); d is the change towards worse
+  (candidate - baseline where lower is better), n the pairs. The noise sd of the mean change
+  is ``sqrt(max(mean(s_b² + s_c²), var(d)) / n)``, with s the sd each record carries in the
+  rule's ``needs`` column (``c2st_null_sd``: the binomial sd of a classifier's accuracy on its
+  held-out points) and var(d) the pairs' sample variance (n > 1; it holds a method's own
+  seed-to-seed spread). A **regression** when mean(d) > tolerance + k x sd, an
+  **improvement** when mean(d) < -(tolerance + k x sd).
+- **p_value** (SBC, ``sbc_ecdf_p_min``): each fit has one p-value, the smallest over its D
+  parameters of the simultaneous ECDF-band test. The level is Bonferroni-corrected over every
+  test the check makes: alpha / m, with m the sum over the compared cells of the candidate's
+  fits x D (D from the ``needs`` column, ``sbc_num_parameters``, of either side). A cell
+  rejects calibration when any of its fits' p-values is below that level. A **regression**
+  when the candidate's rejects and the baseline's does not (at the same level), an
+  **improvement** the other way round; rejected on both sides is not a change.
+- **binomial** (coverage, ``coverage_max_deviation``): each fit has one value from N
+  datasets (the ``needs`` column, ``sbc_datasets``); a coverage fraction over N datasets has
+  Monte Carlo sd at most ``sqrt(0.25 / N)`` (the binomial sd at level 1/2), so a cell's mean
+  over J fits has sd ``sqrt(sum(0.25 / N_j)) / J``. A **regression** when the mean grows by more
+  than k x the two sides' combined sd, an **improvement** when it falls by more.
+
+Cells and records on one side only are listed: a cell, or (observation, seed) records, of the
+baseline that the candidate lacks are **missing**, and so is a judged score the baseline has and
+the candidate does not; the candidate's runs that failed where the baseline's ran are
+**failed**; both fail the verdict. A cell or score only the candidate has is **new**, listed
+and not judged. A rule that lacks what it needs (a record without its noise sd, a fit without
+its parameter or dataset count) is never given an invented value: that comparison is **cannot
+judge**, with the reason.
+
+Exit codes of ``sbibench check`` (`Verdict.exit_code`): 0 nothing regressed and everything
+was judged; 1 a regression, failed or missing (whatever else); 2 no regression, but at least one
+comparison could not be judged (the command also exits 2 on unreadable input).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scipy import stats
+import numpy as np
 
 from sbibench.results import load_results
 
@@ -25,118 +53,353 @@ __all__ = ["Cell", "Verdict", "check", "format_verdict"]
 
 CELL = ["task", "method", "budget"]
 PAIR = ["observation", "seed"]
+FAILING = ("regression", "failed", "missing")
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One (task, method, budget) compared."""
+    """One finding: a judged score of a cell, or a cell-level one (``score`` empty).
+
+    Attributes:
+        task, method, budget: the cell.
+        score: the column judged; "" for what concerns the whole cell (missing, new, failed).
+        baseline, candidate: the compared values (means over pairs or fits; for a p-value
+            rule the smallest p-value); NaN where a side has none.
+        pairs: records (noise rule) or fits (calibration rules) compared.
+        limit: what the change had to exceed (the p-value level for a p-value rule).
+        verdict: "regression", "improvement", "same", "failed", "missing", "new" or
+            "cannot judge".
+        reason: the numbers behind the verdict, or why there is none.
+    """
 
     task: str
     method: str
     budget: int
+    score: str
     baseline: float
     candidate: float
     pairs: int
-    p_value: float
-    verdict: str  # "regression", "improvement", "same", "failed", "missing"
+    limit: float
+    verdict: str
+    reason: str = ""
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """Every cell, and the regressions and improvements among them."""
+    """Every finding, grouped; ``exit_code`` is the command's (see the module docstring)."""
 
     cells: list[Cell]
-    tolerance: float
+    k: float
     alpha: float
+    tolerance: dict[str, float] = field(default_factory=dict)
 
     @property
     def regressions(self) -> list[Cell]:
-        return [c for c in self.cells if c.verdict in ("regression", "failed", "missing")]
+        """Regressions, failed and missing runs: what fails the check."""
+        return [c for c in self.cells if c.verdict in FAILING]
 
     @property
     def improvements(self) -> list[Cell]:
         return [c for c in self.cells if c.verdict == "improvement"]
 
+    @property
+    def undecided(self) -> list[Cell]:
+        """Comparisons that lack the noise (or counts) their rule needs."""
+        return [c for c in self.cells if c.verdict == "cannot judge"]
+
+    @property
+    def new(self) -> list[Cell]:
+        """Cells and scores only the candidate has."""
+        return [c for c in self.cells if c.verdict == "new"]
+
+    @property
+    def exit_code(self) -> int:
+        """0 all judged and none regressed; 1 a regression, failed or missing; 2 otherwise
+        undecided (a comparison could not be judged)."""
+        return 1 if self.regressions else 2 if self.undecided else 0
+
 
 def _table(source: str | Path) -> Any:
     table = load_results(source)
-    missing = [c for c in CELL + PAIR + ["c2st", "status"] if c not in table]
+    missing = [c for c in CELL + PAIR + ["status"] if c not in table]
     if missing:
         raise ValueError(f"{source}: not an sbibench results table (missing {', '.join(missing)})")
     return table
 
 
-def _compare(base: Any, cand: Any, tolerance: float, alpha: float) -> tuple[float, float, str]:
-    merged = base.merge(cand, on=PAIR, suffixes=("_base", "_cand"))
-    d = (merged["c2st_cand"] - merged["c2st_base"]).to_numpy(dtype=float)
-    n = len(d)
-    null_sd = merged[["c2st_null_sd_base", "c2st_null_sd_cand"]].to_numpy(dtype=float)
-    binomial = float(max((null_sd**2).sum(1).mean(), 0.0)) if null_sd.size else 0.0
-    if math.isnan(binomial):  # no null spread recorded: a C2ST on 1,000 points per class
-        binomial = 2 * 0.25 / 2000
-    variance = max(d.var(ddof=1) if n > 1 else 0.0, binomial, 1e-12)
-    scale = math.sqrt(variance / n)
-    worse = float(stats.norm.sf((d.mean() - tolerance) / scale))
-    better = float(stats.norm.sf((-d.mean() - tolerance) / scale))
-    verdict = "regression" if worse < alpha else "improvement" if better < alpha else "same"
-    return min(worse, better), n, verdict
+def _judged() -> list[tuple[Any, bool]]:
+    """(column, per fit) of every registered column with a rule."""
+    from sbibench.scoring import registered
+
+    return [
+        (column, metric.calibration)
+        for metric in registered()
+        for column in metric.columns
+        if column.rule is not None
+    ]
+
+
+def _values(table: Any, column: str) -> Any:
+    return table[column] if column in table else None
+
+
+def _has(table: Any, column: str) -> bool:
+    return column in table and bool(table[column].notna().any())
+
+
+def _fits(ok: Any, column: str) -> Any:
+    """One row per fit (calibration scores repeat in a fit's records): per seed."""
+    return ok[ok[column].notna()].drop_duplicates("seed")
+
+
+def _sign(column: Any) -> float:
+    return 1.0 if column.better == "lower" else -1.0
+
+
+def _side(table: Any, name: str, needs: str) -> Any:
+    """(observation, seed, value, sd) of one side; sd NaN where the table has no ``needs``."""
+    sd = table[needs] if needs in table else math.nan
+    return table[PAIR].assign(value=table[name], sd=sd)
+
+
+def _noise(column: Any, base: Any, cand: Any, tolerance: float, k: float) -> tuple:
+    """The noise rule; (baseline, candidate, pairs, limit, verdict, reason)."""
+    name, needs = column.name, column.rule.needs
+    merged = _side(base, name, needs).merge(
+        _side(cand, name, needs), on=PAIR, suffixes=("_b", "_c")
+    )
+    merged = merged[merged["value_b"].notna() & merged["value_c"].notna()]
+    n = len(merged)
+    mean_b = float(merged["value_b"].mean()) if n else math.nan
+    mean_c = float(merged["value_c"].mean()) if n else math.nan
+    if n == 0:
+        return mean_b, mean_c, 0, math.nan, "cannot judge", "no (observation, seed) on both sides"
+    for side, suffix in (("baseline", "_b"), ("candidate", "_c")):
+        if merged[f"sd{suffix}"].isna().any():
+            return (mean_b, mean_c, n, math.nan, "cannot judge",
+                    f"the {side} does not record {needs}, the noise sd {name} needs")  # fmt: skip
+    sd_b, sd_c = merged["sd_b"].to_numpy(dtype=float), merged["sd_c"].to_numpy(dtype=float)
+    d = _sign(column) * (merged["value_c"] - merged["value_b"]).to_numpy(dtype=float)
+    spread = float(d.var(ddof=1)) if n > 1 else 0.0
+    sd = math.sqrt(max(float((sd_b**2 + sd_c**2).mean()), spread) / n)
+    limit = tolerance + k * sd
+    change = float(d.mean())
+    verdict = "regression" if change > limit else "improvement" if change < -limit else "same"
+    reason = (
+        f"change {mean_c - mean_b:+.3g} ({column.better} is better), limit {limit:.3g} = "
+        f"{tolerance:g} + {k:g} x noise sd {sd:.3g}"
+    )
+    return mean_b, mean_c, n, limit, verdict, reason
+
+
+def _count(fits: Any, needs: str) -> np.ndarray:
+    """The rule's count (parameters, datasets) of each fit; NaN where one is unknown."""
+    if needs not in fits:
+        return np.full(len(fits), math.nan)
+    return fits[needs].to_numpy(dtype=float)
+
+
+def _binomial(column: Any, base: Any, cand: Any, k: float) -> tuple:
+    name, needs = column.name, column.rule.needs
+    fb, fc = _fits(base, name), _fits(cand, name)
+    mean_b, mean_c = float(fb[name].mean()), float(fc[name].mean())
+    pairs = min(len(fb), len(fc))
+    counts = []
+    for side, fits in (("baseline", fb), ("candidate", fc)):
+        n = _count(fits, needs)
+        if np.isnan(n).any() or (n < 1).any():
+            return (mean_b, mean_c, pairs, math.nan, "cannot judge",
+                    f"the {side} does not record {needs} for every fit, which {name} needs")  # fmt: skip
+        counts.append(n)
+    variance = sum(float((0.25 / n).sum()) / len(n) ** 2 for n in counts)
+    limit = k * math.sqrt(variance)
+    change = _sign(column) * (mean_c - mean_b)
+    verdict = "regression" if change > limit else "improvement" if change < -limit else "same"
+    reason = (
+        f"change {mean_c - mean_b:+.3g} ({column.better} is better), limit {limit:.3g} = "
+        f"{k:g} x binomial sd over {', '.join(str(int(n.sum())) for n in counts)} datasets"
+    )
+    return mean_b, mean_c, pairs, limit, verdict, reason
+
+
+def _tests(column: Any, base: Any, cand: Any) -> float:
+    """The number of tests behind the candidate's p-values in a cell (fits x parameters)."""
+    fits = _fits(cand, column.name)
+    counts = _count(fits, column.rule.needs)
+    if np.isnan(counts).any():  # the count is the task's: take it from the baseline
+        other = _fits(base, column.name)
+        known = _count(other, column.rule.needs)
+        if np.isnan(known).any() or len(known) == 0:
+            return math.nan
+        counts = np.full(len(fits), float(known[0]))
+    return float(np.sum(counts))
+
+
+def _p_value(column: Any, base: Any, cand: Any, level: float) -> tuple:
+    name = column.name
+    fb, fc = _fits(base, name), _fits(cand, name)
+    p_b, p_c = float(fb[name].min()), float(fc[name].min())
+    pairs = min(len(fb), len(fc))
+    if math.isnan(level):
+        return (p_b, p_c, pairs, math.nan, "cannot judge",
+                f"neither side records {column.rule.needs}, the number of tests behind {name}")  # fmt: skip
+    rejected_b, rejected_c = p_b < level, p_c < level
+    verdict = (
+        "regression" if rejected_c and not rejected_b
+        else "improvement" if rejected_b and not rejected_c
+        else "same"
+    )  # fmt: skip
+    both = "; calibration rejected on both sides" if rejected_b and rejected_c else ""
+    reason = f"smallest p-value against level {level:.3g} (Bonferroni){both}"
+    return p_b, p_c, pairs, level, verdict, reason
+
+
+def _cell_level(key: tuple, base: Any, cand: Any) -> list[Cell]:
+    """Missing and failed records of a cell present on both sides."""
+    task, method, budget = key
+    out = []
+
+    def finding(verdict: str, reason: str, pairs: int) -> None:
+        out.append(Cell(task, method, int(budget), "", math.nan, math.nan, pairs, math.nan,
+                        verdict, reason))  # fmt: skip
+
+    have = set(map(tuple, cand[PAIR].to_numpy().tolist()))
+    lost = [pair for pair in map(tuple, base[PAIR].to_numpy().tolist()) if pair not in have]
+    if lost:
+        shown = ", ".join(f"obs {o} seed {s}" for o, s in lost[:5])
+        finding("missing", f"the candidate lacks {len(lost)} of the baseline's records "
+                f"({shown}{', ...' if len(lost) > 5 else ''})", len(lost))  # fmt: skip
+    ran = set(map(tuple, base.loc[base["status"] == "ok", PAIR].to_numpy().tolist()))
+    failed = cand[(cand["status"] != "ok")]
+    failed = failed[[tuple(p) in ran for p in failed[PAIR].to_numpy().tolist()]]
+    if len(failed):
+        error = str(failed["error"].iloc[0]) if "error" in failed else ""
+        finding("failed", f"{len(failed)} of the candidate's runs failed where the baseline's "
+                f"ran: {error.splitlines()[-1][:200] if error.strip() else 'no error text'}",
+                len(failed))  # fmt: skip
+    return out
 
 
 def check(
-    baseline: str | Path, candidate: str | Path, tolerance: float = 0.02, alpha: float = 0.05
+    baseline: str | Path,
+    candidate: str | Path,
+    tolerance: float | dict[str, float] | None = None,
+    alpha: float = 0.05,
+    k: float = 3.0,
 ) -> Verdict:
-    """Compare two results tables (run folders or results.csv files) cell by cell.
+    """Compare two results tables (run folders or results.csv files) cell by cell, by the
+    rules of the module docstring.
 
     Arguments:
         baseline: the reference results.
         candidate: the results under test.
-        tolerance: C2ST increase tolerated before a cell counts as worse.
-        alpha: level of each one-sided test.
+        tolerance: the change tolerated before noise, per noise-rule column (a dict), or a
+            number for C2ST's; default: the registry's (C2ST 0.02).
+        alpha: family-wise level of the calibration (p-value) tests, Bonferroni-corrected.
+        k: how many noise sds a change must exceed (noise and binomial rules).
+
+    Returns:
+        A `Verdict`: its ``exit_code`` is 0 (fine), 1 (regressed) or 2 (could not judge).
     """
-    if not 0 < alpha < 1 or tolerance < 0:
-        raise ValueError(f"need 0 < alpha < 1 and tolerance >= 0, got {alpha}, {tolerance}")
+    if not 0 < alpha < 1 or not k > 0:
+        raise ValueError(f"need 0 < alpha < 1 and k > 0, got alpha {alpha}, k {k}")
+    judged = _judged()
+    tolerances = {c.name: c.rule.tolerance for c, _ in judged if c.rule.kind == "noise"}
+    if isinstance(tolerance, dict):
+        unknown = sorted(set(tolerance) - set(tolerances))
+        if unknown:
+            raise ValueError(f"tolerance for {', '.join(unknown)}: not a noise-rule score; "
+                             f"those are {', '.join(tolerances)}")  # fmt: skip
+        tolerances.update(tolerance)
+    elif tolerance is not None:
+        tolerances["c2st"] = float(tolerance)
+    if any(not value >= 0 for value in tolerances.values()):
+        raise ValueError(f"tolerances must be >= 0, got {tolerances}")
     for name, path in (("baseline", baseline), ("candidate", candidate)):
         if not Path(path).exists():
             raise FileNotFoundError(f"{name} {path}: no such run folder or results.csv")
     base_table, cand_table = _table(baseline), _table(candidate)
+    base_cells = dict(iter(base_table.groupby(CELL, sort=True)))
+    cand_cells = dict(iter(cand_table.groupby(CELL, sort=True)))
+    shared = [key for key in base_cells if key in cand_cells]
+
+    def ok(table: Any) -> Any:
+        return table[table["status"] == "ok"]
+
+    # the p-value rules' Bonferroni count: every test the check makes, over all cells
+    tests = {}
+    for column, _ in judged:
+        if column.rule.kind == "p_value":
+            counts = [
+                _tests(column, ok(base_cells[key]), ok(cand_cells[key]))
+                for key in shared
+                if _has(ok(base_cells[key]), column.name) and _has(ok(cand_cells[key]), column.name)
+            ]
+            tests[column.name] = sum(c for c in counts if not math.isnan(c))
     cells = []
-    for key, base in base_table.groupby(CELL):
+    for key in sorted(set(base_cells) | set(cand_cells)):
         task, method, budget = key
-        cand = cand_table[
-            (cand_table["task"] == task)
-            & (cand_table["method"] == method)
-            & (cand_table["budget"] == budget)
-        ]
-        base_ok = base[base["status"] == "ok"]
-        cand_ok = cand[cand["status"] == "ok"]
-        mean_base = float(base_ok["c2st"].mean()) if len(base_ok) else math.nan
-        mean_cand = float(cand_ok["c2st"].mean()) if len(cand_ok) else math.nan
-        if cand.empty:
-            verdict, p, n = "missing", math.nan, 0
-        elif len(cand_ok) < len(cand) and len(base_ok) == len(base):
-            verdict, p, n = "failed", math.nan, 0
-        elif base_ok.empty:
-            verdict, p, n = "same", math.nan, 0
-        else:
-            p, n, verdict = _compare(base_ok, cand_ok, tolerance, alpha)
-            if n == 0:
-                verdict = "missing"
-        cells.append(Cell(task, method, int(budget), mean_base, mean_cand, n, p, verdict))
-    return Verdict(cells, tolerance, alpha)
+
+        def finding(score: str, values: tuple) -> None:
+            cells.append(Cell(str(task), str(method), int(budget), score, *values))  # noqa: B023
+
+        if key not in cand_cells:
+            finding("", (math.nan, math.nan, 0, math.nan, "missing", "no candidate records"))
+            continue
+        if key not in base_cells:
+            finding("", (math.nan, math.nan, 0, math.nan, "new", "only the candidate has it"))
+            continue
+        base, cand = base_cells[key], cand_cells[key]
+        cells += _cell_level(key, base, cand)
+        base_ok, cand_ok = ok(base), ok(cand)
+        if base_ok.empty:
+            verdict = "same" if cand_ok.empty else "improvement"
+            finding("", (math.nan, math.nan, 0, math.nan, verdict, "the baseline's runs failed"))
+            continue
+        if cand_ok.empty:  # every run failed or is missing: said above, no score to compare
+            continue
+        for column, _ in judged:
+            name = column.name
+            if not _has(base_ok, name):
+                if _has(cand_ok, name):
+                    finding(name, (math.nan, math.nan, 0, math.nan, "new", "only the candidate has it"))  # fmt: skip
+                continue
+            if not _has(cand_ok, name):
+                finding(name, (math.nan, math.nan, 0, math.nan, "missing", "the candidate does not record it"))  # fmt: skip
+                continue
+            kind = column.rule.kind
+            if kind == "noise":
+                finding(name, _noise(column, base_ok, cand_ok, tolerances[name], k))
+            elif kind == "binomial":
+                finding(name, _binomial(column, base_ok, cand_ok, k))
+            else:
+                known = not math.isnan(_tests(column, base_ok, cand_ok))
+                level = alpha / tests[name] if known and tests[name] > 0 else math.nan
+                finding(name, _p_value(column, base_ok, cand_ok, level))
+    return Verdict(cells, k, alpha, tolerances)
+
+
+def _number(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.3g}"
 
 
 def format_verdict(verdict: Verdict) -> str:
-    """A table of regressions and improvements, and a closing line."""
-    lines = [
-        f"{'task':22}{'method':14}{'budget':>8}{'baseline':>10}{'candidate':>10}{'pairs':>7}{'p':>9}  verdict"
-    ]
+    """A table of every finding, and a closing line with the counts and the exit code."""
+    rows = [["task", "method", "budget", "score", "baseline", "candidate", "n", "limit", "verdict"]]
     for c in verdict.cells:
-        lines.append(
-            f"{c.task:22}{c.method:14}{c.budget:>8}{c.baseline:>10.3f}{c.candidate:>10.3f}"
-            f"{c.pairs:>7}{c.p_value:>9.3g}  {c.verdict}"
-        )
+        rows.append([c.task, c.method, str(c.budget), c.score or "(cell)", _number(c.baseline),
+                     _number(c.candidate), str(c.pairs), _number(c.limit), c.verdict])  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row, cell in zip(rows, [None, *verdict.cells], strict=True):
+        text = "  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True))
+        reason = f"  {cell.reason}" if cell is not None and cell.reason else ""
+        lines.append((text + reason).rstrip())
+    tolerances = ", ".join(f"{name} {value:g}" for name, value in verdict.tolerance.items())
     lines.append(
-        f"{len(verdict.regressions)} regression(s), {len(verdict.improvements)} improvement(s) "
-        f"(C2ST tolerance {verdict.tolerance}, alpha {verdict.alpha})"
+        f"{len(verdict.regressions)} regression(s) (failed and missing included), "
+        f"{len(verdict.improvements)} improvement(s), {len(verdict.undecided)} cannot judge, "
+        f"{len(verdict.new)} new (k {verdict.k:g}, alpha {verdict.alpha:g}, tolerance "
+        f"{tolerances or 'none'}); exit code {verdict.exit_code}"
     )
     return "\n".join(lines)

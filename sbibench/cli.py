@@ -97,9 +97,19 @@ def _report(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from sbibench.check import check, format_verdict
 
-    verdict = check(args.baseline, args.candidate, tolerance=args.tolerance, alpha=args.alpha)
+    verdict = check(args.baseline, args.candidate, args.tolerance, alpha=args.alpha, k=args.k)
     print(format_verdict(verdict))
-    return 1 if verdict.regressions else 0
+    return verdict.exit_code
+
+
+def _check_rules() -> str:
+    """The check's rules and exit codes, for its --help: `sbibench.check`'s docstring, read
+    without importing it (it imports pandas)."""
+    import ast
+    from pathlib import Path
+
+    source = (Path(__file__).parent / "check.py").read_text()
+    return ast.get_docstring(ast.parse(source)) or ""
 
 
 def _at_least_one(text: str) -> int:
@@ -172,14 +182,21 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="where to write (default: the run folder)")
     report.set_defaults(handler=_report)
 
-    check = commands.add_parser("check", help="compare a candidate's results with a baseline")
+    check = commands.add_parser(
+        "check", help="compare a candidate's results with a baseline",
+        description=_check_rules(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     check.add_argument("--baseline", required=True, help="run folder or results.csv")
     check.add_argument("--candidate", required=True, help="run folder or results.csv")
     check.add_argument(
-        "--tolerance", type=float, default=0.02,
-        help="C2ST increase tolerated before a cell counts as worse (default 0.02)",
+        "--tolerance", type=float,
+        help="C2ST change tolerated before noise is considered (default 0.02)",
     )  # fmt: skip
-    check.add_argument("--alpha", type=float, default=0.05, help="level of the one-sided test")
+    check.add_argument("--k", type=float, default=3.0, help="noise sds a change must exceed")
+    check.add_argument(
+        "--alpha", type=float, default=0.05,
+        help="family-wise level of the SBC tests (Bonferroni over fits and parameters)",
+    )  # fmt: skip
     check.set_defaults(handler=_check)
     return parser
 

@@ -1,5 +1,6 @@
 """Run one job of a suite: fit or run the method, score every observation against the exact
-posterior (each score beside its noise floor), and calibrate amortized methods with SBC."""
+posterior (each score of the registry in `sbibench.scoring` the suite names, floor scores beside
+their noise floors), and calibrate amortized methods with the registry's calibration scores."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 
 from sbibench.methods import get_method
 from sbibench.references import noise_floors
-from sbibench.scoring import FLOOR_SCORES, mmd_bandwidth, sample_scores
+from sbibench.scoring import Calibration, Draws, compute, mmd_bandwidth, registered
 from sbibench.task import Task, get_task
 
 if TYPE_CHECKING:
@@ -73,35 +74,40 @@ def _seed_for(*parts: Any) -> int:
 
 
 def _score(task: Task, k: int, posterior: Any, job: Job) -> dict[str, Any]:
-    """Every configured metric for observation k, with noise floors."""
-    from sbibench import metrics as m
-
+    """The suite's scores of observation k (`sbibench.scoring`), each floor score's noise
+    floor beside it."""
     x = task.observation(k)
     n = job.num_posterior_samples
     samples = posterior.sample(n, x, seed=_seed_for("sample", job.key, k))
     reference = task.reference_samples(k)
-    floors = noise_floors(task, k, n)  # stored with the references; not scoring time
+    selected = [metric for metric in registered(calibration=False) if metric.name in job.metrics]
+    # stored with the references, looked up outside the scoring time
+    floors = noise_floors(task, k, n) if any(metric.floor for metric in selected) else {}
     start = time.perf_counter()
-    scores = sample_scores(reference[:n], samples, job.metrics, mmd_bandwidth(reference))
-    scores.update({f"{name}_floor": floors[name] for name in FLOOR_SCORES if name in scores})
-    if "moments" in job.metrics:
-        mean, covariance = task.reference_moments(k)
-        scores["mean_error"] = m.mean_error(samples, mean, covariance).value
-        scores["covariance_error"] = m.covariance_error(samples, covariance).value
-    if "nll" in job.metrics and callable(getattr(posterior, "log_prob", None)):
-        truth = task.true_parameters(k).unsqueeze(0)
-        scores["nll_true_parameters"] = m.nll_true_parameters(
-            lambda theta: posterior.log_prob(theta, x), truth
-        ).value
+    mean, covariance = task.reference_moments(k)
+    density = getattr(posterior, "log_prob", None)
+    draws = Draws(
+        reference=reference[:n],
+        samples=samples,
+        bandwidth=mmd_bandwidth(reference),
+        mean=mean,
+        covariance=covariance,
+        true_parameters=task.true_parameters(k),
+        log_prob=(lambda theta: density(theta, x)) if callable(density) else None,
+    )
+    scores: dict[str, Any] = {}
+    for metric in selected:
+        scores.update(compute(metric, draws))
+        if metric.floor:
+            scores[f"{metric.name}_floor"] = floors[metric.name]
     scores["time_score"] = time.perf_counter() - start
     return scores
 
 
 def _calibrate(task: Task, posterior: Any, job: Job) -> tuple[dict, dict]:
-    """SBC over ``sbc_datasets`` prior-predictive datasets and expected coverage (HPD where
-    the method has a density, TARP otherwise); summary columns and the ranks to keep."""
-    from sbibench import metrics as m
-
+    """SBC over ``sbc_datasets`` prior-predictive datasets: every calibration score of the
+    registry (SBC ranks, expected coverage: HPD where the method has a density, TARP
+    otherwise); their summary columns and the arrays to keep."""
     generator = torch.Generator().manual_seed(_seed_for("sbc", job.key))
     theta = task.sample_prior(job.sbc_datasets, generator)
     x = task.simulate(theta, generator)
@@ -113,19 +119,16 @@ def _calibrate(task: Task, posterior: Any, job: Job) -> tuple[dict, dict]:
     draw = draw if callable(draw) else posterior.sample
     samples = draw(job.sbc_samples, x, seed=_seed_for("sbc-draws", job.key))
     samples = samples.transpose(0, 1)  # (N, L, D)
-    ranks = m.sbc_ranks(theta, samples)
-    chi2 = m.chi2_uniformity(ranks, job.sbc_samples)
-    ecdf = m.ecdf_uniformity(ranks, job.sbc_samples)
     # HPD regions need the density only up to a constant per dataset: an unnormalised one
     # (NLE, NRE: likelihood or ratio times prior) ranks the samples just as well.
     density = getattr(posterior, "log_prob", None)
     unnormalized = getattr(posterior, "unnormalized_log_prob", None)
+    log_prob = None
     if callable(density):
 
         def log_prob(values: torch.Tensor) -> torch.Tensor:
             return torch.stack([density(v, row) for v, row in zip(values, x, strict=True)])
 
-        curve = m.expected_coverage(theta, samples, log_prob)
     elif callable(unnormalized):
 
         def log_prob(values: torch.Tensor) -> torch.Tensor:
@@ -135,21 +138,15 @@ def _calibrate(task: Task, posterior: Any, job: Job) -> tuple[dict, dict]:
             parts = zip(flat.split(2**17), rows.split(2**17), strict=True)
             return torch.cat([unnormalized(*part) for part in parts]).reshape(n, k)
 
-        curve = m.expected_coverage(theta, samples, log_prob)
-    else:
-        curve = m.tarp(theta, samples)
-    summary = {
-        "sbc_datasets": int(len(theta)),
-        "sbc_chi2_p_min": float(np.min(chi2.p_value)),
-        "sbc_ecdf_p_min": float(np.min(ecdf.p_value)),
-        "coverage_method": curve.method,
-        "coverage_max_deviation": curve.max_deviation,
-    }
-    kept = {
-        "ranks": ranks.numpy(),
-        "coverage_ranks": np.asarray(curve.ranks),
-        "num_samples": job.sbc_samples,
-    }
+    inputs = Calibration(theta, samples, job.sbc_samples, log_prob)
+    summary: dict[str, Any] = {}
+    kept: dict[str, Any] = {"num_samples": job.sbc_samples}
+    for metric in registered(calibration=True):
+        values = compute(metric, inputs)
+        kept.update(
+            {name: np.asarray(values.pop(name)) for name in metric.arrays if name in values}
+        )
+        summary.update(values)
     return summary, kept
 
 

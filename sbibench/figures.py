@@ -161,12 +161,14 @@ def coverage_curves(calibrated: list, colours: dict[str, Any]) -> Any:
 
 
 def all_figures(table: Any, folder: Path) -> list[tuple[str, Any]]:
-    """Every figure the report shows, titled."""
+    """Every figure the report shows, titled (the C2ST ones where the suite scored C2ST)."""
     colours = method_colours(table["method"])
-    figures = [
-        ("C2ST against simulation budget", c2st_by_budget(table, colours)),
-        ("C2ST against wall time", accuracy_by_time(table, colours)),
-    ]
+    figures = []
+    if "c2st" in table and table["c2st"].notna().any():
+        figures += [
+            ("C2ST against simulation budget", c2st_by_budget(table, colours)),
+            ("C2ST against wall time", accuracy_by_time(table, colours)),
+        ]
     calibrated = _calibrated(table, Path(folder))
     if calibrated:
         figures.append(

@@ -21,20 +21,35 @@ from sbibench.results import load_results
 
 __all__ = ["leaderboard", "summary_table", "time_table", "write_report"]
 
-# (column, label, lower is better); the noise floor of a column is "<column>_floor".
-METRICS = [
-    ("c2st", "C2ST", True),
-    ("mmd", "MMD²", True),
-    ("wasserstein", "W2", True),
-    ("mean_error", "mean err. (sd)", True),
-    ("covariance_error", "cov. err.", True),
-    ("nll_true_parameters", "NLL(θ*)", True),
-    ("sbc_ecdf_p_min", "SBC p (min)", False),
-    ("coverage_max_deviation", "coverage dev.", True),
-]
-# Scores of a whole job (calibration over prior-predictive datasets), repeated in each of its
-# records: averaged over jobs (fits), not records, so a single fit shows no interval.
-JOB_SCORES = ("sbc_ecdf_p_min", "coverage_max_deviation")
+
+def _reported() -> list[tuple[str, str, bool]]:
+    """(column, label, whether one value per job) of every registered score's labelled column
+    (`sbibench.scoring`), in registry order; its noise floor is ``<column>_floor``. A
+    calibration score's columns are of a whole job (over prior-predictive datasets), repeated
+    in each of its records: averaged over jobs (fits), not records, so one fit shows no
+    interval."""
+    from sbibench.scoring import registered
+
+    return [
+        (column.name, column.label, metric.calibration)
+        for metric in registered()
+        for column in metric.columns
+        if column.label is not None
+    ]
+
+
+def _directions() -> str:
+    """Which direction is better, per labelled score (from the registry)."""
+    from sbibench.scoring import registered
+
+    labels: dict[str, list[str]] = {"lower": [], "higher": []}
+    for metric in registered():
+        for column in metric.columns:
+            if column.label is not None and column.better is not None:
+                labels[column.better].append(column.label)
+    return "; ".join(
+        f"{side} is better: {', '.join(names)}" for side, names in labels.items() if names
+    )
 
 
 def _interval(values: Any) -> tuple[float, float]:
@@ -64,7 +79,7 @@ def leaderboard(table: Any) -> dict[str, list[list[str]]]:
     ok = table[table["status"] == "ok"]
     for task in sorted(table["task"].unique()):
         header = ["method", "budget", "runs", "failed"]
-        present = [m for m in METRICS if m[0] in table and table[m[0]].notna().any()]
+        present = [m for m in _reported() if m[0] in table and table[m[0]].notna().any()]
         for column, label, _ in present:
             floor = f"{column}_floor"
             header.append(label)
@@ -75,8 +90,8 @@ def leaderboard(table: Any) -> dict[str, list[list[str]]]:
         for (method, budget), group in groups:
             good = ok[(ok["task"] == task) & (ok["method"] == method) & (ok["budget"] == budget)]
             row = [str(method), str(budget), str(len(group)), str((group["status"] != "ok").sum())]
-            for column, _, _ in present:
-                values = good.drop_duplicates("key") if column in JOB_SCORES else good
+            for column, _, per_job in present:
+                values = good.drop_duplicates("key") if per_job else good
                 row.append(_cell(values[column]))
                 floor = f"{column}_floor"
                 if floor in table and table[floor].notna().any():
@@ -134,7 +149,8 @@ def summary_table(results: str | Path) -> str:
         c2st = "–" if math.isnan(mean) else f"{mean:.3f}"
         c2st += "" if math.isnan(half) else f" ± {half:.3f}"
         failed = int((group["status"] != "ok").sum())
-        lines.append(f"{task:22}{method:14}{budget:>8}{c2st:>16}{floor:>8.3f}{failed:>8}")
+        floor = "–" if math.isnan(floor) else f"{floor:.3f}"
+        lines.append(f"{task:22}{method:14}{budget:>8}{c2st:>16}{floor:>8}{failed:>8}")
     return "\n".join(lines)
 
 
@@ -171,7 +187,8 @@ def _markdown(
     out = ["# sbibench leaderboard", ""]
     out += [f"- **{name}**: {value}" for name, value in provenance]
     out += ["", "Mean ± 95% interval over observations and seeds; *floor*: the same score of "
-            "the exact posterior at the same sample size (what a perfect method gets).", ""]  # fmt: skip
+            "the exact posterior at the same sample size (what a perfect method gets); "
+            f"{_directions()}.", ""]  # fmt: skip
     for task, rows in boards.items():
         out += [f"## {task}", "", "| " + " | ".join(rows[0]) + " |"]
         out.append("|" + "---|" * len(rows[0]))

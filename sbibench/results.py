@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "COLUMNS",
     "FolderState",
     "PROVENANCE",
     "RecordError",
@@ -32,25 +31,42 @@ __all__ = [
     "read_job",
     "read_records",
     "rebuild_table",
+    "record_columns",
     "scan_records",
     "set_aside_stale",
     "write_job",
     "write_atomic",
 ]
 
-# The columns of results.csv, in order. Metrics absent for a method (e.g. NLL without a
-# density) are empty.
-COLUMNS = [
+# The columns of results.csv, in order: the run's identity, every registered score's columns
+# (`sbibench.scoring`, registry order, floors beside their scores), timings and provenance.
+# Scores absent for a method (e.g. NLL without a density) are empty; a record of older code that
+# lacks a column reads as empty there, and columns no score declares are kept, after these.
+IDENTITY = [
     "suite", "task", "method", "method_name", "config_hash", "config", "budget", "seed",
     "observation", "status", "error",
     "num_simulations_used", "num_invalid_simulations", "num_posterior_samples",
-    "c2st", "c2st_floor", "c2st_null_sd", "mmd", "mmd_floor", "wasserstein", "wasserstein_floor",
-    "wasserstein_method", "mean_error", "covariance_error", "nll_true_parameters",
-    "sbc_datasets", "sbc_chi2_p_min", "sbc_ecdf_p_min", "coverage_method", "coverage_max_deviation",
+]  # fmt: skip
+TRAILER = [
     "time_simulate", "time_train", "time_propose", "time_sample", "time_score", "time_calibrate",
     "sbibench_version", "code_digest", "task_digest", "torch_version", "python_version",
     "git_revision", "project_revision", "machine", "cores", "threads", "timestamp", "key",
 ]  # fmt: skip
+
+
+def record_columns() -> list[str]:
+    """The columns of results.csv, in order, for the scores registered now."""
+    from sbibench.scoring import score_columns
+
+    return [*IDENTITY, *score_columns(), *TRAILER]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "COLUMNS":  # `record_columns()`, derived when asked: it follows registrations
+        return record_columns()
+    raise AttributeError(f"module 'sbibench.results' has no attribute {name!r}")
+
+
 # Fields every record has, whatever its status.
 REQUIRED = ("key", "task", "method", "budget", "seed", "observation", "status")
 # What a record must share with today's code and data to be reused (`sbibench.provenance`).
@@ -203,8 +219,7 @@ def rebuild_table(folder: Path) -> Path:
     """Rebuild ``folder/results.csv`` from the record files; returns its path."""
     import pandas as pd
 
-    table = pd.DataFrame(read_records(folder))
-    table = table.reindex(columns=COLUMNS + [c for c in table.columns if c not in COLUMNS])
+    table = _ordered(pd.DataFrame(read_records(folder)))
     path = Path(folder) / "results.csv"
     write_atomic(path, table.to_csv(index=False).encode())
     return path
@@ -218,9 +233,14 @@ def load_results(path: str | Path) -> Any:
     if path.is_dir():
         if not (path / "records").is_dir():
             raise RecordError(f"{path}: not a run folder (no records/)")
-        table = pd.DataFrame(read_records(path))
-        return table.reindex(columns=COLUMNS + [c for c in table.columns if c not in COLUMNS])
+        return _ordered(pd.DataFrame(read_records(path)))
     return pd.read_csv(path)
+
+
+def _ordered(table: Any) -> Any:
+    """The table's columns in schema order (`record_columns`), any others after them."""
+    columns = record_columns()
+    return table.reindex(columns=columns + [c for c in table.columns if c not in columns])
 
 
 def _git(folder: Path, *args: str) -> str:

@@ -1,31 +1,457 @@
-"""The sample-based scores of one observation, with the options that fix them.
+"""The score registry: one entry per score, read by suites, evaluation, records, report and check.
 
-A method's samples and its noise floor (the same estimators between the reference and as many
-fresh exact draws) must be computed with identical options, or the floor does not measure the
-score's noise. Both go through :func:`sample_scores` here: evaluation calls it with a method's
-samples, `sbibench.references` with exact draws when it builds the stored floors. The MMD
-bandwidth is a property of the observation (the median heuristic on its reference samples),
-not of the pair, so the score and its floor use the same kernel.
+An entry (`Metric`) says everything the rest of sbibench needs to know about a score: its
+name (what a suite's ``metrics`` lists), the function that computes it, the record columns
+it writes (each with its report label, which direction is better and how ``sbibench check``
+judges a change), whether it has a noise floor, and the options that fix its value. Adding a
+score is one call to `register_metric` (or an entry point in the ``sbibench.scores`` group
+naming a `Metric`); nothing else is edited:
 
-``SCORE_OPTIONS`` describes these options; it is stored beside the noise floors, and floors
-computed under other options are refused rather than compared with today's scores.
+- suite validation accepts its name in ``metrics`` (`sbibench.suite`);
+- evaluation calls its function for every observation, or once per fit over the SBC
+  datasets for a calibration score (`sbibench.evaluate`);
+- its columns join the record schema, in registry order (`sbibench.results`);
+- the leaderboard shows every column with a label (`sbibench.report`);
+- ``sbibench check`` judges every column with a `Rule` (`sbibench.check`).
+
+A score of one observation is a function of a `Draws`; a calibration score of a
+`Calibration`. Either returns ``{column: value}`` for the columns it declares (a subset:
+``nll`` writes nothing for a method without a density).
+
+Noise floors. A score with ``floor=True`` is a function of the two sample sets alone (and
+its options), so the same function between the reference and as many fresh exact draws is what
+a perfect method scores: its noise floor. Floors are computed once and stored beside the
+reference posteriors (`sbibench.references`), with `SCORE_OPTIONS` (the floor scores'
+``options``, `score_options`); floors stored under other options are refused rather than compared with today's
+scores, so registering a new floor score means rebuilding the references
+(``sbibench reference build``). Both the score and its floor go through `sample_scores`, with
+the same options. The MMD bandwidth is a property of the observation (the median heuristic on
+its reference samples), not of the pair, so the score and its floor use the same kernel.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
-__all__ = ["FLOOR_SCORES", "SCORE_OPTIONS", "mmd_bandwidth", "sample_scores"]
+__all__ = [
+    "Calibration",
+    "Column",
+    "Draws",
+    "Metric",
+    "Rule",
+    "compute",
+    "floor_scores",
+    "get_metric",
+    "list_metrics",
+    "mmd_bandwidth",
+    "register_metric",
+    "registered",
+    "sample_scores",
+    "score_columns",
+    "score_options",
+]
 
-FLOOR_SCORES = ("c2st", "mmd", "wasserstein")  # the sample-based scores, each with a floor
-SCORE_OPTIONS = {
-    "c2st": "c2st-mlp: 5 folds, seed 0, sbibench defaults, binomial null",
-    "mmd": "unbiased MMD^2, Gaussian kernel, bandwidth: median heuristic of the observation's "
-    "10,000 reference samples (1,000-point subsample, seed 0)",
-    "wasserstein": "W2, exact optimal transport on seeded 2,000-point subsamples (seed 0)",
-}
+RULES = ("noise", "p_value", "binomial")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How ``sbibench check`` judges a change in a column (the rules: `sbibench.check`).
+
+    Attributes:
+        kind: ``"noise"``: the paired mean change against ``k`` times its noise sd, from
+            each record's sd in the column ``needs``; ``"p_value"``: a calibration test's
+            p-value (one per fit) against a multiple-testing-corrected level, ``needs``
+            holding the number of tests behind each p-value; ``"binomial"``: a change against
+            ``k`` times the binomial sd of a fraction over ``needs`` datasets.
+        needs: the record column the rule reads besides the score's own.
+        tolerance: ``"noise"`` only: a change tolerated before noise is considered.
+    """
+
+    kind: str
+    needs: str
+    tolerance: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in RULES:
+            raise ValueError(f"rule kind {self.kind!r} unknown; known: {', '.join(RULES)}")
+        if not isinstance(self.needs, str) or not self.needs:
+            raise ValueError(
+                f"rule {self.kind!r} must name the column it needs, got {self.needs!r}"
+            )
+        if not self.tolerance >= 0:
+            raise ValueError(f"rule tolerance must be >= 0, got {self.tolerance!r}")
+
+
+@dataclass(frozen=True)
+class Column:
+    """A record column a score writes.
+
+    Attributes:
+        name: the column's name in records and results.csv.
+        label: its header in the leaderboard; None: not shown there.
+        better: ``"lower"`` or ``"higher"``; None for a detail (an estimator's name, an sd).
+        rule: how ``sbibench check`` judges a change in it; None: not judged.
+    """
+
+    name: str
+    label: str | None = None
+    better: str | None = None
+    rule: Rule | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
+            raise ValueError(f"column name must be lower_snake_case, got {self.name!r}")
+        if self.better not in (None, "lower", "higher"):
+            raise ValueError(f"column {self.name!r}: better must be 'lower' or 'higher'")
+        if self.rule is not None and self.better is None:
+            raise ValueError(f"column {self.name!r}: a judged column needs a direction (better)")
+
+
+@dataclass(frozen=True)
+class Draws:
+    """What a score of one observation may read. Shapes: N samples, D parameters.
+
+    A floor score reads only ``reference``, ``samples`` and ``bandwidth``: its floor is the
+    same function with exact draws as ``samples`` and nothing else given.
+
+    Attributes:
+        reference: exact posterior samples (N, D), the first N of the reference set.
+        samples: the samples scored (N, D): a method's, or fresh exact draws for a floor.
+        bandwidth: the MMD kernel's length scale for the observation (`mmd_bandwidth`).
+        mean: the exact posterior mean (D,).
+        covariance: the exact posterior covariance (D, D).
+        true_parameters: the parameters that generated the observation (D,).
+        log_prob: the method's log-density at the observation, (K, D) -> (K,); None if none.
+    """
+
+    reference: Tensor
+    samples: Tensor
+    bandwidth: float
+    mean: Tensor | None = None
+    covariance: Tensor | None = None
+    true_parameters: Tensor | None = None
+    log_prob: Callable[[Tensor], Tensor] | None = None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What a calibration score reads: a fit's posteriors on prior-predictive datasets.
+
+    Attributes:
+        theta: the datasets' true parameters (N, D), drawn from the prior.
+        samples: posterior samples per dataset (N, L, D).
+        num_samples: L.
+        log_prob: log-densities (N, M, D) -> (N, M), row n under dataset n's posterior (up to
+            a constant per dataset); None for a method without one (TARP is used then).
+    """
+
+    theta: Tensor
+    samples: Tensor
+    num_samples: int
+    log_prob: Callable[[Tensor], Tensor] | None = None
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A score: one registry entry.
+
+    Attributes:
+        name: what a suite's ``metrics`` lists; for a floor score also its first column and
+            its key in the stored noise floors.
+        function: ``Draws -> {column: value}`` (``Calibration -> ...`` for a calibration
+            score), or its ``"module:attribute"``, imported on first use.
+        columns: the columns it writes, in the order the record schema lists them.
+        floor: whether it has a noise floor; the floor of its first column is written as
+            ``<name>_floor``.
+        options: what fixes its value (estimator, seeds, sizes); stored beside floors.
+        calibration: computed once per fit over the SBC datasets (when the suite's
+            ``sbc.num_datasets`` > 0) rather than per observation; its columns repeat in the
+            fit's records, and it is not listed in a suite's ``metrics``.
+        arrays: calibration only: returned arrays kept beside the records (``.sbc.npz``),
+            not written into them.
+
+    Example:
+        >>> def spread(draws: Draws) -> dict:
+        ...     ratio = draws.samples.std(0) / draws.reference.std(0)
+        ...     return {"spread_error": float((ratio - 1).abs().mean())}
+        >>> entry = Metric("spread", spread, (Column("spread_error", "sd err.", "lower"),))
+        >>> entry.column_names  # register_metric(entry) adds it to suites, records, reports
+        ('spread_error',)
+    """
+
+    name: str
+    function: Callable[[Any], dict[str, Any]] | str
+    columns: tuple[Column, ...]
+    floor: bool = False
+    options: str = ""
+    calibration: bool = False
+    arrays: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
+            raise ValueError(f"score name must be lower_snake_case, got {self.name!r}")
+        if not (callable(self.function) or isinstance(self.function, str)):
+            raise TypeError(f"score {self.name!r}: function must be callable or 'module:attr'")
+        columns = tuple(self.columns)
+        if not columns or not all(isinstance(c, Column) for c in columns):
+            raise ValueError(f"score {self.name!r}: columns must be a non-empty list of Column")
+        object.__setattr__(self, "columns", columns)
+        object.__setattr__(self, "arrays", tuple(self.arrays))
+        if self.floor and (self.calibration or columns[0].name != self.name):
+            raise ValueError(
+                f"score {self.name!r}: a floor score is per observation and its first column "
+                f"is named like it, got {columns[0].name!r}"
+            )
+        if self.arrays and not self.calibration:
+            raise ValueError(f"score {self.name!r}: only calibration scores keep arrays")
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """Every column it writes, the floor column included."""
+        names = [c.name for c in self.columns]
+        if self.floor:
+            names.insert(1, f"{self.name}_floor")
+        return tuple(names)
+
+    def resolve(self) -> Callable[[Any], dict[str, Any]]:
+        """The function, imported if given as ``"module:attribute"``."""
+        if callable(self.function):
+            return self.function
+        module, _, attribute = self.function.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+# --- the built-in scores ------------------------------------------------------------------
+
+
+def _c2st(draws: Draws) -> dict[str, Any]:
+    from sbibench.metrics import c2st
+
+    result = c2st(draws.reference, draws.samples, seed=0, null="binomial")
+    return {"c2st": result.value, "c2st_null_sd": result.details["null_std"]}
+
+
+def _mmd(draws: Draws) -> dict[str, Any]:
+    from sbibench.metrics import mmd
+
+    return {"mmd": mmd(draws.reference, draws.samples, bandwidth=draws.bandwidth).value}
+
+
+def _wasserstein(draws: Draws) -> dict[str, Any]:
+    from sbibench.metrics import wasserstein
+
+    result = wasserstein(draws.reference, draws.samples, seed=0)
+    return {"wasserstein": result.value, "wasserstein_method": result.method}
+
+
+def _moments(draws: Draws) -> dict[str, Any]:
+    from sbibench.metrics import covariance_error, mean_error
+
+    if draws.mean is None or draws.covariance is None:
+        raise ValueError("the moments score needs the exact posterior mean and covariance")
+    return {
+        "mean_error": mean_error(draws.samples, draws.mean, draws.covariance).value,
+        "covariance_error": covariance_error(draws.samples, draws.covariance).value,
+    }
+
+
+def _nll(draws: Draws) -> dict[str, Any]:
+    from sbibench.metrics import nll_true_parameters
+
+    if draws.log_prob is None or draws.true_parameters is None:
+        return {}  # a method without a density has no NLL
+    truth = draws.true_parameters.unsqueeze(0)
+    return {"nll_true_parameters": nll_true_parameters(draws.log_prob, truth).value}
+
+
+def _sbc(inputs: Calibration) -> dict[str, Any]:
+    import numpy as np
+
+    from sbibench.metrics import chi2_uniformity, ecdf_uniformity, sbc_ranks
+
+    ranks = sbc_ranks(inputs.theta, inputs.samples)
+    chi2 = chi2_uniformity(ranks, inputs.num_samples)
+    ecdf = ecdf_uniformity(ranks, inputs.num_samples)
+    return {
+        "sbc_datasets": int(len(inputs.theta)),
+        "sbc_num_parameters": int(inputs.theta.shape[-1]),
+        "sbc_chi2_p_min": float(np.min(chi2.p_value)),
+        "sbc_ecdf_p_min": float(np.min(ecdf.p_value)),
+        "ranks": ranks.numpy(),
+    }
+
+
+def _coverage(inputs: Calibration) -> dict[str, Any]:
+    import numpy as np
+
+    from sbibench.metrics import expected_coverage, tarp
+
+    if inputs.log_prob is not None:
+        curve = expected_coverage(inputs.theta, inputs.samples, inputs.log_prob)
+    else:
+        curve = tarp(inputs.theta, inputs.samples)
+    return {
+        "coverage_method": curve.method,
+        "coverage_max_deviation": curve.max_deviation,
+        "coverage_ranks": np.asarray(curve.ranks),
+    }
+
+
+_BUILTIN = (
+    Metric(
+        "c2st", _c2st,
+        (Column("c2st", "C2ST", "lower", Rule("noise", "c2st_null_sd", tolerance=0.02)),
+         Column("c2st_null_sd")),
+        floor=True, options="c2st-mlp: 5 folds, seed 0, sbibench defaults, binomial null",
+    ),
+    Metric(
+        "mmd", _mmd, (Column("mmd", "MMD²", "lower"),), floor=True,
+        options="unbiased MMD^2, Gaussian kernel, bandwidth: median heuristic of the "
+        "observation's 10,000 reference samples (1,000-point subsample, seed 0)",
+    ),
+    Metric(
+        "wasserstein", _wasserstein,
+        (Column("wasserstein", "W2", "lower"), Column("wasserstein_method")), floor=True,
+        options="W2, exact optimal transport on seeded 2,000-point subsamples (seed 0)",
+    ),
+    Metric(
+        "moments", _moments,
+        (Column("mean_error", "mean err. (sd)", "lower"),
+         Column("covariance_error", "cov. err.", "lower")),
+        options="exact posterior mean and covariance",
+    ),
+    Metric("nll", _nll, (Column("nll_true_parameters", "NLL(θ*)", "lower"),)),
+    Metric(
+        "sbc", _sbc,
+        (Column("sbc_datasets"), Column("sbc_num_parameters"),
+         Column("sbc_chi2_p_min", better="higher"),
+         Column("sbc_ecdf_p_min", "SBC p (min)", "higher", Rule("p_value", "sbc_num_parameters"))),
+        options="ranks per parameter; chi-square and simultaneous ECDF band tests, min over "
+        "parameters",
+        calibration=True, arrays=("ranks",),
+    ),
+    Metric(
+        "coverage", _coverage,
+        (Column("coverage_method"),
+         Column("coverage_max_deviation", "coverage dev.", "lower", Rule("binomial", "sbc_datasets"))),
+        options="HPD expected coverage where the method has a density, TARP otherwise",
+        calibration=True, arrays=("coverage_ranks",),
+    ),
+)  # fmt: skip
+
+_REGISTRY: dict[str, Metric] = {}
+_LOADED_ENTRY_POINTS = False
+
+
+def register_metric(metric: Metric, replace: bool = False) -> Metric:
+    """Add a score to the registry; returns it.
+
+    A score registered at run time is seen in this process (the serial executor); for
+    process pools and clusters register it in a module the workers import, or name it under
+    the ``sbibench.scores`` entry-point group (``name = "module:attribute"`` of a `Metric`).
+
+    Raises:
+        ValueError: the name is taken (unless ``replace``), or a column is already written
+            by another score or is one of the columns every record has.
+    """
+    if not isinstance(metric, Metric):
+        raise TypeError(f"register_metric needs a Metric, got {type(metric).__name__}")
+    from sbibench.results import IDENTITY, TRAILER  # every record's columns
+
+    if metric.name in _REGISTRY and not replace:
+        raise ValueError(f"score {metric.name!r} is registered already")
+    taken = {c: m.name for m in _REGISTRY.values() if m.name != metric.name for c in m.column_names}
+    for name in (*metric.column_names, *metric.arrays):
+        if name in IDENTITY or name in TRAILER:
+            raise ValueError(f"score {metric.name!r}: column {name!r} is every record's")
+        if name in taken:
+            raise ValueError(
+                f"score {metric.name!r}: column {name!r} is written by {taken[name]!r}"
+            )
+    _REGISTRY[metric.name] = metric
+    return metric
+
+
+for _metric in _BUILTIN:
+    register_metric(_metric)
+
+
+def _load_entry_points() -> None:
+    global _LOADED_ENTRY_POINTS
+    if _LOADED_ENTRY_POINTS:
+        return
+    _LOADED_ENTRY_POINTS = True
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="sbibench.scores"):
+        if entry.name not in _REGISTRY:
+            register_metric(entry.load())
+
+
+def registered(calibration: bool | None = None) -> list[Metric]:
+    """Every registered score in registry order; only calibration scores (True) or only
+    per-observation ones (False) if asked."""
+    _load_entry_points()
+    return [m for m in _REGISTRY.values() if calibration is None or m.calibration == calibration]
+
+
+def list_metrics(calibration: bool | None = None) -> list[str]:
+    """Names of the registered scores (a suite's ``metrics`` takes the per-observation ones)."""
+    return [m.name for m in registered(calibration)]
+
+
+def get_metric(name: str) -> Metric:
+    """The score called ``name``; ValueError listing the known ones otherwise."""
+    _load_entry_points()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown score {name!r}; known: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def score_columns() -> list[str]:
+    """The columns every registered score writes, floors included, in registry order."""
+    return [name for metric in registered() for name in metric.column_names]
+
+
+def compute(metric: Metric, inputs: Draws | Calibration) -> dict[str, Any]:
+    """Call a score's function and check that it wrote only the columns it declares."""
+    values = dict(metric.resolve()(inputs))
+    declared = {c.name for c in metric.columns} | set(metric.arrays)
+    unknown = sorted(set(values) - declared)
+    if unknown:
+        raise ValueError(
+            f"score {metric.name!r} returned undeclared column(s) {', '.join(unknown)}; "
+            f"it declares {', '.join(sorted(declared))}"
+        )
+    return values
+
+
+def floor_scores() -> tuple[str, ...]:
+    """The names of the floor scores: the keys of the stored noise floors."""
+    return tuple(m.name for m in registered(False) if m.floor)
+
+
+def score_options() -> dict[str, str]:
+    """The floor scores' options, stored beside the floors; floors under others are refused."""
+    return {m.name: m.options for m in registered(False) if m.floor}
+
+
+def __getattr__(name: str) -> Any:
+    # ``FLOOR_SCORES`` and ``SCORE_OPTIONS``: `floor_scores()` and `score_options()` as names
+    # (read by `sbibench.references`), derived when asked so that they follow registrations.
+    if name == "FLOOR_SCORES":
+        return floor_scores()
+    if name == "SCORE_OPTIONS":
+        return score_options()
+    raise AttributeError(f"module 'sbibench.scoring' has no attribute {name!r}")
 
 
 def mmd_bandwidth(reference: Tensor) -> float:
@@ -39,7 +465,7 @@ def mmd_bandwidth(reference: Tensor) -> float:
 def sample_scores(
     reference: Tensor, samples: Tensor, metrics: tuple[str, ...], bandwidth: float
 ) -> dict[str, Any]:
-    """The scores named in ``metrics`` (from `FLOOR_SCORES`) between two sample sets.
+    """The floor scores named in ``metrics`` (from `FLOOR_SCORES`) between two sample sets.
 
     Arguments:
         reference: exact posterior samples (N, D).
@@ -48,20 +474,12 @@ def sample_scores(
         bandwidth: the MMD kernel's length scale, from `mmd_bandwidth`.
 
     Returns:
-        ``c2st`` and ``c2st_null_sd`` (the binomial null's standard deviation), ``mmd``,
-        ``wasserstein`` and ``wasserstein_method``, for those asked for.
+        The columns of those scores, e.g. ``c2st`` and ``c2st_null_sd`` (the binomial null's
+        standard deviation), ``mmd``, ``wasserstein`` and ``wasserstein_method``.
     """
-    from sbibench import metrics as m
-
+    draws = Draws(reference, samples, bandwidth)
     scores: dict[str, Any] = {}
-    if "c2st" in metrics:
-        result = m.c2st(reference, samples, seed=0, null="binomial")
-        scores["c2st"] = result.value
-        scores["c2st_null_sd"] = result.details["null_std"]
-    if "mmd" in metrics:
-        scores["mmd"] = m.mmd(reference, samples, bandwidth=bandwidth).value
-    if "wasserstein" in metrics:
-        result = m.wasserstein(reference, samples, seed=0)
-        scores["wasserstein"] = result.value
-        scores["wasserstein_method"] = result.method
+    for metric in registered(False):
+        if metric.floor and metric.name in metrics:
+            scores.update(compute(metric, draws))
     return scores

@@ -8,7 +8,7 @@ checked up front and expanded into jobs.
     seeds = [0]
     observations = [1, 2]
     num_posterior_samples = 2000                  # drawn per observation for the scores
-    metrics = ["c2st", "mmd", "wasserstein", "moments"]
+    metrics = ["c2st", "mmd", "wasserstein", "moments"]  # from the score registry
 
     [sbc]                                         # calibration of amortized methods
     num_datasets = 200
@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from sbibench.methods import config_hash, get_method, is_amortized
+from sbibench.scoring import list_metrics
 from sbibench.task import get_task, list_tasks
 
-__all__ = ["METRICS", "Job", "Suite", "SuiteError", "load_suite", "list_suites"]
+__all__ = ["Job", "Suite", "SuiteError", "load_suite", "list_suites"]
 
-METRICS = ("c2st", "mmd", "wasserstein", "moments", "nll")
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 KEYS = {
     "name": "the suite's name",
@@ -48,7 +48,7 @@ KEYS = {
     "seeds": "seeds",
     "observations": "observation numbers, 1-based",
     "num_posterior_samples": "posterior samples drawn per observation for the scores",
-    "metrics": f"scores to compute, from {', '.join(METRICS)}",
+    "metrics": "scores to compute per observation, from the score registry (sbibench.scoring)",
     "sbc": "table: num_datasets (0 for none) and num_posterior_samples",
     "methods": "table of method labels, each a table of its config (and optionally `method`)",
 }
@@ -195,9 +195,17 @@ def _load(path: Path, text: str) -> Suite:
             raise SuiteError(f"{path}: field 'tasks': {error}") from None
         if max(observations) > task.num_observations:
             raise SuiteError(f"{path}: task {name!r} has observations 1..{task.num_observations}")
-    metrics = raw["metrics"]
-    if not isinstance(metrics, list) or not set(metrics) <= set(METRICS):
-        raise SuiteError(f"{path}: field 'metrics' must be a list from {', '.join(METRICS)}")
+    metrics, known = raw["metrics"], list_metrics(calibration=False)
+    if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+        raise SuiteError(f"{path}: field 'metrics' must be a list of names from {', '.join(known)}")
+    unknown = [m for m in metrics if m not in known]
+    if unknown:
+        calibration = set(unknown) & set(list_metrics(calibration=True))
+        hint = " (calibration scores run by [sbc], not listed here)" if calibration else ""
+        raise SuiteError(
+            f"{path}: field 'metrics': unknown score(s) {', '.join(map(repr, unknown))}{hint}; "
+            f"known: {', '.join(known)}"
+        )
     sbc = raw["sbc"]
     if not isinstance(sbc, dict) or set(sbc) != {"num_datasets", "num_posterior_samples"}:
         raise SuiteError(f"{path}: [sbc] must set exactly num_datasets and num_posterior_samples")

@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from sbibench.check import check
+from sbibench.check import check, format_verdict
 
 
 def _csv(run, tmp_path, name, edit=None):
@@ -58,6 +58,8 @@ def test_failed_or_missing_runs_are_regressions(tiny_run, tmp_path):
     verdict = check(tiny_run / "results.csv", _csv(tiny_run, tmp_path, "cand.csv", break_rej))
     kinds = {(c.method, c.verdict) for c in verdict.regressions}
     assert ("rej_abc", "failed") in kinds and ("exact", "missing") in kinds
+    # a cell whose runs all failed is said once, not once more per score
+    assert {c.score for c in verdict.cells if c.method == "rej_abc"} == {""}
 
 
 def test_cli_exit_codes(tiny_run, tmp_path):
@@ -83,3 +85,159 @@ def test_a_table_that_is_not_a_results_table(tmp_path):
     path.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="not an sbibench results table"):
         check(path, path)
+
+
+def _finding(verdict, task, method, score):
+    (found,) = [c for c in verdict.cells if (c.task, c.method, c.score) == (task, method, score)]
+    return found
+
+
+def _edit(table, method, column, value, task="normal_mean"):
+    rows = (table["task"] == task) & (table["method"] == method)
+    table.loc[rows, column] = value
+    return table
+
+
+def test_sbc_regression_uses_a_bonferroni_level_over_fits_and_parameters(tiny_run, tmp_path):
+    """Rule: the candidate's smallest SBC p-value falls below alpha / m (m: fits x parameters
+    over every compared cell) while the baseline's does not."""
+    table = pd.read_csv(tiny_run / "results.csv")
+    fits = table.dropna(subset=["sbc_ecdf_p_min"]).drop_duplicates(["task", "method", "seed"])
+    level = 0.05 / fits["sbc_num_parameters"].sum()
+    assert 0 < level < 0.05 / 2  # more than one test: the level is corrected
+
+    def calibrated(t):
+        return _edit(t, "exact", "sbc_ecdf_p_min", 0.5)
+
+    base = _csv(tiny_run, tmp_path, "base.csv", calibrated)
+
+    def rejected(t):
+        return _edit(calibrated(t), "exact", "sbc_ecdf_p_min", level / 2)
+
+    verdict = check(base, _csv(tiny_run, tmp_path, "cand.csv", rejected))
+    found = _finding(verdict, "normal_mean", "exact", "sbc_ecdf_p_min")
+    assert found.verdict == "regression" and found.limit == pytest.approx(level)
+    assert verdict.exit_code == 1
+    # Below the uncorrected level, above the corrected one: not a regression.
+    between = _csv(tiny_run, tmp_path, "between.csv", lambda t: _edit(calibrated(t), "exact", "sbc_ecdf_p_min", 0.04))  # fmt: skip
+    assert (
+        _finding(check(base, between), "normal_mean", "exact", "sbc_ecdf_p_min").verdict == "same"
+    )
+    # The baseline rejected too: no change. The candidate recovered: an improvement.
+    both = _csv(tiny_run, tmp_path, "both.csv", rejected)
+    assert _finding(check(both, both), "normal_mean", "exact", "sbc_ecdf_p_min").verdict == "same"
+    better = _finding(check(both, base), "normal_mean", "exact", "sbc_ecdf_p_min")
+    assert better.verdict == "improvement"
+
+
+def test_coverage_regression_beyond_its_binomial_sd(tiny_run, tmp_path):
+    """Rule: the mean max coverage deviation grows by more than k binomial sds at level 1/2
+    for the recorded number of SBC datasets (one fit a side here)."""
+    table = pd.read_csv(tiny_run / "results.csv")
+    rows = (table["task"] == "poisson_gamma") & (table["method"] == "exact")
+    datasets = table.loc[rows, "sbc_datasets"].iloc[0]
+    limit = 3 * (2 * 0.25 / datasets) ** 0.5
+    value = table.loc[rows, "coverage_max_deviation"].iloc[0]
+
+    def shift(by):
+        return lambda t: _edit(t, "exact", "coverage_max_deviation", value + by, "poisson_gamma")
+
+    worse = check(tiny_run, _csv(tiny_run, tmp_path, "worse.csv", shift(limit + 0.01)))
+    found = _finding(worse, "poisson_gamma", "exact", "coverage_max_deviation")
+    assert found.verdict == "regression" and found.limit == pytest.approx(limit)
+    near = check(tiny_run, _csv(tiny_run, tmp_path, "near.csv", shift(limit - 0.01)))
+    assert _finding(near, "poisson_gamma", "exact", "coverage_max_deviation").verdict == "same"
+
+
+def test_without_recorded_noise_the_verdict_is_cannot_judge(tiny_run, tmp_path):
+    """No invented variance: a baseline without c2st_null_sd cannot judge C2ST (exit 2);
+    without sbc_datasets coverage cannot be judged; the SBC count is taken from either side."""
+    base = _csv(tiny_run, tmp_path, "base.csv", lambda t: t.drop(columns=["c2st_null_sd"]))
+    verdict = check(base, tiny_run)
+    c2st = [c for c in verdict.cells if c.score == "c2st"]
+    assert c2st and {c.verdict for c in c2st} == {"cannot judge"}
+    assert "c2st_null_sd" in c2st[0].reason and verdict.exit_code == 2
+    result = subprocess.run(
+        [sys.executable, "-m", "sbibench", "check", "--baseline", str(base), "--candidate", str(tiny_run)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2 and "cannot judge" in result.stdout
+    # Old records lacking sbc_num_parameters: judged with the candidate's count ...
+    old = _csv(tiny_run, tmp_path, "old.csv", lambda t: t.drop(columns=["sbc_num_parameters"]))
+    judged = check(old, tiny_run)
+    assert judged.exit_code == 0 and not judged.undecided
+    # ... and not at all when neither side has it; no dataset count, no coverage verdict.
+    blind = check(old, old)
+    assert {c.score for c in blind.undecided} == {"sbc_ecdf_p_min"}
+
+    # One task's fits without the count: those cells are not judged, the others are, at a
+    # level corrected for the tests made.
+    def forget(t):
+        return t.assign(
+            sbc_num_parameters=t["sbc_num_parameters"].where(t["task"] != "normal_mean")
+        )
+
+    part = _csv(tiny_run, tmp_path, "part.csv", forget)
+    mixed = check(part, part)
+    assert {(c.task, c.score) for c in mixed.undecided} == {("normal_mean", "sbc_ecdf_p_min")}
+    judged = [c for c in mixed.cells if c.score == "sbc_ecdf_p_min" and c.verdict == "same"]
+    counted = pd.read_csv(part).dropna(subset=["sbc_num_parameters"]).drop_duplicates("key")
+    assert {c.task for c in judged} == {"poisson_gamma"}
+    assert judged[0].limit == pytest.approx(0.05 / counted["sbc_num_parameters"].sum())
+    nodata = _csv(tiny_run, tmp_path, "nodata.csv", lambda t: t.drop(columns=["sbc_datasets"]))
+    assert {c.score for c in check(nodata, tiny_run).undecided} == {"coverage_max_deviation"}
+
+
+def test_cells_on_one_side_only_are_listed(tiny_run, tmp_path):
+    """A baseline cell the candidate lacks fails; a candidate-only cell is listed as new and
+    does not; records the candidate lacks within a cell are missing."""
+
+    def add_cell(t):
+        extra = t[t["method"] == "npe"].copy()
+        extra["method"] = "npe_new"
+        return pd.concat([t, extra], ignore_index=True)
+
+    grown = check(tiny_run, _csv(tiny_run, tmp_path, "grown.csv", add_cell))
+    assert {(c.task, c.method) for c in grown.new} == {
+        ("normal_mean", "npe_new"),
+        ("poisson_gamma", "npe_new"),
+    }
+    assert grown.exit_code == 0 and not grown.regressions
+    shrunk = check(_csv(tiny_run, tmp_path, "base.csv", add_cell), tiny_run)
+    assert {(c.method, c.verdict) for c in shrunk.regressions} == {("npe_new", "missing")}
+    assert shrunk.exit_code == 1
+
+    def lose_observation(t):
+        return t[~((t["method"] == "rej_abc") & (t["observation"] == 2))]
+
+    lost = check(tiny_run, _csv(tiny_run, tmp_path, "lost.csv", lose_observation))
+    missing = [c for c in lost.regressions if c.verdict == "missing"]
+    assert {(c.method, c.score) for c in missing} == {("rej_abc", "")}
+    assert all("obs 2 seed 0" in c.reason for c in missing)
+
+
+def test_the_verdict_table_names_every_rule_and_the_exit_code(tiny_run):
+    text = format_verdict(check(tiny_run, tiny_run))
+    for needle in ("c2st", "sbc_ecdf_p_min", "coverage_max_deviation", "noise sd",
+                   "Bonferroni", "binomial sd", "exit code 0"):  # fmt: skip
+        assert needle in text, needle
+
+
+def test_c2st_regression_beyond_tolerance_plus_k_noise_sds(tiny_run, tmp_path):
+    """Rule: the mean paired change exceeds tolerance + k x sqrt(mean(s_b² + s_c²) / n), s the
+    recorded c2st_null_sd (a constant shift has no sample variance of its own)."""
+    table = pd.read_csv(tiny_run / "results.csv")
+    rows = table[(table["task"] == "normal_mean") & (table["method"] == "exact")]
+    sd = ((2 * rows["c2st_null_sd"] ** 2).mean() / len(rows)) ** 0.5
+    limit = 0.02 + 3 * sd
+
+    def shift(by):
+        return lambda t: _edit(t, "exact", "c2st", rows["c2st"].to_numpy() + by)
+
+    over = check(tiny_run, _csv(tiny_run, tmp_path, "over.csv", shift(limit + 0.002)))
+    found = _finding(over, "normal_mean", "exact", "c2st")
+    assert found.verdict == "regression" and found.limit == pytest.approx(limit)
+    under = check(tiny_run, _csv(tiny_run, tmp_path, "under.csv", shift(limit - 0.002)))
+    assert _finding(under, "normal_mean", "exact", "c2st").verdict == "same"
+    wider = check(tiny_run, _csv(tiny_run, tmp_path, "over2.csv", shift(limit + 0.002)), k=4)
+    assert _finding(wider, "normal_mean", "exact", "c2st").verdict == "same"
