@@ -6,10 +6,10 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["CGROUP_ROOT", "EXECUTORS", "available_cpus", "cgroup_cpu_limit", "default_workers"]
+from sbibench.executors import EXECUTORS
 
-# The runner's executors; here, not in runner.py, so that the CLI's --help imports no torch.
-EXECUTORS = ("serial", "processes", "dask", "slurm")
+__all__ = ["CGROUP_ROOT", "available_cpus", "cgroup_cpu_limit", "default_workers"]
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Where cgroup v1 mounts the CPU controller, relative to the root; "" for the root itself.
 _V1_CONTROLLERS = ("cpu", "cpu,cpuacct", "cpuacct,cpu", "")
