@@ -83,6 +83,10 @@ def available_cpus(cgroup_root: str | Path = CGROUP_ROOT) -> int:
 
     Returns:
         A whole number >= 1.
+
+    Example:
+        >>> 1 <= available_cpus() <= (os.cpu_count() or 1)
+        True
     """
     try:
         count = len(os.sched_getaffinity(0))
@@ -99,6 +103,10 @@ def default_workers(executor: str, threads: int = 1, cpus: int | None = None) ->
         executor: ``serial``, ``processes``, ``dask`` or ``slurm``.
         threads: torch threads per worker.
         cpus: the CPUs to fill; default `available_cpus()`.
+
+    Example:
+        >>> default_workers("processes", threads=2, cpus=6), default_workers("serial", cpus=6)
+        (3, 1)
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
