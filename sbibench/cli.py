@@ -125,7 +125,7 @@ def _at_least_one(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     from sbibench import __version__
-    from sbibench.cpus import EXECUTORS
+    from sbibench.executors import EXECUTORS
 
     parser = argparse.ArgumentParser(
         prog="sbibench",

@@ -6,10 +6,10 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["CGROUP_ROOT", "EXECUTORS", "available_cpus", "cgroup_cpu_limit", "default_workers"]
+from sbibench.executors import EXECUTORS
 
-# The runner's executors; here, not in runner.py, so that the CLI's --help imports no torch.
-EXECUTORS = ("serial", "processes", "dask", "slurm")
+__all__ = ["CGROUP_ROOT", "available_cpus", "cgroup_cpu_limit", "default_workers"]
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Where cgroup v1 mounts the CPU controller, relative to the root; "" for the root itself.
 _V1_CONTROLLERS = ("cpu", "cpu,cpuacct", "cpuacct,cpu", "")
@@ -83,6 +83,10 @@ def available_cpus(cgroup_root: str | Path = CGROUP_ROOT) -> int:
 
     Returns:
         A whole number >= 1.
+
+    Example:
+        >>> 1 <= available_cpus() <= (os.cpu_count() or 1)
+        True
     """
     try:
         count = len(os.sched_getaffinity(0))
@@ -99,6 +103,10 @@ def default_workers(executor: str, threads: int = 1, cpus: int | None = None) ->
         executor: ``serial``, ``processes``, ``dask`` or ``slurm``.
         threads: torch threads per worker.
         cpus: the CPUs to fill; default `available_cpus()`.
+
+    Example:
+        >>> default_workers("processes", threads=2, cpus=6), default_workers("serial", cpus=6)
+        (3, 1)
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")

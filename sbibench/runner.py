@@ -1,12 +1,13 @@
 """Run a suite's grid on any executor, writing every job's records as it finishes; resume.
 
-The grid runs in-process (``serial``), on a local process pool (``processes``), on a Dask
-cluster (``dask``: a new ``LocalCluster``, or an existing scheduler's address), or as SLURM
-jobs through submitit (``slurm``). Only this process writes the run folder: workers return
-records and the driver writes each job atomically as it completes, so remote workers need no
-shared disk and a killed run loses at most the jobs in flight. Every executor gives each job
-``threads`` torch threads (default 1, part of the job's key); local workers default to the CPUs
-this process may use (affinity mask, cgroup quota) divided by ``threads``.
+The grid runs on an executor named in `sbibench.executors` (``serial``, ``processes``, ``dask``,
+``slurm``), which the runner builds and shuts down, or on the caller's own executor object (a
+``concurrent.futures.ProcessPoolExecutor``, a Dask ``Client(...).get_executor()``, submitit's),
+which it only submits to. Only this process writes the run folder: workers return records and
+the driver writes each job atomically as it completes, so remote workers need no shared disk and
+a killed run loses at most the jobs in flight. Every executor gives each job ``threads`` torch
+threads (default 1, part of the job's key; the job sets them in its worker); local workers
+default to the CPUs this process may use (affinity mask, cgroup quota) divided by ``threads``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sbibench.cpus import EXECUTORS, available_cpus, default_workers
+from sbibench.cpus import available_cpus, default_workers
 from sbibench.evaluate import execute
+from sbibench.executors import check_executor, is_local, open_executor
 from sbibench.provenance import job_provenance
 from sbibench.results import (
     RecordError,
@@ -38,7 +40,7 @@ from sbibench.results import (
 )
 from sbibench.suite import Job, Suite
 
-__all__ = ["EXECUTORS", "RunSummary", "prepare_folder", "run_suite"]
+__all__ = ["RunSummary", "prepare_folder", "run_suite"]
 
 
 @dataclass
@@ -116,53 +118,16 @@ def _callers_threads_kept() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _executor(
-    kind: str, workers: int, threads: int, scheduler: str | None, out: Path
-) -> Iterator[Any]:
-    """The executor of ``kind``; None for serial. Checked (and connected) before any work."""
-    if kind == "serial":
-        yield None
-    elif kind == "processes":
-        import multiprocessing
-
-        context = multiprocessing.get_context("spawn")  # fork after torch's threads can hang
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            yield pool
-    elif kind == "dask":
-        try:
-            from dask.distributed import Client, LocalCluster
-        except ImportError:
-            raise ImportError('--executor dask needs dask: pip install "sbibench[dask]"') from None
-        if scheduler:
-            try:
-                client = Client(scheduler, timeout="5s")
-            except (OSError, TimeoutError) as error:
-                raise ConnectionError(
-                    f"the Dask scheduler at {scheduler} does not answer: {error}"
-                ) from None
-            cluster = None
-        else:
-            # One job at a time per worker process; the job itself sets its torch threads.
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
-            client = Client(cluster)
-        try:
-            yield client.get_executor()
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-    elif kind == "slurm":
-        try:
-            import submitit
-        except ImportError:
-            raise ImportError(
-                '--executor slurm needs submitit: pip install "sbibench[slurm]"'
-            ) from None
-        executor = submitit.AutoExecutor(folder=out / "slurm")
-        executor.update_parameters(slurm_array_parallelism=workers, cpus_per_task=threads)
-        yield executor
-    else:
-        raise ValueError(f"unknown executor {kind!r}; choose from {', '.join(EXECUTORS)}")
+def _cancelled_when_left(futures: dict) -> Iterator[None]:
+    """Cancel the jobs not yet started when the block stops early (an error, Ctrl-C), so that
+    an executor the caller owns, which stays running, does not go on with them."""
+    try:
+        yield
+    except BaseException:
+        for future in futures:
+            if isinstance(future, concurrent.futures.Future):
+                future.cancel()
+        raise
 
 
 def _label(job: Job) -> str:
@@ -247,7 +212,7 @@ def _serial(todo: list[Job], bar: Any) -> Iterator[tuple[Job, Any]]:
 def run_suite(
     suite: Suite,
     out: str | Path,
-    executor: str = "serial",
+    executor: str | concurrent.futures.Executor = "serial",
     workers: int | None = None,
     scheduler: str | None = None,
     progress: bool = True,
@@ -266,13 +231,21 @@ def run_suite(
     Arguments:
         suite: the checked suite.
         out: the run folder (created; must be this suite's if it exists).
-        executor: ``serial``, ``processes``, ``dask`` or ``slurm``.
-        workers: parallel workers (processes, Dask workers, concurrent SLURM tasks); default
-            `default_workers`: 1 serial, else the CPUs this process may use // ``threads``.
-        scheduler: a Dask scheduler address (``tcp://host:port``); default a LocalCluster.
+        executor: ``serial``, ``processes``, ``dask`` or ``slurm``, built here and shut down
+            at the end; or your own executor (any ``concurrent.futures.Executor``, such as a
+            ``ProcessPoolExecutor`` or a Dask ``Client(...).get_executor()``, or an object with
+            ``submit(fn, *args)`` whose futures have ``done()`` and ``result()``, such as
+            ``submitit.AutoExecutor``): jobs are submitted to it and it is left running (jobs
+            not yet started are cancelled if the run stops early). See `sbibench.executors`.
+        workers: parallel workers (processes, Dask workers, concurrent SLURM tasks) of a named
+            executor; default `default_workers`: 1 serial, else the CPUs this process may use
+            // ``threads``. Not with your own executor: you sized it.
+        scheduler: a Dask scheduler address (``tcp://host:port``) for ``dask``; default a
+            LocalCluster.
         progress: show a tqdm progress bar over jobs, with the jobs running now (task,
             method, budget, observation, seconds so far).
-        threads: torch threads per job, whichever executor runs it (SLURM's cpus_per_task).
+        threads: torch threads per job, whichever executor runs it (each job sets them in its
+            worker; SLURM's cpus_per_task when built by name).
             One is fastest on a shared machine, and it is part of the job's key: results
             depend on it (the order of floating-point sums).
         rerun_stale: set stale records aside and run their jobs again.
@@ -283,13 +256,13 @@ def run_suite(
         StaleRecordsError: stale records and not ``rerun_stale``; nothing was run.
     """
     out = Path(out)
-    if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    check_executor(executor, workers, scheduler)
+    named = isinstance(executor, str)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
-    if workers is None:
+    if named and workers is None:
         workers = default_workers(executor, threads)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+    if named and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
@@ -304,21 +277,25 @@ def run_suite(
         stale_moved = set_aside_stale(out, sorted(state.stale))
     todo = [job for job in jobs if job.key not in state.done]
     provenance = {"suite": suite.name, **environment()}
-    _warn_oversubscribed(executor, workers, threads, remote=bool(scheduler) or executor == "slurm")
+    local = is_local(executor, scheduler)  # remote workers may not share our CPUs or disk
+    if named:
+        _warn_oversubscribed(executor, workers, threads, remote=not local)
     finished, lost = 0, []
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(todo), desc=f"sbibench {suite.name}", unit="run", disable=not progress)
-    with _callers_threads_kept(), _executor(executor, workers, threads, scheduler, out) as pool:
-        remote = bool(scheduler) or executor == "slurm"  # their workers may not share our disk
-        phases = None if remote or not progress else PhaseFiles(out / ".running")
+    futures: dict = {}
+    with (
+        _callers_threads_kept(),
+        open_executor(executor, workers, threads, scheduler, out / "slurm") as pool,
+        _cancelled_when_left(futures),
+    ):
+        phases = PhaseFiles(out / ".running") if local and progress else None
         if pool is None:
             results = _serial(todo, bar)
         else:
-            futures = {
-                pool.submit(execute, job, phases.reporter(job) if phases else None): job
-                for job in todo
-            }
+            for job in todo:
+                futures[pool.submit(execute, job, phases.reporter(job) if phases else None)] = job
             results = ((job, _result(future)) for job, future in _completed(futures, bar, phases))
         for job, result in results:
             bar.update()

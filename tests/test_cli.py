@@ -128,3 +128,22 @@ def test_a_users_module_in_the_working_directory_runs_and_a_typo_stops_the_suite
     assert typo.returncode == 2
     assert "methods.mine: cannot import 'mymethods:goood'" in typo.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_run_offers_the_executors_of_sbibench_executors_and_checks_their_options(
+    tmp_path, capsys, monkeypatch, tiny_suite
+):
+    from sbibench.cli import main
+    from sbibench.executors import EXECUTORS
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # main() puts the working directory on it
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    (tmp_path / "tiny.toml").write_text(tiny_suite)
+    run = ["run", str(tmp_path / "tiny.toml"), "--out", str(tmp_path / "out"), "--no-progress"]
+    with pytest.raises(SystemExit):
+        main([*run, "--executor", "threads"])
+    error = capsys.readouterr().err
+    assert "invalid choice" in error and all(name in error for name in EXECUTORS)
+    assert main([*run, "--executor", "processes", "--scheduler", "tcp://h:1"]) == 2
+    assert "a scheduler address needs executor 'dask', not 'processes'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -111,6 +111,112 @@ def test_serial_processes_and_dask_give_identical_records(tmp_path):
         pandas.testing.assert_frame_equal(serial, _records(tmp_path / other), check_exact=True)
 
 
+# One fast task, two fast methods: an amortized fit and a per-observation run.
+OWN_EXECUTOR_SUITE = """\
+name = "own"
+description = "a grid for executors the caller makes"
+tasks = ["normal_mean"]
+budgets = [200]
+seeds = [0]
+observations = [1, 2]
+num_posterior_samples = 200
+metrics = ["c2st", "mmd", "wasserstein", "moments", "nll"]
+
+[sbc]
+num_datasets = 20
+num_posterior_samples = 10
+
+[methods.exact]
+[methods.rej_abc]
+num_accepted = 20
+"""
+
+
+def test_your_own_process_pool_gives_the_named_executors_records_and_stays_open(tmp_path):
+    """The pool's workers start on 2 torch threads; each job sets the suite's 1 itself, so the
+    records equal the named executor's, and the pool is the caller's to shut down."""
+    import multiprocessing
+
+    import torch
+
+    suite = _suite(tmp_path, OWN_EXECUTOR_SUITE)
+    run_suite(suite, tmp_path / "serial", progress=False)
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(
+        1, mp_context=context, initializer=torch.set_num_threads, initargs=(2,)
+    ) as pool:
+        summary = run_suite(suite, tmp_path / "pool", executor=pool, progress=True)
+        assert summary.ok and summary.finished == 3
+        assert pool.submit(torch.get_num_threads).result(timeout=60) == 1
+    serial = _records(tmp_path / "serial")
+    assert len(serial) == 4 and (serial["threads"] == 1).all()
+    pandas.testing.assert_frame_equal(serial, _records(tmp_path / "pool"), check_exact=True)
+    assert not (tmp_path / "pool" / ".running").exists()
+
+
+def test_your_own_dask_clients_executor_gives_the_named_executors_records(tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    suite = _suite(tmp_path, OWN_EXECUTOR_SUITE)
+    run_suite(suite, tmp_path / "named", executor="dask", workers=1, progress=False)
+    with distributed.Client(processes=True, n_workers=1, threads_per_worker=1) as client:
+        summary = run_suite(suite, tmp_path / "own", executor=client.get_executor(), progress=False)
+        assert summary.ok and summary.finished == 3
+        assert client.submit(abs, -3).result(timeout=60) == 3  # the client is still open
+    pandas.testing.assert_frame_equal(
+        _records(tmp_path / "named"), _records(tmp_path / "own"), check_exact=True
+    )
+
+
+def test_a_run_that_stops_early_cancels_its_queued_jobs_and_leaves_your_pool_open(
+    tmp_path, monkeypatch
+):
+    import sbibench.runner
+
+    class Pool(concurrent.futures.ThreadPoolExecutor):
+        """A thread pool that keeps the futures it hands out."""
+
+        def __init__(self, workers):
+            super().__init__(workers)
+            self.futures = []
+
+        def submit(self, *args, **kwargs):
+            future = super().submit(*args, **kwargs)
+            self.futures.append(future)
+            return future
+
+    def full_disk(*args, **kwargs):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(sbibench.runner, "write_job", full_disk)
+    suite = _suite(tmp_path, OWN_EXECUTOR_SUITE)
+    with Pool(1) as pool:
+        with pytest.raises(OSError, match="no space left"):
+            run_suite(suite, tmp_path / "run", executor=pool, progress=False)
+        assert len(pool.futures) == 3 and pool.futures[-1].cancelled()
+        assert pool.submit(abs, -1).result() == 1
+
+
+@pytest.mark.parametrize(
+    ("executor", "options", "error", "message"),
+    [
+        ("threads", {}, ValueError, "unknown executor 'threads'; choose from serial, processes"),
+        ("processes", {"scheduler": "tcp://h:1"}, ValueError, "needs executor 'dask'"),
+        (object(), {}, TypeError, "an object with submit"),
+        ("POOL", {"workers": 2}, ValueError, "workers applies to an executor sbibench builds"),
+        ("POOL", {"scheduler": "tcp://h:1"}, ValueError, "scheduler applies to an executor"),
+    ],
+)
+def test_bad_executors_and_options_fail_before_any_work(
+    tmp_path, tiny_suite, executor, options, error, message
+):
+    suite = _suite(tmp_path, tiny_suite)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        executor = pool if executor == "POOL" else executor
+        with pytest.raises(error, match=message):
+            run_suite(suite, tmp_path / "run", executor=executor, progress=False, **options)
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_thread_count_is_part_of_the_job_and_must_be_at_least_one(tmp_path, tiny_suite):
     suite = _suite(tmp_path, tiny_suite)
     one, two = suite.jobs(), suite.jobs(threads=2)
