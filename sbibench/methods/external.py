@@ -18,14 +18,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from sbibench.methods.base import (
-    BudgetError,
-    Timings,
-    check_observation,
-    observation_generator,
-    seeded,
-    unconstrained,
-)
+from sbibench.methods.base import BudgetError, Timings, check_observation, seeded, unconstrained
+from sbibench.methods.posteriors import check_own_observation, sample_observations
 from sbibench.task import Task
 
 __all__ = ["External", "Float32Prior", "SamplesPosterior", "Sbibm", "SbibmTask", "budgeted"]
@@ -94,10 +88,12 @@ class SamplesPosterior:
         self.num_invalid_simulations = 0
 
     def sample(self, n: int, x: Tensor, seed: int | None = None) -> Tensor:
-        x = check_observation(x, self.task, batch=False)
-        if not torch.equal(x, self.observation):
-            raise ValueError("this posterior was run for another observation")
-        generator = observation_generator(seed, x) if seed is not None else None
+        x = check_own_observation(
+            x, self.task, self.observation, message="this posterior was run for another observation"
+        )
+        return sample_observations(self._draw, n, x, seed)
+
+    def _draw(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
         count = self.samples.shape[0]
         if n <= count:
             index = torch.randperm(count, generator=generator)[:n]
