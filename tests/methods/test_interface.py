@@ -7,6 +7,10 @@ import torch
 
 from sbibench.methods import (
     BudgetError,
+    HasLogProb,
+    HasSampleBatch,
+    HasUnnormalizedLogProb,
+    Posterior,
     config_hash,
     get_method,
     is_amortized,
@@ -102,6 +106,14 @@ def test_contract(name, task_name, make_task):
     assert posterior.num_invalid_simulations == 0
     assert set(dataclasses.asdict(posterior.timings)) == {"simulate", "train", "propose", "sample"}
     assert posterior.timings.simulate > 0
+    # The protocol and its optional members say what the posterior offers.
+    assert isinstance(posterior, Posterior)
+    for protocol, member in (
+        (HasLogProb, "log_prob"),
+        (HasUnnormalizedLogProb, "unnormalized_log_prob"),
+        (HasSampleBatch, "sample_batch"),
+    ):
+        assert isinstance(posterior, protocol) == callable(getattr(posterior, member, None))
     # Same seed, same numbers; another seed, others.
     again = _posterior(method, make_task(task_name), 300, 7, x_o).sample(500, x_o, seed=1)
     assert torch.equal(samples, again)
