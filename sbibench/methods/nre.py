@@ -103,6 +103,7 @@ class NRE(MCMCSettings, TrainingSettings):
             lambda u_, x_: self.loss(classifier, u_, x_),
             (u, x),
             **fit_settings(self, seed),
+            min_batch_size=2,  # a row's contrasts are other rows of its minibatch
         )
 
     def fit(self, task: Task, num_simulations: int, seed: int) -> MCMCPosterior:

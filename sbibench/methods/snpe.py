@@ -84,6 +84,8 @@ class _Sequential(NeuralConfig):
     """The round loop the three variants share; each supplies proposal, loss and result."""
 
     amortized: ClassVar[bool] = False
+    # the fewest rows of a minibatch: 2 for a loss that contrasts each row with others
+    min_batch_size: ClassVar[int] = 1
     rounds: int = 10
 
     def run(self, task: Task, observation: Tensor, num_simulations: int, seed: int) -> Any:
@@ -103,7 +105,8 @@ class _Sequential(NeuralConfig):
                 mixture.add(size, lambda u_: log_prior_unconstrained(task, u_))
                 fitted.append(build(self, task, u, x))
             loss, tensors = self._loss(fitted[0], task, u, x, mixture, first=r == 0)
-            train(fitted[0], loss, tensors, **fit_settings(self, seed + r))
+            settings = fit_settings(self, seed + r)
+            train(fitted[0], loss, tensors, **settings, min_batch_size=self.min_batch_size)
 
         run = run_rounds(task, num_simulations, self.rounds, seed, propose, learn)
         return self._result(
@@ -128,6 +131,7 @@ class SNPEC(_Sequential):
     """APT with the atomic loss; see the module docstring."""
 
     name: ClassVar[str] = "snpe_c"
+    min_batch_size: ClassVar[int] = 2  # an atom set needs another row of the minibatch
     num_atoms: int = 10
 
     def _loss(self, estimator, task, u, x, mixture, first):  # noqa: ANN001, ANN202

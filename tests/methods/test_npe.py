@@ -118,3 +118,28 @@ def test_proposal_time_of_later_rounds_is_counted():
     task = get_task("normal_mean")
     posterior = get_method("snpe_c", rounds=2, max_epochs=2).run(task, task.observation(1), 400, 0)
     assert posterior.timings.propose > 0 and posterior.timings.sample == 0
+
+
+@pytest.mark.parametrize("num_simulations", [1112, 12])
+def test_the_atomic_loss_never_sees_a_one_row_minibatch(num_simulations, monkeypatch):
+    """SNPE-C's atoms for a row are other rows of its minibatch. In round 2 of 2 the pooled
+    1,112 simulations leave a last training minibatch of one row, and 12 a single validation
+    row: such a row joins the minibatch before it, so every atom set has another row."""
+    import sbibench.methods.snpe as snpe
+
+    sizes = []
+
+    def recording_train(module, loss_fn, tensors, **settings):
+        def loss(*batch):
+            sizes.append(len(batch[0]))
+            return loss_fn(*batch)
+
+        return train(module, loss, tensors, **settings)
+
+    train = snpe.train
+    monkeypatch.setattr(snpe, "train", recording_train)
+    task = get_task("normal_mean")
+    x_o = task.observation(1)
+    posterior = get_method("snpe_c", rounds=2, max_epochs=2).run(task, x_o, num_simulations, 0)
+    assert min(sizes) >= 2
+    assert torch.isfinite(posterior.sample(20, x_o, seed=0)).all()

@@ -98,3 +98,23 @@ def _log_evidence(task, x):
     return torch.distributions.MultivariateNormal(
         torch.zeros(10, dtype=torch.float64), cov
     ).log_prob(x.double())
+
+
+@pytest.mark.parametrize("num_simulations", [1112, 12])
+@pytest.mark.parametrize("method", ["nre", "bnre", "nre_c", "snre"])
+def test_contrastive_training_survives_a_one_row_minibatch(method, num_simulations):
+    """1,112 simulations leave 1,001 training rows, a last minibatch of one row at batches of
+    200; 12 leave one validation row. A row's marginal pairs come from other rows of its
+    minibatch, so such a row joins the minibatch before it (these budgets used to crash)."""
+    task = get_task("normal_mean")
+    config = {"max_epochs": 2, "num_chains": 10, "warmup": 5, "init_candidates": 100}
+    if method == "snre":
+        config["rounds"] = 2
+    fitted = get_method(method, **config)
+    x_o = task.observation(1)
+    if method == "snre":
+        posterior = fitted.run(task, x_o, num_simulations, 0)
+    else:
+        posterior = fitted.fit(task, num_simulations, 0)
+    assert posterior.num_simulations_used == num_simulations
+    assert torch.isfinite(posterior.sample(20, x_o, seed=0)).all()
