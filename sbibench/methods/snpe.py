@@ -45,7 +45,13 @@ from sbibench.methods.posteriors import (
     record_budget,
     sample_observations,
 )
-from sbibench.methods.training import NeuralConfig, build, fit_settings, run_rounds
+from sbibench.methods.training import (
+    NeuralConfig,
+    build,
+    fit_settings,
+    run_rounds,
+    validation_noise,
+)
 from sbibench.nn import Estimator, train
 from sbibench.task import Task
 
@@ -144,7 +150,8 @@ class SNPEC(_Sequential):
         def atomic(u_: Tensor, x_: Tensor, log_p_: Tensor) -> Tensor:
             batch = u_.shape[0]
             count = min(atoms, batch)
-            choices = other_rows(batch, count - 1)  # (B, A-1)
+            # from a fixed generator in validation: the same atoms every epoch, as in NRE
+            choices = other_rows(batch, count - 1, validation_noise(estimator))  # (B, A-1)
             index = torch.cat([torch.arange(batch).unsqueeze(1), choices], dim=1)
             u_atoms = u_[index].reshape(batch * count, -1)
             x_rep = x_.repeat_interleave(count, dim=0)
