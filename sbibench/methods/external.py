@@ -4,7 +4,8 @@ A method from outside sbibench is named by an import path ``"package.module:func
 given as the function itself), so that its configuration is plain data: hashed into run keys by
 that name, and sent to any worker process.
 The task it receives has a budgeted simulator: a method that asks for more simulations than
-its budget gets a `BudgetError`, and ``num_simulations_used`` is counted, not trusted.
+its budget gets a `BudgetError`, and ``num_simulations_used`` and ``num_invalid_simulations``
+(the simulations that came back NaN or infinite) are counted, not trusted.
 """
 
 from __future__ import annotations
@@ -38,12 +39,14 @@ def _import(path: str | Callable) -> Callable:
 
 
 class _BudgetedModel:
-    """A task's model whose simulator counts rows and refuses to exceed ``budget``."""
+    """A task's model whose simulator counts rows, refuses to exceed ``budget`` and counts the
+    invalid (NaN or infinite) rows it returns; the caller's code decides what to do with them."""
 
     def __init__(self, model: Any, budget: int, timings: Timings) -> None:
         self._model = model
         self.budget = budget
         self.used = 0
+        self.invalid = 0
         self.timings = timings
 
     def __getattr__(self, name: str) -> Any:
@@ -57,7 +60,9 @@ class _BudgetedModel:
             )
         self.used += theta.shape[0]
         with self.timings.phase("simulate"):
-            return self._model.simulate(theta, generator)
+            x = self._model.simulate(theta, generator)
+        self.invalid += int((~torch.isfinite(x).reshape(x.shape[0], -1).all(-1)).sum())
+        return x
 
 
 def budgeted(task: Task, budget: int, timings: Timings) -> Task:
@@ -85,7 +90,7 @@ class SamplesPosterior:
         self.samples = samples
         self.timings = timings
         self.num_simulations_used = task.model.used
-        self.num_invalid_simulations = 0
+        self.num_invalid_simulations = task.model.invalid
 
     def sample(self, n: int, x: Tensor, seed: int | None = None) -> Tensor:
         x = check_own_observation(
@@ -156,7 +161,7 @@ def _annotate(posterior: Any, task: Task, timings: Timings) -> None:
         raise TypeError(f"the method returned {type(posterior).__name__}, which has no sample()")
     for attribute, value in (
         ("num_simulations_used", task.model.used),
-        ("num_invalid_simulations", 0),
+        ("num_invalid_simulations", task.model.invalid),
         ("timings", timings),
     ):
         if not hasattr(posterior, attribute):

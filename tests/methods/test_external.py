@@ -71,6 +71,16 @@ def test_a_users_amortized_function():
     assert posterior.timings.simulate > 0
 
 
+def test_invalid_simulations_of_a_users_function_are_counted(make_task):
+    """The budgeted simulator counts the NaN rows it hands back, whatever the function does
+    with them (about 20% of 400 here, binomial sd 8)."""
+    task = make_task("normal_mean", nan_fraction=0.2)
+    method = get_method("external", function=amortized_method, amortized=True)
+    posterior = method.fit(task, 400, seed=0)
+    assert 40 < posterior.num_invalid_simulations < 120
+    assert posterior.num_simulations_used == 400
+
+
 def test_the_budget_binds_external_functions_too():
     task = get_task("normal_mean")
     method = get_method("external", function=greedy_method)
