@@ -106,9 +106,12 @@ def test_an_sbibm_algorithm_runs_unchanged(own_observation):
     assert posterior.num_simulations_used == 2000
     samples = posterior.sample(500, x_o, seed=0)
     assert samples.shape == (500, 10) and samples.dtype == torch.float64
-    # Rejection ABC in 10-D is crude, but its mean moves from the prior's (0) towards x/2.
+    # Rejection ABC in 10-D is crude, but its mean moves from the prior's (0) towards the
+    # exact posterior's: |mean - exact mean| / |exact mean| measures 0.479 (own observation)
+    # and 0.454 (shifted), with sd 0.045 over the run's seed (0.49 +- 0.045 over seeds 0-9);
+    # the bar is the larger plus 4 sd. Prior draws score 0.98 +- 0.026.
     exact_mean, _ = task.reference_moments(3)
-    assert torch.dot(samples.mean(0), exact_mean) > 0
+    assert (samples.mean(0) - exact_mean).norm() / exact_mean.norm() < 0.66
 
 
 def test_the_sbi_packages_npe_through_the_adapter():
