@@ -7,11 +7,22 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
-from sbibench.methods.base import BudgetError, Posterior, Timings, config_hash
+from sbibench.methods.base import (
+    BudgetError,
+    HasLogProb,
+    HasSampleBatch,
+    HasUnnormalizedLogProb,
+    Posterior,
+    Timings,
+    config_hash,
+)
 
 __all__ = [
     "METHODS",
     "BudgetError",
+    "HasLogProb",
+    "HasSampleBatch",
+    "HasUnnormalizedLogProb",
     "Posterior",
     "Timings",
     "config_hash",

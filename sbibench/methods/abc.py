@@ -16,15 +16,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from sbibench.methods.base import (
-    SimulationBudget,
-    Timings,
-    check_observation,
-    observation_generator,
-    require_valid,
-    seeded,
-    unconstrained,
-)
+from sbibench.methods.base import SimulationBudget, Timings, check_observation, unconstrained
+from sbibench.methods.posteriors import check_own_observation, record_budget, sample_observations
+from sbibench.methods.training import prior_simulations
 from sbibench.task import Task
 
 __all__ = ["ParticlePosterior", "RejectionABC", "scaled_distance"]
@@ -67,9 +61,7 @@ class ParticlePosterior:
         self.weights = weights if weights is not None else torch.full((count,), 1.0 / count)
         self.weights = self.weights.double()
         self.kde = kde
-        self.num_simulations_used = budget.used
-        self.num_invalid_simulations = budget.invalid
-        self.timings = timings
+        record_budget(self, budget, timings)
         self._transform = unconstrained(task)
         effective = 1 / (self.weights**2).sum()
         dim = particles.shape[1]
@@ -81,19 +73,20 @@ class ParticlePosterior:
 
     def sample(self, n: int, x: Tensor, seed: int | None = None) -> Tensor:
         """(n, D) draws for this posterior's observation ``x`` (M,)."""
-        x = check_observation(x, self.task, batch=False)
-        if not torch.equal(x, self.observation):
-            raise ValueError(
-                "this ABC posterior was run for another observation; ABC is not amortized"
-            )
+        x = check_own_observation(
+            x, self.task, self.observation,
+            message="this ABC posterior was run for another observation; ABC is not amortized",
+        )  # fmt: skip
         with self.timings.phase("sample"):
-            generator = observation_generator(seed, x) if seed is not None else None
-            index = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-            u = self.particles[index]
-            if self.kde:
-                noise = torch.randn(n, u.shape[1], generator=generator, dtype=u.dtype)
-                u = u + noise @ self._kernel_tril.T
-            return self._transform(u)
+            return sample_observations(self._draw, n, x, seed)
+
+    def _draw(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        index = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        u = self.particles[index]
+        if self.kde:
+            noise = torch.randn(n, u.shape[1], generator=generator, dtype=u.dtype)
+            u = u + noise @ self._kernel_tril.T
+        return self._transform(u)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,20 +111,16 @@ class RejectionABC:
         observation = check_observation(observation, task, batch=False)
         if self.num_accepted < 2:
             raise ValueError(f"num_accepted must be >= 2, got {self.num_accepted}")
-        timings = Timings()
-        with seeded(seed) as generator:
-            budget = SimulationBudget(task, num_simulations, generator, timings)
-            theta, x = budget.prior_predictive(num_simulations)
-            require_valid(x, budget)
-            with timings.phase("train"):
-                summaries = task.summary(x)
-                observed = task.summary(observation.unsqueeze(0))[0]
-                distance = scaled_distance(summaries, observed, summaries.std(0))
-                keep = distance.topk(min(self.num_accepted, len(distance)), largest=False).indices
-                u = unconstrained(task).inv(theta[keep])
-                if self.regression_adjustment:
-                    u = _regression_adjust(u, summaries[keep], observed)
-        return ParticlePosterior(task, observation, u, None, self.kde, budget, timings)
+        with prior_simulations(task, num_simulations, seed) as run:
+            theta, x = run.theta, run.x
+            summaries = task.summary(x)
+            observed = task.summary(observation.unsqueeze(0))[0]
+            distance = scaled_distance(summaries, observed, summaries.std(0))
+            keep = distance.topk(min(self.num_accepted, len(distance)), largest=False).indices
+            u = unconstrained(task).inv(theta[keep])
+            if self.regression_adjustment:
+                u = _regression_adjust(u, summaries[keep], observed)
+        return ParticlePosterior(task, observation, u, None, self.kde, run.budget, run.timings)
 
 
 def _regression_adjust(u: Tensor, summaries: Tensor, observed: Tensor) -> Tensor:

@@ -18,6 +18,9 @@ from sbibench.task import Task
 
 __all__ = [
     "BudgetError",
+    "HasLogProb",
+    "HasSampleBatch",
+    "HasUnnormalizedLogProb",
     "Posterior",
     "SimulationBudget",
     "Timings",
@@ -65,16 +68,23 @@ class Posterior(Protocol):
     -> (n, B, D). With a ``seed`` the draws for each observation are a pure function of the
     seed and that observation alone (see `observation_generator`), so sampling a batch of
     observations gives each one exactly the draws it would get on its own.
-    ``log_prob(theta, x)`` (where the method has a density): (N, D) and (M,) -> (N,).
+    ``num_simulations_used``, ``num_invalid_simulations`` and ``timings`` are the run's
+    bookkeeping, which the runner records.
 
-    Optional members, used by calibration (SBC, coverage) where present:
+    Optional members, each its own protocol (test with ``isinstance(posterior, HasLogProb)``
+    and so on, rather than looking the attribute up by name):
 
-    - ``sample_batch(n, x, seed)``: x (B, M) -> (n, B, D), draws for many observations in one
-      run; a pure function of ``seed`` and the whole batch, not per-observation reproducible
-      like ``sample`` (MCMC posteriors: one vectorised run instead of one MCMC per dataset).
-    - ``unnormalized_log_prob(theta, x)`` (instead of ``log_prob``): a log-density up to a
-      constant per observation; (N, D) and x (M,) or x (N, M) paired with theta row by row
-      -> (N,), so the datasets of a calibration share one batched call.
+    - ``log_prob(theta, x)`` (`HasLogProb`, where the method has a normalised density):
+      (N, D) and (M,) -> (N,).
+    - ``unnormalized_log_prob(theta, x)`` (`HasUnnormalizedLogProb`, instead of ``log_prob``):
+      a log-density up to a constant per observation; (N, D) and x (M,) or x (N, M) paired
+      with theta row by row -> (N,), so the datasets of a calibration share one batched call.
+    - ``sample_batch(n, x, seed)`` (`HasSampleBatch`): x (B, M) -> (n, B, D), draws for many
+      observations in one run; a pure function of ``seed`` and the whole batch, not
+      per-observation reproducible like ``sample`` (MCMC posteriors: one vectorised run
+      instead of one MCMC per dataset).
+
+    Calibration (SBC, coverage) uses them where present.
     """
 
     num_simulations_used: int
@@ -82,6 +92,29 @@ class Posterior(Protocol):
     timings: Timings
 
     def sample(self, n: int, x: Tensor, seed: int | None = None) -> Tensor: ...
+
+
+@runtime_checkable
+class HasLogProb(Protocol):
+    """A `Posterior` with a normalised density: ``log_prob(theta, x)``, (N, D) and (M,) -> (N,)."""
+
+    def log_prob(self, theta: Tensor, x: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class HasUnnormalizedLogProb(Protocol):
+    """A `Posterior` with a density up to a constant per observation:
+    ``unnormalized_log_prob(theta, x)``, (N, D) and x (M,) or (N, M) -> (N,)."""
+
+    def unnormalized_log_prob(self, theta: Tensor, x: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class HasSampleBatch(Protocol):
+    """A `Posterior` that draws for a batch of observations in one run:
+    ``sample_batch(n, x, seed)``, x (B, M) -> (n, B, D)."""
+
+    def sample_batch(self, n: int, x: Tensor, seed: int) -> Tensor: ...
 
 
 class SimulationBudget:

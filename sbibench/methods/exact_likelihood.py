@@ -30,19 +30,18 @@ from sbibench.methods.base import (
     check_observation,
     log_abs_det,
     log_prior_unconstrained,
-    observation_generator,
-    require_valid,
-    seeded,
     unconstrained,
 )
-from sbibench.methods.mcmc_posterior import MCMCPosterior, MCMCSettings
+from sbibench.methods.mcmc_posterior import MCMCPosterior, MCMCSettings, Potential
+from sbibench.methods.posteriors import record_budget, sample_observations
+from sbibench.methods.training import prior_simulations
 from sbibench.nn import ZScore, mlp, train
 from sbibench.task import Task
 
 __all__ = ["AmortizedVI", "GaussianEncoder", "OracleMCMC", "exact_potential"]
 
 
-def exact_potential(task: Task):  # noqa: ANN201
+def exact_potential(task: Task) -> Potential:
     """log p(x | T(u)) as a potential: u (K, D), x (K, M) -> (K,)."""
     transform = unconstrained(task)
 
@@ -109,12 +108,17 @@ def _log_normal(eps: Tensor, factor: Tensor) -> Tensor:
 class VIPosterior:
     """The trained encoder behind the `Posterior` interface (amortized); float64."""
 
-    def __init__(self, encoder, task, norm, budget, timings) -> None:  # noqa: ANN001
+    def __init__(
+        self,
+        encoder: GaussianEncoder,
+        task: Task,
+        norm: ZScore,
+        budget: SimulationBudget,
+        timings: Timings,
+    ) -> None:
         self.encoder, self.task, self.norm = encoder.eval(), task, norm
         self.transform = unconstrained(task)
-        self.num_simulations_used = budget.used
-        self.num_invalid_simulations = budget.invalid
-        self.timings = timings
+        record_budget(self, budget, timings)
 
     def _one(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
         mean, factor = self.encoder(x.unsqueeze(0))
@@ -126,12 +130,7 @@ class VIPosterior:
     def sample(self, n: int, x: Tensor, seed: int | None = None) -> Tensor:
         x = check_observation(x, self.task, batch=True)
         with self.timings.phase("sample"):
-            rows = x.reshape(-1, x.shape[-1])
-            draws = [
-                self._one(n, row, observation_generator(seed, row) if seed is not None else None)
-                for row in rows
-            ]
-            return draws[0] if x.ndim == 1 else torch.stack(draws, dim=1)
+            return sample_observations(self._one, n, x, seed)
 
     @torch.no_grad()
     def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
@@ -153,7 +152,7 @@ class AmortizedVI:
     Arguments:
         hidden_features: widths of the encoder's MLPs.
         batch_size, learning_rate, validation_fraction, patience, max_epochs: training (Adam;
-            a patience of 40 epochs, as the ELBO's last gains come slowly).
+            a patience of 40 epochs, as the ELBO's last gains come slowly; no clipping).
     """
 
     name: ClassVar[str] = "amortized_vi"
@@ -166,37 +165,31 @@ class AmortizedVI:
     max_epochs: int | None = None
 
     def fit(self, task: Task, num_simulations: int, seed: int) -> VIPosterior:
-        timings = Timings()
         transform = unconstrained(task)
-        with seeded(seed) as generator:
-            budget = SimulationBudget(task, num_simulations, generator, timings)
-            theta, x = budget.prior_predictive(num_simulations)
-            require_valid(x, budget)
-            with timings.phase("train"):
-                norm = ZScore(task.dim_parameters).double().fit_(transform.inv(theta))
-                encoder = GaussianEncoder(task.dim_parameters, task.dim_data, self.hidden_features)
-                encoder.x_norm.fit_(x)
-                log_det_norm = norm.log_abs_det(task.dim_parameters)
+        with prior_simulations(task, num_simulations, seed) as run:
+            theta, x = run.theta, run.x
+            norm = ZScore(task.dim_parameters).double().fit_(transform.inv(theta))
+            encoder = GaussianEncoder(task.dim_parameters, task.dim_data, self.hidden_features)
+            encoder.x_norm.fit_(x)
+            log_det_norm = norm.log_abs_det(task.dim_parameters)
 
-                def negative_elbo(x_: Tensor) -> Tensor:
-                    mean, factor = encoder(x_)
-                    eps = torch.randn_like(mean)
-                    z = mean + (factor @ eps.unsqueeze(-1)).squeeze(-1)
-                    u = norm.inverse(z)
-                    # sticking the landing: log q at fixed (detached) variational parameters
-                    fixed = factor.detach()
-                    eps_fixed = torch.linalg.solve_triangular(
-                        fixed, (z - mean.detach()).unsqueeze(-1), upper=False
-                    ).squeeze(-1)
-                    log_q = _log_normal(eps_fixed, fixed) + log_det_norm
-                    log_joint = task.log_likelihood(transform(u), x_) + log_prior_unconstrained(
-                        task, u
-                    )
-                    return -(log_joint - log_q).mean()
+            def negative_elbo(x_: Tensor) -> Tensor:
+                mean, factor = encoder(x_)
+                eps = torch.randn_like(mean)
+                z = mean + (factor @ eps.unsqueeze(-1)).squeeze(-1)
+                u = norm.inverse(z)
+                # sticking the landing: log q at fixed (detached) variational parameters
+                fixed = factor.detach()
+                eps_fixed = torch.linalg.solve_triangular(
+                    fixed, (z - mean.detach()).unsqueeze(-1), upper=False
+                ).squeeze(-1)
+                log_q = _log_normal(eps_fixed, fixed) + log_det_norm
+                log_joint = task.log_likelihood(transform(u), x_) + log_prior_unconstrained(task, u)
+                return -(log_joint - log_q).mean()
 
-                train(
-                    encoder, negative_elbo, (x,), batch_size=self.batch_size,
-                    learning_rate=self.learning_rate, validation_fraction=self.validation_fraction,
-                    patience=self.patience, max_epochs=self.max_epochs, clip_norm=None, seed=seed,
-                )  # fmt: skip
-        return VIPosterior(encoder, task, norm, budget, timings)
+            train(
+                encoder, negative_elbo, (x,), batch_size=self.batch_size,
+                learning_rate=self.learning_rate, validation_fraction=self.validation_fraction,
+                patience=self.patience, max_epochs=self.max_epochs, clip_norm=None, seed=seed,
+            )  # fmt: skip
+        return VIPosterior(encoder, task, norm, run.budget, run.timings)

@@ -4,7 +4,8 @@ A method from outside sbibench is named by an import path ``"package.module:func
 given as the function itself), so that its configuration is plain data: hashed into run keys by
 that name, and sent to any worker process.
 The task it receives has a budgeted simulator: a method that asks for more simulations than
-its budget gets a `BudgetError`, and ``num_simulations_used`` is counted, not trusted.
+its budget gets a `BudgetError`, and ``num_simulations_used`` and ``num_invalid_simulations``
+(the simulations that came back NaN or infinite) are counted, not trusted.
 """
 
 from __future__ import annotations
@@ -18,14 +19,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from sbibench.methods.base import (
-    BudgetError,
-    Timings,
-    check_observation,
-    observation_generator,
-    seeded,
-    unconstrained,
-)
+from sbibench.methods.base import BudgetError, Timings, check_observation, seeded, unconstrained
+from sbibench.methods.posteriors import check_own_observation, sample_observations
 from sbibench.task import Task
 
 __all__ = ["External", "Float32Prior", "SamplesPosterior", "Sbibm", "SbibmTask", "budgeted"]
@@ -44,12 +39,14 @@ def _import(path: str | Callable) -> Callable:
 
 
 class _BudgetedModel:
-    """A task's model whose simulator counts rows and refuses to exceed ``budget``."""
+    """A task's model whose simulator counts rows, refuses to exceed ``budget`` and counts the
+    invalid (NaN or infinite) rows it returns; the caller's code decides what to do with them."""
 
     def __init__(self, model: Any, budget: int, timings: Timings) -> None:
         self._model = model
         self.budget = budget
         self.used = 0
+        self.invalid = 0
         self.timings = timings
 
     def __getattr__(self, name: str) -> Any:
@@ -63,7 +60,9 @@ class _BudgetedModel:
             )
         self.used += theta.shape[0]
         with self.timings.phase("simulate"):
-            return self._model.simulate(theta, generator)
+            x = self._model.simulate(theta, generator)
+        self.invalid += int((~torch.isfinite(x).reshape(x.shape[0], -1).all(-1)).sum())
+        return x
 
 
 def budgeted(task: Task, budget: int, timings: Timings) -> Task:
@@ -91,13 +90,15 @@ class SamplesPosterior:
         self.samples = samples
         self.timings = timings
         self.num_simulations_used = task.model.used
-        self.num_invalid_simulations = 0
+        self.num_invalid_simulations = task.model.invalid
 
     def sample(self, n: int, x: Tensor, seed: int | None = None) -> Tensor:
-        x = check_observation(x, self.task, batch=False)
-        if not torch.equal(x, self.observation):
-            raise ValueError("this posterior was run for another observation")
-        generator = observation_generator(seed, x) if seed is not None else None
+        x = check_own_observation(
+            x, self.task, self.observation, message="this posterior was run for another observation"
+        )
+        return sample_observations(self._draw, n, x, seed)
+
+    def _draw(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
         count = self.samples.shape[0]
         if n <= count:
             index = torch.randperm(count, generator=generator)[:n]
@@ -160,7 +161,7 @@ def _annotate(posterior: Any, task: Task, timings: Timings) -> None:
         raise TypeError(f"the method returned {type(posterior).__name__}, which has no sample()")
     for attribute, value in (
         ("num_simulations_used", task.model.used),
-        ("num_invalid_simulations", 0),
+        ("num_invalid_simulations", task.model.invalid),
         ("timings", timings),
     ):
         if not hasattr(posterior, attribute):

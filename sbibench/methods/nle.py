@@ -21,20 +21,11 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-import torch
 from torch import Tensor
 
-from sbibench.methods.base import (
-    SimulationBudget,
-    Timings,
-    check_observation,
-    require_valid,
-    seeded,
-    unconstrained,
-)
+from sbibench.methods.base import check_observation
 from sbibench.methods.mcmc_posterior import MCMCPosterior, MCMCSettings, Potential
-from sbibench.methods.npe import NeuralConfig, fit_settings
-from sbibench.methods.snpe import round_sizes
+from sbibench.methods.training import NeuralConfig, fit_settings, mcmc_rounds, prior_simulations
 from sbibench.nn import Estimator, build_estimator, train
 from sbibench.task import Task
 
@@ -86,17 +77,12 @@ class NLE(NeuralConfig, MCMCSettings):
 
     def fit(self, task: Task, num_simulations: int, seed: int) -> MCMCPosterior:
         self._check()
-        timings = Timings()
-        with seeded(seed) as generator:
-            budget = SimulationBudget(task, num_simulations, generator, timings)
-            theta, x = budget.prior_predictive(num_simulations)
-            require_valid(x, budget)
-            with timings.phase("train"):
-                u, data = unconstrained(task).inv(theta).float(), self._data(task, x)
-                estimator = self._estimator(task, u, data)
-                self._train(estimator, u, data, seed)
+        with prior_simulations(task, num_simulations, seed) as run:
+            u, data = run.u, self._data(task, run.x)
+            estimator = self._estimator(task, u, data)
+            self._train(estimator, u, data, seed)
         potential = likelihood_potential(estimator, task, self.summary)
-        return MCMCPosterior(potential, task, self, budget, timings)
+        return MCMCPosterior(potential, task, self, run.budget, run.timings)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,30 +98,17 @@ class SNLE(NLE):
     ) -> MCMCPosterior:
         self._check()
         observation = check_observation(observation, task, batch=False)
-        timings = Timings()
-        transform = unconstrained(task)
-        with seeded(seed) as generator:
-            budget = SimulationBudget(task, num_simulations, generator, timings)
-            us, datas, estimator, posterior = [], [], None, None
-            for r, size in enumerate(round_sizes(num_simulations, self.rounds)):
-                if posterior is None:
-                    theta = budget.sample_prior(size)
-                else:
-                    with timings.phase("propose"):
-                        u = posterior.independent_u(size, observation.unsqueeze(0), generator)[:, 0]
-                    theta = transform(u)
-                theta, x = budget.simulate(theta)
-                us.append(transform.inv(theta).float())
-                datas.append(self._data(task, x))
-                u, data = torch.cat(us), torch.cat(datas)
-                require_valid(data, budget)
-                with timings.phase("train"):
-                    if estimator is None:  # z-scoring from the prior's round, as sbi does
-                        estimator = self._estimator(task, u, data)
-                    estimator.train().requires_grad_(True)
-                    self._train(estimator, u, data, seed + r)
-                potential = likelihood_potential(estimator, task, self.summary)
-                posterior = MCMCPosterior(potential, task, self, budget, timings, observation)
-        posterior.num_simulations_used = budget.used
-        posterior.num_invalid_simulations = budget.invalid
-        return posterior
+        estimators: list[Estimator] = []  # built in round 1
+
+        def learn(r: int, u: Tensor, data: Tensor) -> Potential:
+            if r == 0:  # z-scoring from the prior's round, as sbi does
+                estimators.append(self._estimator(task, u, data))
+            estimator = estimators[0]
+            estimator.train().requires_grad_(True)
+            self._train(estimator, u, data, seed + r)
+            return likelihood_potential(estimator, task, self.summary)
+
+        def data(x: Tensor) -> Tensor:
+            return self._data(task, x)
+
+        return mcmc_rounds(task, observation, self, num_simulations, self.rounds, seed, learn, data)

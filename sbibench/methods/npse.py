@@ -14,7 +14,7 @@ The VP probability-flow ODE dz/dt = -beta(t) / 2 (z + grad log p_t(z)) is, in y 
 dy/ds = -s grad_y log p_s(y) (Karras et al. 2022): samples start from N(0, (1 + s_max^2) I) at
 s_max = s_1 (the VP prior N(0, I) scaled by 1 / alpha_1) and are integrated with RK4 on the
 noise levels of Karras et al. (rho = 7) down to s_min = s_{t_eps}; the log-density follows the
-same ODE backwards with the exact divergence (`sbibench.methods.fmpe.ODEPosterior`).
+same ODE backwards with the exact divergence (`sbibench.methods.posteriors.ODEPosterior`).
 """
 
 from __future__ import annotations
@@ -25,9 +25,14 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from sbibench.methods.base import SimulationBudget, Timings, require_valid, seeded, unconstrained
-from sbibench.methods.fmpe import ODEPosterior, context_embedding, validation_noise
-from sbibench.methods.npe import fit_settings
+from sbibench.methods.posteriors import ODEPosterior
+from sbibench.methods.training import (
+    TrainingSettings,
+    embedding_net,
+    fit_settings,
+    prior_simulations,
+    validation_noise,
+)
 from sbibench.nn import ScoreNet, ZScore, train
 from sbibench.task import Task
 
@@ -47,7 +52,7 @@ def karras_grid(s_max: float, s_min: float, steps: int, rho: float = 7.0) -> Ten
 
 
 @dataclasses.dataclass(frozen=True)
-class NPSE:
+class NPSE(TrainingSettings):
     """Score-based posterior estimation with a VP diffusion; see the module docstring.
 
     Arguments:
@@ -57,8 +62,9 @@ class NPSE:
         t_eps: smallest diffusion time trained on and integrated to.
         ode_steps: RK4 steps of the probability-flow ODE (4 score evaluations each).
         batch_size, learning_rate, validation_fraction, patience, max_epochs, clip_norm:
-            the training loop's settings: sbi's, except a learning rate of 1e-3 and a
-            patience of 100 epochs, as the denoising loss improves slowly and noisily.
+            the training loop's settings (`TrainingSettings`): sbi's, except a learning rate
+            of 1e-3 and a patience of 100 epochs, as the denoising loss improves slowly and
+            noisily.
     """
 
     name: ClassVar[str] = "npse"
@@ -69,12 +75,8 @@ class NPSE:
     beta_max: float = 20.0
     t_eps: float = 1e-3
     ode_steps: int = 50
-    batch_size: int = 200
     learning_rate: float = 1e-3
-    validation_fraction: float = 0.1
     patience: int = 100
-    max_epochs: int | None = None
-    clip_norm: float | None = 5.0
 
     def _check(self) -> None:
         if (
@@ -90,31 +92,26 @@ class NPSE:
 
     def fit(self, task: Task, num_simulations: int, seed: int) -> ODEPosterior:
         self._check()
-        timings = Timings()
-        with seeded(seed) as generator:
-            budget = SimulationBudget(task, num_simulations, generator, timings)
-            theta, x = budget.prior_predictive(num_simulations)
-            require_valid(x, budget)
-            with timings.phase("train"):
-                u, x = unconstrained(task).inv(theta).float(), x.float()
-                norm = ZScore(task.dim_parameters).fit_(u)
-                embedding, context = context_embedding(self.embedding, task)
-                net = ScoreNet(
-                    task.dim_parameters, context, tuple(self.hidden_features), embedding=embedding
-                )
-                net.standardize_(x)
+        with prior_simulations(task, num_simulations, seed) as run:
+            u, x = run.u, run.x.float()
+            norm = ZScore(task.dim_parameters).fit_(u)
+            embedding, context = embedding_net(self.embedding, task)
+            net = ScoreNet(
+                task.dim_parameters, context, tuple(self.hidden_features), embedding=embedding
+            )
+            net.standardize_(x)
 
-                def loss(z: Tensor, x_: Tensor) -> Tensor:
-                    generator = validation_noise(net)
-                    if generator is not None:  # validation: 16 noise draws per row
-                        z, x_ = z.repeat(16, 1), x_.repeat(16, 1)
-                    t = self.t_eps + (1 - self.t_eps) * torch.rand(len(z), generator=generator)
-                    eps = torch.randn(z.shape, generator=generator)
-                    s = noise_levels(t, self.beta_min, self.beta_max)
-                    y = z + s.unsqueeze(1) * eps
-                    return (s.unsqueeze(1) * net(y, s, x_) + eps).square().sum(-1).mean()
+            def loss(z: Tensor, x_: Tensor) -> Tensor:
+                generator = validation_noise(net)
+                if generator is not None:  # validation: 16 noise draws per row
+                    z, x_ = z.repeat(16, 1), x_.repeat(16, 1)
+                t = self.t_eps + (1 - self.t_eps) * torch.rand(len(z), generator=generator)
+                eps = torch.randn(z.shape, generator=generator)
+                s = noise_levels(t, self.beta_min, self.beta_max)
+                y = z + s.unsqueeze(1) * eps
+                return (s.unsqueeze(1) * net(y, s, x_) + eps).square().sum(-1).mean()
 
-                train(net, loss, (norm(u), x), **fit_settings(self, seed))
+            train(net, loss, (norm(u), x), **fit_settings(self, seed))
         net.eval().requires_grad_(False)
         levels = noise_levels(torch.tensor([1.0, self.t_eps]), self.beta_min, self.beta_max)
         s_max, s_min = float(levels[0]), float(levels[1])
@@ -124,4 +121,4 @@ class NPSE:
             return -s * net(y, s, x_)
 
         base_scale = (1 + s_max**2) ** 0.5
-        return ODEPosterior(field, grid, base_scale, norm, task, budget, timings)
+        return ODEPosterior(field, grid, base_scale, norm, task, run.budget, run.timings)

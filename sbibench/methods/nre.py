@@ -36,20 +36,17 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import logsigmoid
 
-from sbibench.methods.base import (
-    SimulationBudget,
-    Timings,
-    check_observation,
-    other_rows,
-    require_valid,
-    seeded,
-    unconstrained,
-)
-from sbibench.methods.fmpe import validation_noise
+from sbibench.methods.base import check_observation, other_rows
 from sbibench.methods.mcmc_posterior import MCMCPosterior, MCMCSettings, Potential
-from sbibench.methods.npe import fit_settings
-from sbibench.methods.snpe import round_sizes
-from sbibench.nn import Classifier, DeepSet, train
+from sbibench.methods.training import (
+    TrainingSettings,
+    embedding_net,
+    fit_settings,
+    mcmc_rounds,
+    prior_simulations,
+    validation_noise,
+)
+from sbibench.nn import Classifier, train
 from sbibench.task import Task
 
 __all__ = ["BNRE", "NRE", "NRE_C", "SNRE", "ratio_potential"]
@@ -72,36 +69,22 @@ def _others(batch: int, count: int, classifier: nn.Module) -> Tensor:
 
 
 @dataclasses.dataclass(frozen=True)
-class NRE(MCMCSettings):
+class NRE(MCMCSettings, TrainingSettings):
     """Amortized ratio estimation with the AALR loss; see the module docstring.
 
-    Arguments (beyond `MCMCSettings`):
+    Arguments (beyond `MCMCSettings` and `TrainingSettings`, sbi's training defaults):
         hidden_features: widths of the classifier's MLP.
         embedding: None, or ``"deepset"`` to embed the data as a set of i.i.d. scalars.
-        batch_size, learning_rate, validation_fraction, patience, max_epochs, clip_norm:
-            the training loop's settings (sbi's defaults).
     """
 
     name: ClassVar[str] = "nre"
     amortized: ClassVar[bool] = True
     hidden_features: tuple = (50, 50)
     embedding: str | None = None
-    batch_size: int = 200
-    learning_rate: float = 5e-4
-    validation_fraction: float = 0.1
-    patience: int = 20
-    max_epochs: int | None = None
-    clip_norm: float | None = 5.0
 
     def _classifier(self, task: Task, u: Tensor, x: Tensor) -> Classifier:
         self.check_mcmc()
-        embedding: nn.Module | None = None
-        context = task.dim_data
-        if self.embedding == "deepset":
-            context = 20
-            embedding = nn.Sequential(nn.Unflatten(-1, (task.dim_data, 1)), DeepSet(1, context))
-        elif self.embedding is not None:
-            raise ValueError(f"embedding must be None or 'deepset', got {self.embedding!r}")
+        embedding, context = embedding_net(self.embedding, task)
         classifier = Classifier(
             task.dim_parameters, context, tuple(self.hidden_features), embedding=embedding
         )
@@ -120,19 +103,15 @@ class NRE(MCMCSettings):
             lambda u_, x_: self.loss(classifier, u_, x_),
             (u, x),
             **fit_settings(self, seed),
+            min_batch_size=2,  # a row's contrasts are other rows of its minibatch
         )
 
     def fit(self, task: Task, num_simulations: int, seed: int) -> MCMCPosterior:
-        timings = Timings()
-        with seeded(seed) as generator:
-            budget = SimulationBudget(task, num_simulations, generator, timings)
-            theta, x = budget.prior_predictive(num_simulations)
-            require_valid(x, budget)
-            with timings.phase("train"):
-                u, x = unconstrained(task).inv(theta).float(), x.float()
-                classifier = self._classifier(task, u, x)
-                self._train(classifier, u, x, seed)
-        return MCMCPosterior(ratio_potential(classifier), task, self, budget, timings)
+        with prior_simulations(task, num_simulations, seed) as run:
+            u, x = run.u, run.x.float()
+            classifier = self._classifier(task, u, x)
+            self._train(classifier, u, x, seed)
+        return MCMCPosterior(ratio_potential(classifier), task, self, run.budget, run.timings)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,29 +170,12 @@ class SNRE(NRE):
         self, task: Task, observation: Tensor, num_simulations: int, seed: int
     ) -> MCMCPosterior:
         observation = check_observation(observation, task, batch=False)
-        timings = Timings()
-        transform = unconstrained(task)
-        with seeded(seed) as generator:
-            budget = SimulationBudget(task, num_simulations, generator, timings)
-            us, xs, classifier, posterior = [], [], None, None
-            for r, size in enumerate(round_sizes(num_simulations, self.rounds)):
-                if posterior is None:
-                    theta = budget.sample_prior(size)
-                else:
-                    with timings.phase("propose"):
-                        u = posterior.independent_u(size, observation.unsqueeze(0), generator)[:, 0]
-                    theta = transform(u)
-                theta, x = budget.simulate(theta)
-                us.append(transform.inv(theta).float())
-                xs.append(x.float())
-                u, x = torch.cat(us), torch.cat(xs)
-                require_valid(x, budget)
-                with timings.phase("train"):
-                    if classifier is None:
-                        classifier = self._classifier(task, u, x)
-                    self._train(classifier, u, x, seed + r)
-                potential = ratio_potential(classifier)
-                posterior = MCMCPosterior(potential, task, self, budget, timings, observation)
-        posterior.num_simulations_used = budget.used
-        posterior.num_invalid_simulations = budget.invalid
-        return posterior
+        classifiers: list[Classifier] = []  # built in round 1
+
+        def learn(r: int, u: Tensor, x: Tensor) -> Potential:
+            if r == 0:
+                classifiers.append(self._classifier(task, u, x))
+            self._train(classifiers[0], u, x, seed + r)
+            return ratio_potential(classifiers[0])
+
+        return mcmc_rounds(task, observation, self, num_simulations, self.rounds, seed, learn)

@@ -8,7 +8,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from sbibench.methods.base import Timings, check_observation, observation_generator
+from sbibench.methods.base import Timings, check_observation
+from sbibench.methods.posteriors import sample_observations
 from sbibench.models.common import sample
 from sbibench.task import Task
 
@@ -25,16 +26,13 @@ class ExactPosterior:
         self.task = task
         self.timings = Timings()
 
-    def _one(self, n: int, x: Tensor, seed: int | None) -> Tensor:
-        generator = observation_generator(seed, x) if seed is not None else None
+    def _one(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
         return sample(self.task.posterior(x), n, generator)
 
     def sample(self, n: int, x: Tensor, seed: int | None = None) -> Tensor:
         x = check_observation(x, self.task, batch=True)
         with self.timings.phase("sample"):
-            if x.ndim == 1:
-                return self._one(n, x, seed)
-            return torch.stack([self._one(n, row, seed) for row in x], dim=1)
+            return sample_observations(self._one, n, x, seed)
 
     def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
         x = check_observation(x, self.task, batch=False)

@@ -14,15 +14,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from sbibench.methods.base import (
-    SimulationBudget,
-    Timings,
-    check_observation,
-    observation_generator,
-    require_valid,
-    seeded,
-)
+from sbibench.methods.base import SimulationBudget, Timings, check_observation
 from sbibench.methods.external import Float32Prior
+from sbibench.methods.posteriors import record_budget, sample_observations
+from sbibench.methods.training import prior_simulations
 from sbibench.task import Task
 
 __all__ = ["Sbi", "SbiPosterior"]
@@ -36,16 +31,12 @@ class SbiPosterior:
     def __init__(self, posterior: Any, task: Task, budget: SimulationBudget, timings: Timings):
         self.posterior = posterior
         self.task = task
-        self.num_simulations_used = budget.used
-        self.num_invalid_simulations = budget.invalid
-        self.timings = timings
+        record_budget(self, budget, timings)
 
-    def _one(self, n: int, x: Tensor, seed: int | None) -> Tensor:
+    def _one(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
         with torch.random.fork_rng(devices=[]):
-            if seed is not None:
-                torch.manual_seed(
-                    int(torch.randint(2**62, (1,), generator=observation_generator(seed, x)))
-                )
+            if generator is not None:  # sbi draws from torch's global RNG
+                torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
             samples = self.posterior.sample(
                 (n,), x=x.float().unsqueeze(0), show_progress_bars=False
             )
@@ -55,9 +46,7 @@ class SbiPosterior:
         """(n, D) for x (M,), (n, B, D) for x (B, M): one sbi call per observation."""
         x = check_observation(x, self.task, batch=True)
         with self.timings.phase("sample"):
-            if x.ndim == 1:
-                return self._one(n, x, seed)
-            return torch.stack([self._one(n, row, seed) for row in x], dim=1)
+            return sample_observations(self._one, n, x, seed)
 
     def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
         """(N, D) and (M,) -> (N,), sbi's (normalised where sbi normalises)."""
@@ -93,11 +82,7 @@ class Sbi:
             raise ImportError(
                 'the "sbi" method needs the sbi package: pip install "sbibench[sbi]"'
             ) from None
-        timings = Timings()
-        with seeded(seed) as generator:
-            budget = SimulationBudget(task, num_simulations, generator, timings)
-            theta, x = budget.prior_predictive(num_simulations)
-            require_valid(x, budget)
+        with prior_simulations(task, num_simulations, seed) as run:
             prior = Float32Prior(task.prior)
             keyword = {"NRE": "classifier", "FMPE": "vf_estimator"}.get(
                 self.inference, "density_estimator"
@@ -106,8 +91,7 @@ class Sbi:
             inference = getattr(sbi.inference, self.inference)(
                 prior=prior, show_progress_bars=False, **options
             )
-            with timings.phase("train"):
-                inference.append_simulations(theta.float(), x.float())
-                inference.train(**self.training)
-                posterior = inference.build_posterior(**self.posterior)
-        return SbiPosterior(posterior, task, budget, timings)
+            inference.append_simulations(run.theta.float(), run.x.float())
+            inference.train(**self.training)
+            posterior = inference.build_posterior(**self.posterior)
+        return SbiPosterior(posterior, task, run.budget, run.timings)

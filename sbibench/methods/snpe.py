@@ -26,39 +26,38 @@ import copy
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 from torch.distributions import MultivariateNormal
 
 from sbibench.methods.base import (
-    SimulationBudget,
-    Timings,
     check_observation,
     log_abs_det,
     log_prior_unconstrained,
-    observation_generator,
     other_rows,
-    require_valid,
-    seeded,
     unconstrained,
 )
-from sbibench.methods.npe import NeuralConfig, NeuralPosterior, build, fit_settings
+from sbibench.methods.posteriors import (
+    NeuralPosterior,
+    check_own_observation,
+    record_budget,
+    sample_observations,
+)
+from sbibench.methods.training import (
+    NeuralConfig,
+    build,
+    fit_settings,
+    run_rounds,
+    validation_noise,
+)
 from sbibench.nn import Estimator, train
 from sbibench.task import Task
 
-__all__ = ["SNPEA", "SNPEB", "SNPEC", "round_sizes"]
+__all__ = ["SNPEA", "SNPEB", "SNPEC"]
 
 LogDensity = Callable[[Tensor], Tensor]  # (N, D) u -> (N,) float64
-
-
-def round_sizes(num_simulations: int, rounds: int) -> list[int]:
-    """Split a budget into ``rounds`` near-equal parts (the first ones take the remainder)."""
-    if rounds < 1 or num_simulations < rounds:
-        raise ValueError(f"need 1 <= rounds <= num_simulations, got {rounds}, {num_simulations}")
-    base, extra = divmod(num_simulations, rounds)
-    return [base + (r < extra) for r in range(rounds)]
 
 
 class _Mixture:
@@ -91,38 +90,34 @@ class _Sequential(NeuralConfig):
     """The round loop the three variants share; each supplies proposal, loss and result."""
 
     amortized: ClassVar[bool] = False
+    # the fewest rows of a minibatch: 2 for a loss that contrasts each row with others
+    min_batch_size: ClassVar[int] = 1
     rounds: int = 10
 
-    def run(self, task: Task, observation: Tensor, num_simulations: int, seed: int):  # noqa: ANN201
+    def run(self, task: Task, observation: Tensor, num_simulations: int, seed: int) -> Any:
         observation = check_observation(observation, task, batch=False)
-        timings = Timings()
-        transform = unconstrained(task)
         mixture = _Mixture()
-        with seeded(seed) as generator:
-            budget = SimulationBudget(task, num_simulations, generator, timings)
-            us, xs, estimator = [], [], None
-            for r, size in enumerate(round_sizes(num_simulations, self.rounds)):
-                if r == 0:
-                    theta = budget.sample_prior(size)
-                    mixture.add(size, lambda u: log_prior_unconstrained(task, u))
-                else:
-                    with timings.phase("propose"):
-                        u_new, log_density = self._proposal(
-                            estimator, task, observation, size, mixture, generator
-                        )
-                    theta = transform(u_new)
-                    mixture.add(size, log_density)
-                theta, x = budget.simulate(theta)
-                us.append(transform.inv(theta).float())
-                xs.append(x.float())
-                u, x = torch.cat(us), torch.cat(xs)
-                require_valid(x, budget)
-                with timings.phase("train"):
-                    if estimator is None:  # z-scoring from the prior's round, as sbi does
-                        estimator = build(self, task, u, x)
-                    loss, tensors = self._loss(estimator, task, u, x, mixture, first=r == 0)
-                    train(estimator, loss, tensors, **fit_settings(self, seed + r))
-            return self._result(estimator, task, observation, budget, timings, mixture, generator)
+        fitted: list[Estimator] = []  # the estimator, built in round 1
+
+        def propose(size: int, generator: torch.Generator) -> Tensor:
+            u_new, log_density = self._proposal(
+                fitted[0], task, observation, size, mixture, generator
+            )
+            mixture.add(size, log_density)
+            return u_new
+
+        def learn(r: int, size: int, u: Tensor, x: Tensor) -> None:
+            if r == 0:  # z-scoring from the prior's round, as sbi does
+                mixture.add(size, lambda u_: log_prior_unconstrained(task, u_))
+                fitted.append(build(self, task, u, x))
+            loss, tensors = self._loss(fitted[0], task, u, x, mixture, first=r == 0)
+            settings = fit_settings(self, seed + r)
+            train(fitted[0], loss, tensors, **settings, min_batch_size=self.min_batch_size)
+
+        run = run_rounds(task, num_simulations, self.rounds, seed, propose, learn)
+        return self._result(
+            fitted[0], task, observation, run.budget, run.timings, mixture, run.generator
+        )
 
     def _proposal(self, estimator, task, observation, size, mixture, generator):  # noqa: ANN001, ANN202
         """Draw ``size`` u ~ the current posterior estimate; its log-density."""
@@ -142,6 +137,7 @@ class SNPEC(_Sequential):
     """APT with the atomic loss; see the module docstring."""
 
     name: ClassVar[str] = "snpe_c"
+    min_batch_size: ClassVar[int] = 2  # an atom set needs another row of the minibatch
     num_atoms: int = 10
 
     def _loss(self, estimator, task, u, x, mixture, first):  # noqa: ANN001, ANN202
@@ -154,7 +150,8 @@ class SNPEC(_Sequential):
         def atomic(u_: Tensor, x_: Tensor, log_p_: Tensor) -> Tensor:
             batch = u_.shape[0]
             count = min(atoms, batch)
-            choices = other_rows(batch, count - 1)  # (B, A-1)
+            # from a fixed generator in validation: the same atoms every epoch, as in NRE
+            choices = other_rows(batch, count - 1, validation_noise(estimator))  # (B, A-1)
             index = torch.cat([torch.arange(batch).unsqueeze(1), choices], dim=1)
             u_atoms = u_[index].reshape(batch * count, -1)
             x_rep = x_.repeat_interleave(count, dim=0)
@@ -202,9 +199,7 @@ class SNPEA(_Sequential):
         posterior = _CorrectedPosterior(
             estimator, task, observation, mixture, self.oversampling, generator
         )
-        posterior.num_simulations_used = budget.used
-        posterior.num_invalid_simulations = budget.invalid
-        posterior.timings = timings
+        record_budget(posterior, budget, timings)
         return posterior
 
 
@@ -249,12 +244,11 @@ class _CorrectedPosterior:
         return u[torch.multinomial(weights, n, replacement=True, generator=generator)]
 
     def sample(self, n: int, x: Tensor, seed: int | None = None) -> Tensor:
-        x = check_observation(x, self.task, batch=False)
-        if not torch.equal(x, self.observation):
-            raise ValueError("this posterior was trained sequentially for another observation")
+        x = check_own_observation(x, self.task, self.observation)
         with self.timings.phase("sample"):
-            generator = observation_generator(seed, x) if seed is not None else None
-            return self.transform(self.sample_u(n, generator))
+            return sample_observations(
+                lambda n_, _, generator: self.transform(self.sample_u(n_, generator)), n, x, seed
+            )
 
     @torch.no_grad()
     def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:

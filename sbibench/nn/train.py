@@ -47,11 +47,25 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def _mean_loss(loss_fn: Callable[..., Tensor], tensors: Sequence[Tensor], batch_size: int) -> float:
+def _slices(n: int, batch_size: int, min_batch_size: int) -> list[tuple[int, int]]:
+    """(start, stop) of consecutive minibatches of ``batch_size`` rows; a last one with fewer
+    than ``min_batch_size`` rows joins the one before it, so every row is still visited."""
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] < min_batch_size:
+        starts.pop()
+    return list(zip(starts, [*starts[1:], n], strict=True))
+
+
+def _mean_loss(
+    loss_fn: Callable[..., Tensor],
+    tensors: Sequence[Tensor],
+    batch_size: int,
+    min_batch_size: int = 1,
+) -> float:
     n = tensors[0].shape[0]
     total = 0.0
-    for start in range(0, n, batch_size):
-        chunk = [t[start : start + batch_size] for t in tensors]
+    for start, stop in _slices(n, batch_size, min_batch_size):
+        chunk = [t[start:stop] for t in tensors]
         total += float(loss_fn(*chunk)) * chunk[0].shape[0]
     return total / n
 
@@ -70,6 +84,7 @@ def train(
     seed: int = 0,
     max_seconds: float | None = None,
     validation_batch_size: int = 10_000,
+    min_batch_size: int = 1,
 ) -> TrainResult:
     r"""Minimise ``loss_fn`` over minibatches of ``tensors`` with Adam; early stopping.
 
@@ -98,6 +113,9 @@ def train(
         seed: Seed of the split, the shuffles and the loss's randomness.
         max_seconds: Optional wall-time budget.
         validation_batch_size: Chunk size of the validation pass.
+        min_batch_size: The fewest rows a minibatch (and the validation set) may have: a
+            contrastive loss, which pairs each row with other rows of its minibatch, needs 2.
+            A last minibatch of fewer rows joins the one before it.
 
     Returns:
         A :class:`TrainResult`.
@@ -116,9 +134,18 @@ def train(
         raise ValueError(f"tensors differ in length: {[t.shape[0] for t in tensors]}")
     if not 0 < validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
-    n_val = max(1, int(round(n * validation_fraction)))
-    if n - n_val < 1:
-        raise ValueError(f"not enough rows ({n}) for a training and a validation set")
+    if (
+        isinstance(min_batch_size, bool)
+        or not isinstance(min_batch_size, int)
+        or min_batch_size < 1
+    ):
+        raise ValueError(f"min_batch_size must be a whole number >= 1, got {min_batch_size!r}")
+    n_val = max(min_batch_size, int(round(n * validation_fraction)))
+    if n - n_val < min_batch_size:
+        raise ValueError(
+            f"not enough rows ({n}) for a training and a validation set of at least "
+            f"{min_batch_size} each"
+        )
 
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
@@ -140,8 +167,8 @@ def train(
             order = torch.randperm(n_fit, generator=gen).to(fit[0].device)
             shuffled = [t[order] for t in fit]
             total = 0.0
-            for lo in range(0, n_fit, batch_size):
-                batch = [t[lo : lo + batch_size] for t in shuffled]
+            for lo, hi in _slices(n_fit, batch_size, min_batch_size):
+                batch = [t[lo:hi] for t in shuffled]
                 optimizer.zero_grad(set_to_none=True)
                 loss = loss_fn(*batch)
                 loss.backward()
@@ -151,7 +178,7 @@ def train(
                 total += loss.item() * batch[0].shape[0]
             module.eval()
             with torch.no_grad():
-                val_loss = _mean_loss(loss_fn, val, validation_batch_size)
+                val_loss = _mean_loss(loss_fn, val, validation_batch_size, min_batch_size)
             result.epochs += 1
             result.train_loss.append(total / n_fit)
             result.validation_loss.append(val_loss)

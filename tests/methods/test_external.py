@@ -71,6 +71,16 @@ def test_a_users_amortized_function():
     assert posterior.timings.simulate > 0
 
 
+def test_invalid_simulations_of_a_users_function_are_counted(make_task):
+    """The budgeted simulator counts the NaN rows it hands back, whatever the function does
+    with them (about 20% of 400 here, binomial sd 8)."""
+    task = make_task("normal_mean", nan_fraction=0.2)
+    method = get_method("external", function=amortized_method, amortized=True)
+    posterior = method.fit(task, 400, seed=0)
+    assert 40 < posterior.num_invalid_simulations < 120
+    assert posterior.num_simulations_used == 400
+
+
 def test_the_budget_binds_external_functions_too():
     task = get_task("normal_mean")
     method = get_method("external", function=greedy_method)
@@ -96,9 +106,12 @@ def test_an_sbibm_algorithm_runs_unchanged(own_observation):
     assert posterior.num_simulations_used == 2000
     samples = posterior.sample(500, x_o, seed=0)
     assert samples.shape == (500, 10) and samples.dtype == torch.float64
-    # Rejection ABC in 10-D is crude, but its mean moves from the prior's (0) towards x/2.
+    # Rejection ABC in 10-D is crude, but its mean moves from the prior's (0) towards the
+    # exact posterior's: |mean - exact mean| / |exact mean| measures 0.479 (own observation)
+    # and 0.454 (shifted), with sd 0.045 over the run's seed (0.49 +- 0.045 over seeds 0-9);
+    # the bar is the larger plus 4 sd. Prior draws score 0.98 +- 0.026.
     exact_mean, _ = task.reference_moments(3)
-    assert torch.dot(samples.mean(0), exact_mean) > 0
+    assert (samples.mean(0) - exact_mean).norm() / exact_mean.norm() < 0.66
 
 
 def test_the_sbi_packages_npe_through_the_adapter():

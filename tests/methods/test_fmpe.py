@@ -7,15 +7,21 @@ from sbibench import get_task
 from sbibench.methods import get_method
 from sbibench.metrics import c2st
 
+# Each bar is the C2ST the test measures (its fixed seeds, fitted on one thread) plus 4
+# standard deviations of the C2ST at 2,000 vs 2,000 samples, 0.011 (repeated exact-posterior
+# draws against the same reference measure 0.007 at 0.50 and 0.008 at 0.59; 0.011 is the
+# figure the NPE bars use).
+# Measured: 0.536 (seed 0) and 0.567 (seed 1).
+FMPE_BARS = {0: 0.58, 1: 0.611}
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_fmpe_accuracy_on_normal_mean_at_1000_simulations(seed):
-    """C2ST on 2,000 vs 2,000 samples (sd about 0.011): measured 0.54 and 0.57, bar 0.65."""
     task = get_task("normal_mean")
     posterior = get_method("fmpe").fit(task, 1000, seed)
     samples = posterior.sample(2000, task.observation(1), seed=0)
-    assert c2st(task.reference_samples(1)[:2000], samples, seed=0).value <= 0.65
+    assert c2st(task.reference_samples(1)[:2000], samples, seed=0).value <= FMPE_BARS[seed]
 
 
 @pytest.mark.parametrize("method", ["fmpe", "npse"])

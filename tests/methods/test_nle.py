@@ -9,9 +9,19 @@ from sbibench.metrics import c2st
 
 
 def _c2st(task, k, samples):
-    """C2ST on 2,000 vs 2,000 samples: sd about 0.011; the bar of 0.65 sits well above what
-    these fits reach (about 0.53-0.56 on the 1-D tasks)."""
+    """C2ST on 2,000 vs 2,000 samples."""
     return c2st(task.reference_samples(k)[:2000], samples[:2000], seed=0).value
+
+
+# Each bar is the C2ST the test measures (its fixed seeds, fitted on one thread) plus 4
+# standard deviations of the C2ST at 2,000 vs 2,000 samples, 0.011 (repeated exact-posterior
+# draws against the same reference measure 0.007 at 0.50 and 0.008 at 0.59; 0.011 is the
+# figure the NPE bars use).
+# Measured: NLE 0.579 / 0.557 (normal_mean, observations 1 / 2) and 0.648 / 0.527
+# (poisson_gamma: integer counts modelled by a continuous flow); SNLE 0.537.
+NLE_BARS = {("normal_mean", 1): 0.623, ("normal_mean", 2): 0.601,
+            ("poisson_gamma", 1): 0.692, ("poisson_gamma", 2): 0.571}  # fmt: skip
+SNLE_BAR = 0.581
 
 
 @pytest.mark.slow
@@ -21,7 +31,8 @@ def test_nle_accuracy_at_1000_simulations(task_name):
     task = get_task(task_name)
     posterior = get_method("nle").fit(task, 1000, 0)
     for k in (1, 2):
-        assert _c2st(task, k, posterior.sample(2000, task.observation(k), seed=0)) <= 0.65
+        score = _c2st(task, k, posterior.sample(2000, task.observation(k), seed=0))
+        assert score <= NLE_BARS[task_name, k]
 
 
 @pytest.mark.slow
@@ -29,7 +40,7 @@ def test_snle_accuracy_at_1000_simulations():
     task = get_task("normal_mean")
     x_o = task.observation(1)
     posterior = get_method("snle").run(task, x_o, 1000, 0)
-    assert _c2st(task, 1, posterior.sample(2000, x_o, seed=0)) <= 0.65
+    assert _c2st(task, 1, posterior.sample(2000, x_o, seed=0)) <= SNLE_BAR
     assert posterior.num_simulations_used == 1000
 
 

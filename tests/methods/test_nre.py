@@ -10,9 +10,19 @@ from sbibench.metrics import c2st, expected_coverage
 
 
 def _c2st(task, k, samples):
-    """C2ST on 2,000 vs 2,000 samples: sd about 0.011. NRE reaches about 0.53-0.56 on these
-    tasks and NRE-C about 0.50-0.53 (observation 1), well under the bar of 0.65."""
+    """C2ST on 2,000 vs 2,000 samples."""
     return c2st(task.reference_samples(k)[:2000], samples[:2000], seed=0).value
+
+
+# Each bar is the C2ST the test measures (its fixed seeds, fitted on one thread) plus 4
+# standard deviations of the C2ST at 2,000 vs 2,000 samples, 0.011 (repeated exact-posterior
+# draws against the same reference measure 0.007 at 0.50 and 0.008 at 0.59; 0.011 is the
+# figure the NPE bars use).
+# Measured (observation 1): NRE 0.529 / 0.579 (normal_mean / poisson_gamma), NRE-C 0.563 /
+# 0.545, SNRE 0.566 (normal_mean).
+RATIO_BARS = {("nre", "normal_mean"): 0.573, ("nre", "poisson_gamma"): 0.623,
+              ("nre_c", "normal_mean"): 0.607, ("nre_c", "poisson_gamma"): 0.589}  # fmt: skip
+SNRE_BAR = 0.61
 
 
 @pytest.mark.slow
@@ -21,7 +31,8 @@ def _c2st(task, k, samples):
 def test_ratio_accuracy_at_1000_simulations(task_name, method):
     task = get_task(task_name)
     posterior = get_method(method).fit(task, 1000, 0)
-    assert _c2st(task, 1, posterior.sample(2000, task.observation(1), seed=0)) <= 0.65
+    score = _c2st(task, 1, posterior.sample(2000, task.observation(1), seed=0))
+    assert score <= RATIO_BARS[method, task_name]
 
 
 @pytest.mark.slow
@@ -29,7 +40,7 @@ def test_snre_accuracy_at_1000_simulations():
     task = get_task("normal_mean")
     x_o = task.observation(1)
     posterior = get_method("snre").run(task, x_o, 1000, 0)
-    assert _c2st(task, 1, posterior.sample(2000, x_o, seed=0)) <= 0.65
+    assert _c2st(task, 1, posterior.sample(2000, x_o, seed=0)) <= SNRE_BAR
 
 
 def coverage_curve(method, seed=0, datasets=300, draws=100):
@@ -98,3 +109,23 @@ def _log_evidence(task, x):
     return torch.distributions.MultivariateNormal(
         torch.zeros(10, dtype=torch.float64), cov
     ).log_prob(x.double())
+
+
+@pytest.mark.parametrize("num_simulations", [1112, 12])
+@pytest.mark.parametrize("method", ["nre", "bnre", "nre_c", "snre"])
+def test_contrastive_training_survives_a_one_row_minibatch(method, num_simulations):
+    """1,112 simulations leave 1,001 training rows, a last minibatch of one row at batches of
+    200; 12 leave one validation row. A row's marginal pairs come from other rows of its
+    minibatch, so such a row joins the minibatch before it (these budgets used to crash)."""
+    task = get_task("normal_mean")
+    config = {"max_epochs": 2, "num_chains": 10, "warmup": 5, "init_candidates": 100}
+    if method == "snre":
+        config["rounds"] = 2
+    fitted = get_method(method, **config)
+    x_o = task.observation(1)
+    if method == "snre":
+        posterior = fitted.run(task, x_o, num_simulations, 0)
+    else:
+        posterior = fitted.fit(task, num_simulations, 0)
+    assert posterior.num_simulations_used == num_simulations
+    assert torch.isfinite(posterior.sample(20, x_o, seed=0)).all()

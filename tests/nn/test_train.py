@@ -84,3 +84,40 @@ def test_bad_arguments() -> None:
         train(module, module.loss, (torch.zeros(10), torch.zeros(9)))
     with pytest.raises(ValueError, match="validation_fraction"):
         train(module, module.loss, (torch.zeros(10),), validation_fraction=0.0)
+
+
+@pytest.mark.parametrize(("n", "min_batch_size", "smallest"), [(1112, 1, 1), (1112, 2, 200)])
+def test_a_last_minibatch_below_the_minimum_joins_the_one_before(n, min_batch_size, smallest):
+    """1,112 rows: 111 for validation, 1,001 for training, so batches of 200 leave one row over;
+    with ``min_batch_size=2`` it joins the last full batch, and every row is still visited."""
+    module = _Drift()
+    sizes, seen = [], []
+
+    def loss(batch: torch.Tensor) -> torch.Tensor:
+        if module.training:
+            sizes.append(len(batch))
+            seen.append(batch[:, 0])
+        return batch.mean() + 0 * module.p
+
+    data = (torch.arange(float(n))[:, None],)
+    train(module, loss, data, max_epochs=1, min_batch_size=min_batch_size)
+    assert min(sizes) == smallest and sum(sizes) == 1001
+    assert len(torch.cat(seen).unique()) == 1001
+
+
+def test_a_validation_set_has_at_least_the_minimum_rows() -> None:
+    """12 rows at a 10% split give one validation row; a contrastive loss gets two."""
+    module = _Drift()
+    sizes = []
+
+    def loss(batch: torch.Tensor) -> torch.Tensor:
+        if not module.training:
+            sizes.append(len(batch))
+        return batch.mean() + 0 * module.p
+
+    train(module, loss, (torch.zeros(12, 1),), max_epochs=1, min_batch_size=2)
+    assert sizes == [2]
+    with pytest.raises(ValueError, match="min_batch_size must be a whole number >= 1"):
+        train(module, loss, (torch.zeros(12, 1),), min_batch_size=0)
+    with pytest.raises(ValueError, match="not enough rows"):
+        train(module, loss, (torch.zeros(3, 1),), min_batch_size=2)

@@ -1,0 +1,257 @@
+"""What every learned method repeats: its training settings, the fit preamble, the round loop.
+
+A method file keeps only its own mathematics (its loss, its posterior, its settings) and takes
+the rest from here:
+
+- `TrainingSettings`: the six settings of `sbibench.nn.train` (sbi's defaults), a dataclass
+  to inherit; `fit_settings` turns one into keyword arguments of `train`.
+- `NeuralConfig`: a density estimator of the parameters given the data, with its embedding, on
+  top of the training settings (NPE, SNPE, NLE); `build` makes the estimator.
+- `prior_simulations`: the preamble of an amortized fit (timings, seeding, the budgeted
+  simulator, the whole budget from the prior predictive, the validity filter, the train phase,
+  the unconstrained parameters u = T^-1(theta)).
+- `run_rounds`: the round loop of a sequential method (round 1 from the prior, later rounds
+  from the method's proposal, training on every simulation so far); `mcmc_rounds`: the same
+  for a method whose proposals are the MCMC posterior of its learned potential (SNLE, SNRE).
+- `embedding_net` (None or a DeepSet over i.i.d. scalars) and `validation_noise` (common
+  random numbers for stochastic validation losses).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from sbibench.methods.base import (
+    SimulationBudget,
+    Timings,
+    require_valid,
+    seeded,
+    unconstrained,
+)
+from sbibench.methods.mcmc_posterior import MCMCPosterior, MCMCSettings, Potential
+from sbibench.nn import DeepSet, Estimator, build_estimator
+from sbibench.task import Task
+
+__all__ = [
+    "NeuralConfig",
+    "Simulations",
+    "TrainingSettings",
+    "build",
+    "embedding_net",
+    "fit_settings",
+    "mcmc_rounds",
+    "prior_simulations",
+    "round_sizes",
+    "run_rounds",
+    "validation_noise",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSettings:
+    """The training loop's settings (`sbibench.nn.train`), sbi's defaults; a method's config
+    inherits them and may change a default by declaring the field again.
+
+    Arguments:
+        batch_size: rows per minibatch.
+        learning_rate: Adam's learning rate.
+        validation_fraction: share of the rows held out for early stopping.
+        patience: epochs without improvement of the validation loss before stopping.
+        max_epochs: the most epochs; None for no limit.
+        clip_norm: gradient norm clip; None for none.
+    """
+
+    batch_size: int = 200
+    learning_rate: float = 5e-4
+    validation_fraction: float = 0.1
+    patience: int = 20
+    max_epochs: int | None = None
+    clip_norm: float | None = 5.0
+
+
+def fit_settings(config: TrainingSettings, seed: int) -> dict[str, Any]:
+    """Keyword arguments of `sbibench.nn.train` from a config."""
+    return {
+        "batch_size": config.batch_size,
+        "learning_rate": config.learning_rate,
+        "validation_fraction": config.validation_fraction,
+        "patience": config.patience,
+        "max_epochs": config.max_epochs,
+        "clip_norm": config.clip_norm,
+        "seed": seed,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class NeuralConfig(TrainingSettings):
+    """A conditional density estimator and its training settings (NPE, SNPE, NLE).
+
+    Arguments:
+        estimator: ``"maf"``, ``"nsf"``, ``"nsf_coupling"``, ``"realnvp"`` or ``"mdn"``.
+        estimator_options: keyword arguments of the estimator's builder.
+        embedding: None, or ``"deepset"`` to embed the data as a set of i.i.d. scalars.
+        batch_size, learning_rate, validation_fraction, patience, max_epochs, clip_norm:
+            see `TrainingSettings`.
+    """
+
+    estimator: str = "maf"
+    estimator_options: dict = dataclasses.field(default_factory=dict)
+    embedding: str | None = None
+
+
+def embedding_net(embedding: str | None, task: Task) -> tuple[nn.Module | None, int]:
+    """(embedding net, context features) for ``None`` (the raw data, M features) or
+    ``"deepset"`` (the M data as a set of i.i.d. scalars, 20 features)."""
+    if embedding is None:
+        return None, task.dim_data
+    if embedding == "deepset":
+        return nn.Sequential(nn.Unflatten(-1, (task.dim_data, 1)), DeepSet(1, 20)), 20
+    raise ValueError(f"embedding must be None or 'deepset', got {embedding!r}")
+
+
+def build(config: NeuralConfig, task: Task, u: Tensor, x: Tensor) -> Estimator:
+    """The configured estimator of u (N, D) given x (N, M), z-scored on these data."""
+    embedding, context = embedding_net(config.embedding, task)
+    estimator = build_estimator(
+        config.estimator, task.dim_parameters, context, embedding=embedding,
+        **config.estimator_options,
+    )  # fmt: skip
+    return estimator.standardize_(u, x)
+
+
+def validation_noise(net: nn.Module) -> torch.Generator | None:
+    """None in training (torch's forked global RNG); in evaluation, a generator seeded with 0
+    on every call, so the validation loss of every epoch uses the same noise (common random
+    numbers) and early stopping compares epochs rather than noise draws."""
+    return None if getattr(net, "training", True) else torch.Generator().manual_seed(0)
+
+
+@dataclasses.dataclass
+class Simulations:
+    """What a fit works with: its task, budget (``used``, ``invalid``), timings and
+    generator, and the valid simulations (theta, x), (N, D) and (N, M) float64."""
+
+    task: Task
+    budget: SimulationBudget
+    timings: Timings
+    generator: torch.Generator
+    theta: Tensor
+    x: Tensor
+
+    @property
+    def u(self) -> Tensor:
+        """(N, D) float32: the parameters in the unconstrained space, u = T^-1(theta)."""
+        return unconstrained(self.task).inv(self.theta).float()
+
+
+@contextlib.contextmanager
+def prior_simulations(task: Task, num_simulations: int, seed: int) -> Iterator[Simulations]:
+    """The preamble of an amortized fit: seed torch (`seeded`), simulate the whole budget from
+    the prior predictive, drop and count invalid simulations, refuse a budget without a valid
+    one, and time the ``with`` block as the train phase.
+
+    Example:
+        >>> from sbibench import get_task
+        >>> with prior_simulations(get_task("normal_mean"), 100, seed=0) as run:
+        ...     u, x = run.u, run.x.float()
+        >>> u.shape, run.budget.used
+        (torch.Size([100, 1]), 100)
+    """
+    timings = Timings()
+    with seeded(seed) as generator:
+        budget = SimulationBudget(task, num_simulations, generator, timings)
+        theta, x = budget.prior_predictive(num_simulations)
+        require_valid(x, budget)
+        with timings.phase("train"):
+            yield Simulations(task, budget, timings, generator, theta, x)
+
+
+def round_sizes(num_simulations: int, rounds: int) -> list[int]:
+    """Split a budget into ``rounds`` near-equal parts (the first ones take the remainder)."""
+    if rounds < 1 or num_simulations < rounds:
+        raise ValueError(f"need 1 <= rounds <= num_simulations, got {rounds}, {num_simulations}")
+    base, extra = divmod(num_simulations, rounds)
+    return [base + (r < extra) for r in range(rounds)]
+
+
+Propose = Callable[[int, torch.Generator], Tensor]  # size, generator -> (size, D) float64 u
+Learn = Callable[[int, int, Tensor, Tensor], None]  # round, size, u (N, D), data (N, ...)
+
+
+def _float(x: Tensor) -> Tensor:
+    return x.float()
+
+
+def run_rounds(
+    task: Task,
+    num_simulations: int,
+    rounds: int,
+    seed: int,
+    propose: Propose,
+    learn: Learn,
+    data: Callable[[Tensor], Tensor] = _float,
+) -> Simulations:
+    """The round loop of a sequential method, under `seeded` (seed).
+
+    The budget is spent in ``rounds`` near-equal parts (`round_sizes`). Round 1 simulates
+    prior draws; round r > 1 simulates T(u) for ``propose(size, generator)`` (timed as the
+    propose phase). After each round ``learn(r, size, u, data)`` (r from 0, timed as the
+    train phase) sees every valid simulation so far: u (N, D) float32 and ``data(x)`` (N, ...)
+    (float32 x unless the method models something else, such as summaries).
+
+    Returns:
+        The run's `Simulations`; its ``theta`` and ``x`` are those of the last round.
+    """
+    timings = Timings()
+    transform = unconstrained(task)
+    with seeded(seed) as generator:
+        budget = SimulationBudget(task, num_simulations, generator, timings)
+        us, datas = [], []
+        for r, size in enumerate(round_sizes(num_simulations, rounds)):
+            if r == 0:
+                theta = budget.sample_prior(size)
+            else:
+                with timings.phase("propose"):
+                    u_new = propose(size, generator)
+                theta = transform(u_new)
+            theta, x = budget.simulate(theta)
+            us.append(transform.inv(theta).float())
+            datas.append(data(x))
+            u, values = torch.cat(us), torch.cat(datas)
+            require_valid(values, budget)
+            with timings.phase("train"):
+                learn(r, size, u, values)
+    return Simulations(task, budget, timings, generator, theta, x)
+
+
+def mcmc_rounds(
+    task: Task,
+    observation: Tensor,
+    settings: MCMCSettings,
+    num_simulations: int,
+    rounds: int,
+    seed: int,
+    learn: Callable[[int, Tensor, Tensor], Potential],
+    data: Callable[[Tensor], Tensor] = _float,
+) -> MCMCPosterior:
+    """`run_rounds` for a potential-based method: after each round ``learn(r, u, data)``
+    returns the potential fitted to every simulation so far, and the next round proposes
+    from its MCMC posterior for ``observation`` (M,) (`MCMCPosterior.independent_u`, short
+    independent chains). Returns the posterior of the last potential."""
+    latest: list[MCMCPosterior] = []
+
+    def propose(size: int, generator: torch.Generator) -> Tensor:
+        return latest[-1].independent_u(size, observation.unsqueeze(0), generator)[:, 0]
+
+    def fit(r: int, size: int, u: Tensor, values: Tensor) -> None:
+        potential = learn(r, u, values)
+        latest.append(MCMCPosterior(potential, task, settings, None, Timings(), observation))
+
+    run = run_rounds(task, num_simulations, rounds, seed, propose, fit, data)
+    return MCMCPosterior(latest[-1].potential, task, settings, run.budget, run.timings, observation)
