@@ -61,6 +61,12 @@ class TwoMoons:
         radius_mean: mean mu of the radius.
         radius_std: standard deviation sigma of the radius.
         offset: shift c of the half-circle along the first axis.
+
+    Example:
+        >>> model = TwoMoons(1.0, 0.1, 0.01, 0.25)
+        >>> posterior = model.posterior(torch.tensor([-0.64, 0.16], dtype=torch.float64))
+        >>> posterior.sample((4,)).shape, posterior.mean.shape
+        (torch.Size([4, 2]), torch.Size([2]))
     """
 
     bound: float

@@ -138,6 +138,12 @@ class UniformGaussianMixture:
         dim: number of parameters D = number of data dimensions.
         weights: (C,) mixture weights, summing to 1.
         variances: (C,) variance of each component on every data dimension.
+
+    Example:
+        >>> model = UniformGaussianMixture(10.0, 2, (0.5, 0.5), (1.0, 0.01))
+        >>> posterior = model.posterior(torch.tensor([9.5, 0.0], dtype=torch.float64))
+        >>> posterior.sample((4,)).shape, posterior.covariance_matrix.shape
+        (torch.Size([4, 2]), torch.Size([2, 2]))
     """
 
     bound: float
@@ -193,7 +199,10 @@ class UniformGaussianMixture:
         components = TruncatedNormal(loc, scales.expand_as(loc), -high, high)
         log_mass = components.log_mass.sum(-1)  # (..., C): log of each component's box mass
         logits = torch.tensor(self.weights, dtype=DTYPE).log() + log_mass
-        return BoxGaussianMixture(Categorical(logits=logits), Independent(components, 1))
+        # Unvalidated, so that log_prob is -inf outside the box rather than an error.
+        return BoxGaussianMixture(
+            Categorical(logits=logits), Independent(components, 1), validate_args=False
+        )
 
 
 def _check_list(value: Any) -> tuple[float, ...]:

@@ -242,3 +242,14 @@ def test_gaussian_mixture_simulator_matches_sbibm_scales():
         return 0.5 * stats.expon(scale=2.0).cdf(s) + 0.5 * stats.expon(scale=0.02).cdf(s)
 
     assert stats.kstest(squared, cdf).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("name", ["gaussian_linear_uniform", "gaussian_mixture", "two_moons"])
+def test_log_prob_outside_the_prior_box_is_minus_infinity(name):
+    """Methods' samples may leave the box: the exact density there is 0, not an error."""
+    task = get_task(name)
+    theta = torch.full((3, task.dim_parameters), 20.0, dtype=D)
+    theta[1, 0] = 0.0
+    assert torch.equal(
+        task.posterior(task.observation(1)).log_prob(theta), torch.full((3,), -math.inf, dtype=D)
+    )
