@@ -253,3 +253,31 @@ def test_log_prob_outside_the_prior_box_is_minus_infinity(name):
     assert torch.equal(
         task.posterior(task.observation(1)).log_prob(theta), torch.full((3,), -math.inf, dtype=D)
     )
+
+
+def test_two_moons_simulator_is_sbibms_map():
+    """sbibm 1.1.0's ``TwoMoons._map_fun``, written out: rotate theta by -pi/4 with
+    c = cos(-pi/4), s = sin(-pi/4), then x = p + (-|c t1 - s t2|, s t1 + c t2). Given the same
+    angle and radius draws (ours: the angle, then the radius, from one generator), our simulator
+    gives the same data."""
+    task = get_task("two_moons")
+    theta = task.sample_prior(1000, torch.Generator().manual_seed(1))
+    x = task.simulate(theta, torch.Generator().manual_seed(2))
+    generator = torch.Generator().manual_seed(2)
+    a = (torch.rand(1000, generator=generator, dtype=D) - 0.5) * math.pi
+    r = 0.1 + 0.01 * torch.randn(1000, generator=generator, dtype=D)
+    p = torch.stack([torch.cos(a) * r + 0.25, torch.sin(a) * r], -1)
+    c, s = math.cos(-math.pi / 4), math.sin(-math.pi / 4)
+    z0 = c * theta[:, 0] - s * theta[:, 1]
+    z1 = s * theta[:, 0] + c * theta[:, 1]
+    assert torch.allclose(x, p + torch.stack([-z0.abs(), z1], -1), atol=1e-14)
+
+
+def test_gaussian_linear_uniform_noise_has_variance_0_1():
+    """sbibm 1.1.0's simulator has precision inverse(0.1 I): covariance 0.1 I. Then
+    |x - theta|^2 / 0.1 is chi-square with 10 degrees of freedom: a KS test on 20,000 draws."""
+    task = get_task("gaussian_linear_uniform")
+    theta = task.sample_prior(20_000, torch.Generator().manual_seed(1))
+    x = task.simulate(theta, torch.Generator().manual_seed(2))
+    statistic = ((x - theta) ** 2).sum(-1).numpy() / 0.1
+    assert stats.kstest(statistic, stats.chi2(10).cdf).pvalue > 1e-3
