@@ -13,7 +13,9 @@ A task's folder ``reference_posteriors/<task>/`` holds
 
 Generation is a pure function of the card: one ``torch.Generator`` seeded with the card's
 ``seed`` draws the K true parameters from the prior, then simulates the K observations, then
-draws the posterior samples of observation 1, 2, ..., K in turn. Files are written
+draws the posterior samples of observation 1, 2, ..., K in turn. A card with an
+``[observations]`` table (another benchmark's observations, its source named) supplies the
+true parameters and observations itself, and the generator draws only the samples. Files are written
 byte-for-byte reproducibly (fixed zip timestamps, shortest round-trip float text). The exact
 draws behind a noise floor come from their own generator, seeded by (card seed, observation,
 size), so they are independent of the reference samples.
