@@ -13,7 +13,9 @@ A task's folder ``reference_posteriors/<task>/`` holds
 
 Generation is a pure function of the card: one ``torch.Generator`` seeded with the card's
 ``seed`` draws the K true parameters from the prior, then simulates the K observations, then
-draws the posterior samples of observation 1, 2, ..., K in turn. Files are written
+draws the posterior samples of observation 1, 2, ..., K in turn. A card with an
+``[observations]`` table (another benchmark's observations, its source named) supplies the
+true parameters and observations itself, and the generator draws only the samples. Files are written
 byte-for-byte reproducibly (fixed zip timestamps, shortest round-trip float text). The exact
 draws behind a noise floor come from their own generator, seeded by (card seed, observation,
 size), so they are independent of the reference samples.
@@ -94,8 +96,11 @@ def generate_reference(
     """Draw a task's observations and exact posterior samples from its card's seed, and
     compute the noise floors at ``FLOOR_SIZES`` (a few seconds per observation) if asked."""
     generator = torch.Generator().manual_seed(task.seed)
-    theta = task.sample_prior(task.num_observations, generator)
-    x = task.simulate(theta, generator)
+    if task.fixed_observations is not None:  # the card's; the generator draws samples only
+        theta, x, _ = task.fixed_observations
+    else:
+        theta = task.sample_prior(task.num_observations, generator)
+        x = task.simulate(theta, generator)
     posterior = task.posterior(x)  # batch shape (K,)
     samples = torch.stack(
         [sample(task.posterior(x[k]), num_samples, generator) for k in range(len(x))]
@@ -217,8 +222,8 @@ def _manifest(task: Task, reference: Reference, contents: dict[str, bytes]) -> d
         "seed": task.seed,
         "num_observations": task.num_observations,
         "num_samples": reference.samples.shape[1],
-        "generation": "one torch.Generator seeded with `seed` draws the true parameters, then "
-        "the observations, then the posterior samples of observations 1..K in turn",
+        "generation": _GENERATION if task.fixed_observations is None else _FIXED,
+        **({} if task.fixed_observations is None else {"source": task.fixed_observations[2]}),
         "files": {name: hashlib.sha256(content).hexdigest() for name, content in contents.items()},
         "posterior": [
             {"observation": k, "mean": mean, "covariance": covariance}
@@ -227,6 +232,16 @@ def _manifest(task: Task, reference: Reference, contents: dict[str, bytes]) -> d
             )
         ],
     }
+
+
+_GENERATION = (
+    "one torch.Generator seeded with `seed` draws the true parameters, then the observations, "
+    "then the posterior samples of observations 1..K in turn"
+)
+_FIXED = (
+    "the true parameters and observations are the card's [observations] (see `source`); one "
+    "torch.Generator seeded with `seed` draws the posterior samples of observations 1..K in turn"
+)
 
 
 def build_reference(task: Task, folder: Path | None = None) -> Path:

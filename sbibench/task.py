@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import tomllib
@@ -30,6 +31,10 @@ CARD_KEYS = {
     "prior": "table of the family's prior numbers",
     "simulator": "table of the family's simulator numbers",
 }
+# Optional: observations fixed by another benchmark, with their source, instead of drawn.
+OPTIONAL_KEYS = {
+    "observations": "table: `source`, `true_parameters` (K lists of D) and `data` (K lists of M)",
+}
 
 
 class CardError(ValueError):
@@ -57,6 +62,10 @@ class Task:
     card_path: Path
     card_sha256: str
     model: Model
+    # (true parameters (K, D), observations (K, M), source) when the card fixes them
+    fixed_observations: tuple[Tensor, Tensor, str] | None = dataclasses.field(
+        default=None, compare=False
+    )
 
     @property
     def prior(self) -> Distribution:
@@ -166,8 +175,9 @@ def load_card(path: str | Path) -> Task:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise CardError(f"{path}: not a valid TOML card: {error}") from None
     for key in card:
-        if key not in CARD_KEYS:
-            raise CardError(f"{path}: unknown field {key!r}; allowed: {', '.join(CARD_KEYS)}")
+        if key not in CARD_KEYS and key not in OPTIONAL_KEYS:
+            allowed = ", ".join([*CARD_KEYS, *OPTIONAL_KEYS])
+            raise CardError(f"{path}: unknown field {key!r}; allowed: {allowed}")
     for key, meaning in CARD_KEYS.items():
         if key not in card:
             raise CardError(f"{path}: missing field {key!r} ({meaning})")
@@ -189,6 +199,13 @@ def load_card(path: str | Path) -> Task:
     family = get_family(card["family"])
     prior = _check_table(path, "prior", card["prior"], family.prior)
     simulator = _check_table(path, "simulator", card["simulator"], family.simulator)
+    try:
+        model = family.build(prior, simulator)
+    except ValueError as error:  # a constraint between fields, e.g. two lists' lengths
+        raise CardError(f"{path}: {error}") from None
+    fixed = None
+    if "observations" in card:
+        fixed = _check_observations(path, card["observations"], card["num_observations"], model)
     return Task(
         name=card["name"],
         family=card["family"],
@@ -197,8 +214,31 @@ def load_card(path: str | Path) -> Task:
         seed=card["seed"],
         card_path=path,
         card_sha256=hashlib.sha256(raw).hexdigest(),
-        model=family.build(prior, simulator),
+        model=model,
+        fixed_observations=fixed,
     )
+
+
+def _check_observations(path: Path, table: Any, rows: int, model: Model) -> tuple:
+    """The ``[observations]`` table as (true parameters (K, D), data (K, M), source)."""
+    fields = {"source": 0, "true_parameters": len(model.parameter_names), "data": model.data_dim}
+    if not isinstance(table, dict) or set(table) != set(fields):
+        raise CardError(f"{path}: [observations] must hold exactly {', '.join(fields)}")
+    if not isinstance(table["source"], str) or not table["source"]:
+        raise CardError(f"{path}: field observations.source must be a non-empty string")
+    arrays = []
+    for key in ("true_parameters", "data"):
+        try:
+            array = torch.tensor(table[key], dtype=torch.float64)
+        except (TypeError, ValueError):
+            array = torch.empty(0)
+        if array.shape != (rows, fields[key]) or not torch.isfinite(array).all():
+            raise CardError(
+                f"{path}: field observations.{key} must be {rows} lists of {fields[key]} "
+                "finite numbers"
+            )
+        arrays.append(array)
+    return arrays[0], arrays[1], table["source"]
 
 
 def _card_folders() -> list[Path]:

@@ -2,7 +2,10 @@
 
 import hashlib
 import json
+import math
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -180,3 +183,48 @@ def test_references_of_an_edited_card_are_refused_on_load(tmp_path):
     edited = load_card(card)
     with pytest.raises(ReferenceError, match=f"built from another version of {card}"):
         edited.reference_samples(1)
+
+
+SBIBM_WHEEL = os.environ.get("SBIBENCH_SBIBM_WHEEL", "")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not Path(SBIBM_WHEEL).is_file(),
+    reason="set SBIBENCH_SBIBM_WHEEL to sbibm-1.1.0-py2.py3-none-any.whl "
+    "(pip download sbibm==1.1.0 --no-deps) to compare with sbibm's references",
+)
+@pytest.mark.parametrize(
+    "name", ["linear_gaussian", "gaussian_linear_uniform", "gaussian_mixture", "two_moons"]
+)
+def test_references_are_indistinguishable_from_sbibms(name):
+    """C2ST of our 10,000 reference samples against sbibm's stored 10,000, for each of the ten
+    observations, exceeds the stored noise floor (the same C2ST between two exact sample sets)
+    by less than 4 standard deviations of a difference of two null C2STs, 4 sqrt(2) 0.5 /
+    sqrt(2n) = 0.020; with 40 such checks a false alarm has probability about 1e-3."""
+    import bz2
+    import io
+    import zipfile
+
+    import numpy as np
+
+    from sbibench.scoring import sample_scores
+
+    sbibm = {"linear_gaussian": "gaussian_linear"}.get(name, name)
+    task = get_task(name)
+    with zipfile.ZipFile(SBIBM_WHEEL) as wheel:
+        for k in range(1, 11):
+            folder = f"sbibm/tasks/{sbibm}/files/num_observation_{k}"
+            text = bz2.decompress(wheel.read(f"{folder}/reference_posterior_samples.csv.bz2"))
+            theirs = np.loadtxt(io.StringIO(text.decode()), delimiter=",", skiprows=1)
+            observation = np.loadtxt(
+                io.StringIO(wheel.read(f"{folder}/observation.csv").decode()),
+                delimiter=",",
+                skiprows=1,
+            )
+            assert np.allclose(task.observation(k).numpy(), observation, rtol=0, atol=1e-12)
+            ours = task.reference_samples(k)
+            score = sample_scores(ours, torch.from_numpy(theirs), ("c2st",), bandwidth=1.0)
+            floor = noise_floors(task, k, len(ours))["c2st"]
+            allowed = 4 * math.sqrt(2) * score["c2st_null_sd"]
+            assert score["c2st"] - floor < allowed, (k, score["c2st"], floor)

@@ -4,18 +4,22 @@ import pytest
 import torch
 
 from sbibench import get_task, list_tasks
+from sbibench.references import load_reference
 from sbibench.task import CardError, load_card
 
 TASKS = list_tasks()
 
 
-def test_the_five_tasks_are_registered():
+def test_the_eight_tasks_are_registered():
     assert TASKS == [
+        "gaussian_linear_uniform",
+        "gaussian_mixture",
         "linear_gaussian",
         "linear_gaussian_vae",
         "normal_mean",
         "normal_mean_variance",
         "poisson_gamma",
+        "two_moons",
     ]
 
 
@@ -32,6 +36,9 @@ def test_unknown_task_lists_the_known_ones():
         ("normal_mean_variance", (2, 10)),
         ("linear_gaussian", (10, 10)),
         ("linear_gaussian_vae", (4, 20)),
+        ("gaussian_linear_uniform", (10, 10)),
+        ("gaussian_mixture", (2, 2)),
+        ("two_moons", (2, 2)),
     ],
 )
 def test_dimensions_follow_the_cards(name, dims):
@@ -185,4 +192,62 @@ def test_negative_variance_in_a_gaussian_card(tmp_path):
     path = tmp_path / "lg.toml"
     path.write_text(text)
     with pytest.raises(CardError, match=r"lg.toml: field prior.variance must be > 0, got -0.1"):
+        load_card(path)
+
+
+SBIBM_TASKS = ["linear_gaussian", "gaussian_linear_uniform", "gaussian_mixture", "two_moons"]
+
+
+@pytest.mark.parametrize("name", SBIBM_TASKS)
+def test_sbibm_observations_are_the_cards(name):
+    """These cards fix sbibm 1.1.0's ten observations and true parameters; the reference
+    files hold exactly those, and the manifest names where they come from."""
+    task = get_task(name)
+    true_parameters, data, source = task.fixed_observations
+    assert source.startswith("sbibm 1.1.0")
+    for k in (1, 10):
+        assert torch.equal(task.observation(k), data[k - 1])
+        assert torch.equal(task.true_parameters(k), true_parameters[k - 1])
+    assert load_reference(task).manifest["source"] == source
+
+
+OBSERVATIONS = """
+[observations]
+source = "a test"
+true_parameters = [{theta}]
+data = [{data}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("theta", "data", "message"),
+    [
+        ("[1.0]", "[1, 2, 3]", "observations.true_parameters must be 2 lists of 1 finite"),
+        ("[1.0], [2.0]", "[1, 2], [3, 4]", "observations.data must be 2 lists of 20 finite"),
+        ("[1.0], [nan]", "[1, 2], [3, 4]", "observations.true_parameters must be 2 lists"),
+        ("[1.0], ['a']", "[1, 2], [3, 4]", "observations.true_parameters must be 2 lists"),
+    ],
+)
+def test_fixed_observations_are_checked(tmp_path, theta, data, message):
+    card = CARD.replace("num_observations = 10", "num_observations = 2")
+    card += OBSERVATIONS.format(theta=theta, data=data)
+    with pytest.raises(CardError, match=message):
+        load_card(_card(tmp_path, card))
+
+
+def test_fixed_observations_need_a_source(tmp_path):
+    card = CARD + "\n[observations]\ntrue_parameters = []\ndata = []\n"
+    with pytest.raises(CardError, match="must hold exactly source, true_parameters, data"):
+        load_card(_card(tmp_path, card))
+
+
+def test_mismatched_mixture_lists_name_the_card(tmp_path):
+    text = (
+        'name = "m"\nfamily = "uniform_gaussian_mixture"\ndescription = "d"\n'
+        "num_observations = 2\nseed = 1\n[prior]\nbound = 1.0\n[simulator]\ndim = 2\n"
+        "weights = [0.5, 0.5]\nvariances = [1.0]\n"
+    )
+    path = tmp_path / "m.toml"
+    path.write_text(text)
+    with pytest.raises(CardError, match="m.toml: simulator.weights has 2 entries"):
         load_card(path)

@@ -15,6 +15,8 @@ FAMILIES = {
     "normal_inverse_gamma": "sbibench.models.normal_inverse_gamma:NORMAL_INVERSE_GAMMA",
     "linear_gaussian": "sbibench.models.linear_gaussian:LINEAR_GAUSSIAN",
     "linear_gaussian_vae": "sbibench.models.linear_gaussian:LINEAR_GAUSSIAN_VAE",
+    "uniform_gaussian_mixture": "sbibench.models.uniform_mixture:UNIFORM_MIXTURE",
+    "two_moons": "sbibench.models.two_moons:TWO_MOONS",
 }
 
 

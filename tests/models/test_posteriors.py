@@ -11,10 +11,12 @@ from sbibench.references import exact_moments
 
 LOW_DIMENSIONAL = ["poisson_gamma", "normal_mean", "normal_mean_variance"]
 GAUSSIAN = ["linear_gaussian", "linear_gaussian_vae"]
+# Checked in test_sbibm_models.py: grids, rejection and importance sampling.
+UNIFORM_PRIOR = ["gaussian_linear_uniform", "gaussian_mixture", "two_moons"]
 
 
 def test_every_task_is_checked_by_an_independent_route():
-    assert sorted(LOW_DIMENSIONAL + GAUSSIAN) == list_tasks()
+    assert sorted(LOW_DIMENSIONAL + GAUSSIAN + UNIFORM_PRIOR) == list_tasks()
 
 
 def _grid(task_name, x):
@@ -175,7 +177,7 @@ def _sbc_chi_square(task, shrink, seed, datasets=500, draws=99, bins=10):
     return [stats.chisquare(c.numpy()).pvalue for c in counts]
 
 
-@pytest.mark.parametrize("name", LOW_DIMENSIONAL + GAUSSIAN)
+@pytest.mark.parametrize("name", LOW_DIMENSIONAL + GAUSSIAN + UNIFORM_PRIOR)
 def test_exact_posterior_passes_sbc_and_a_halved_spread_fails(name):
     task = get_task(name)
     # Exact draws give uniform ranks: at a fixed seed each p-value is one draw from U(0, 1);
