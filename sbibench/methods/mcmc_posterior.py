@@ -6,12 +6,13 @@ prior pushed to u (its Jacobian included), so chains move freely on R^D and ever
 T(u) lies in the prior's support. Chains start by sampling-importance-resampling from the
 prior (the weights are f itself) and advance together, for one observation or a batch of them.
 
-Slice sampling (the default) runs many short, independent chains: ceil(n / 2) chains per
-observation, 12 sweeps each (see `MCMCPosterior.sample_batch`). Against 500 chains x 70 sweeps
-for 10,000 draws it makes 4.6x fewer batched potential calls (1,729 vs 7,872 for NLE on
-linear_gaussian) at the same accuracy: with the exact likelihood, C2ST against the reference
-0.497-0.507 for both on four tasks. Calibration (SBC, coverage) needs L draws for each of
-~1,000 datasets: `sample_batch` runs them all as one such run.
+Calibration (SBC, coverage) needs L draws for each of ~1,000 datasets: `MCMCPosterior.sample_batch`
+runs them all as one slice-sampling run of short, independent chains (see its docstring).
+Known limit: short chains from 20 prior draws each do not spread over separated modes
+(two_moons' crescents) or into a narrow component (gaussian_mixture's): with the exact
+likelihood, 10,000 such draws score C2ST 0.52-0.58 against the reference there, so the SBC of
+MCMC-based methods on those two tasks measures the sampler as well as the method. The
+posterior's own draws (`sample`) keep long chains (500 x 70 sweeps: 0.50-0.51 on both).
 """
 
 from __future__ import annotations
@@ -56,13 +57,9 @@ Potential = Callable[[Tensor, Tensor], Tensor]  # u (K, D), x (K, M) -> (K,) flo
 class MCMCSettings:
     """How a potential-based posterior is sampled (`sbibench.mcmc.sample_mcmc`).
 
-    Slice sampling runs short independent chains of fixed shape (`MCMCPosterior.sample_batch`);
-    the other four settings shape the long chains of HMC and MALA, which tune their step size
-    during a warm-up.
-
     Arguments:
         sampler: ``"slice"``, ``"hmc"`` or ``"mala"``.
-        num_chains: chains per observation (HMC, MALA).
+        num_chains: chains per observation.
         warmup: transitions before draws are kept (adaptation happens only then).
         thin: keep every ``thin``-th transition.
         init_candidates: prior draws per observation that the chains are resampled from.
@@ -96,8 +93,9 @@ class MCMCPosterior:
     observation runs on its own generator (`observation_generator`); without one, the chains
     of all B observations advance together in one batch. ``sample_batch(n, x, seed)``: draws
     for many observations in one short run, for calibration. ``last_run`` keeps the last
-    `MCMCResult` (R-hat and ESS need 4 draws per chain: NaN for the 2 of the short chains). ``unnormalized_log_prob(theta, x)`` is
-    log f + log p(theta) (normalised only up to a constant in theta).
+    `MCMCResult` (R-hat, ESS, acceptance; NaN with fewer than 4 draws per chain).
+    ``unnormalized_log_prob(theta, x)`` is log f + log p(theta) (normalised only up to a
+    constant in theta).
     """
 
     def __init__(
@@ -257,17 +255,9 @@ class MCMCPosterior:
         draws = result.chains.reshape(b, chains, kept, d).transpose(1, 2)
         return draws.reshape(b, kept * chains, d)[:, :n].transpose(0, 1)
 
-    def _draw_u(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
-        """(n, B, D) draws for x (B, M): short independent chains for slice sampling (as in
-        `sample_batch`), the configured long chains for HMC and MALA (they tune a step size
-        during warm-up)."""
-        if self.settings.sampler == "slice":
-            return self.independent_u(n, x, generator)
-        return self.sample_u(n, x, generator)
-
     def _one(self, n: int, x: Tensor, seed: int | None) -> Tensor:
         generator = observation_generator(seed, x) if seed is not None else None
-        return self.transform(self._draw_u(n, x.unsqueeze(0), generator)[:, 0])
+        return self.transform(self.sample_u(n, x.unsqueeze(0), generator)[:, 0])
 
     def sample(self, n: int, x: Tensor, seed: int | None = None) -> Tensor:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -277,7 +267,7 @@ class MCMCPosterior:
             if x.ndim == 1:
                 return self._one(n, x, seed)
             if seed is None:
-                return self.transform(self._draw_u(n, x, None))
+                return self.transform(self.sample_u(n, x, None))
             return torch.stack([self._one(n, row, seed) for row in x], dim=1)
 
     @torch.no_grad()
