@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from sbibench.methods import get_method
+from sbibench.methods import HasLogProb, HasSampleBatch, HasUnnormalizedLogProb, get_method
 from sbibench.references import noise_floors
 from sbibench.scoring import Calibration, Draws, compute, mmd_bandwidth, registered
 from sbibench.task import Task, get_task
@@ -85,7 +85,7 @@ def _score(task: Task, k: int, posterior: Any, job: Job) -> dict[str, Any]:
     floors = noise_floors(task, k, n) if any(metric.floor for metric in selected) else {}
     start = time.perf_counter()
     mean, covariance = task.reference_moments(k)
-    density = getattr(posterior, "log_prob", None)
+    density = posterior.log_prob if isinstance(posterior, HasLogProb) else None
     draws = Draws(
         reference=reference[:n],
         samples=samples,
@@ -93,7 +93,7 @@ def _score(task: Task, k: int, posterior: Any, job: Job) -> dict[str, Any]:
         mean=mean,
         covariance=covariance,
         true_parameters=task.true_parameters(k),
-        log_prob=(lambda theta: density(theta, x)) if callable(density) else None,
+        log_prob=(lambda theta: density(theta, x)) if density is not None else None,
     )
     scores: dict[str, Any] = {}
     for metric in selected:
@@ -115,21 +115,20 @@ def _calibrate(task: Task, posterior: Any, job: Job) -> tuple[dict, dict]:
     theta, x = theta[valid], x[valid]
     # MCMC posteriors draw for every dataset in one vectorised run (seeded per batch, not per
     # observation): a seeded `sample` would run one full MCMC per dataset.
-    draw = getattr(posterior, "sample_batch", None)
-    draw = draw if callable(draw) else posterior.sample
+    draw = posterior.sample_batch if isinstance(posterior, HasSampleBatch) else posterior.sample
     samples = draw(job.sbc_samples, x, seed=_seed_for("sbc-draws", job.key))
     samples = samples.transpose(0, 1)  # (N, L, D)
     # HPD regions need the density only up to a constant per dataset: an unnormalised one
     # (NLE, NRE: likelihood or ratio times prior) ranks the samples just as well.
-    density = getattr(posterior, "log_prob", None)
-    unnormalized = getattr(posterior, "unnormalized_log_prob", None)
     log_prob = None
-    if callable(density):
+    if isinstance(posterior, HasLogProb):
+        density = posterior.log_prob
 
         def log_prob(values: torch.Tensor) -> torch.Tensor:
             return torch.stack([density(v, row) for v, row in zip(values, x, strict=True)])
 
-    elif callable(unnormalized):
+    elif isinstance(posterior, HasUnnormalizedLogProb):
+        unnormalized = posterior.unnormalized_log_prob
 
         def log_prob(values: torch.Tensor) -> torch.Tensor:
             # (N, M, D) flattened, each row paired with its dataset's x: a few batched calls
