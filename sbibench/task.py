@@ -84,6 +84,12 @@ class Task:
     def dim_data(self) -> int:
         return self.model.data_dim
 
+    @property
+    def discrete_data(self) -> bool:
+        """Whether the data are whole numbers (counts): the model's ``discrete_data``, False
+        for a model that does not say."""
+        return bool(getattr(self.model, "discrete_data", False))
+
     def sample_prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """(n, D) draws from the prior; a pure function of ``generator`` when given."""
         return sample(self.prior, n, generator)

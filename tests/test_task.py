@@ -49,6 +49,15 @@ def test_dimensions_follow_the_cards(name, dims):
 
 
 @pytest.mark.parametrize("name", TASKS)
+def test_discrete_data_are_whole_numbers(name):
+    """A task that says its data are discrete simulates whole numbers; the others do not."""
+    task = get_task(name)
+    x = task.simulate(task.sample_prior(200, torch.Generator().manual_seed(1)))
+    assert task.discrete_data == bool(torch.equal(x, x.round()))
+    assert task.discrete_data == (task.family == "poisson_gamma")
+
+
+@pytest.mark.parametrize("name", TASKS)
 def test_simulator_is_deterministic_under_a_generator(name):
     task = get_task(name)
     theta = task.sample_prior(50, torch.Generator().manual_seed(1))

@@ -37,6 +37,9 @@ class Model(Protocol):
     prior: Distribution  # event shape (D,)
     parameter_names: tuple[str, ...]
     data_dim: int
+    # Optional: True where the data are whole numbers (counts), so that density estimators of
+    # the data dequantise them; a family without the attribute has continuous data.
+    discrete_data: bool
 
     def simulate(self, theta: Tensor, generator: torch.Generator) -> Tensor:
         """(N, D) parameters -> (N, M) data, float64."""

@@ -8,6 +8,7 @@ Conjugacy gives the posterior Gamma(a + sum(x), b + n) (Gelman et al., BDA3, sec
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -32,6 +33,7 @@ class PoissonGamma:
     rate: float
     num_draws: int
     parameter_names: tuple[str, ...] = ("rate",)
+    discrete_data: ClassVar[bool] = True  # counts
 
     @property
     def prior(self) -> Independent:
