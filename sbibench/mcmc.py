@@ -185,7 +185,7 @@ def _rand(n: int, generator: torch.Generator | None) -> Tensor:
     return torch.rand(n, generator=generator, dtype=torch.float64)
 
 
-def _slice_sweep(f: _Counter, z: Tensor, fz: Tensor, width: float, max_steps: int, gen) -> None:  # noqa: ANN001
+def _slice_sweep(f: _Counter, z: Tensor, fz: Tensor, width: float, max_steps: int, gen) -> None:
     """One sweep of per-coordinate slice sampling (Neal 2003, figs. 3 and 5), in place."""
     c, d = z.shape
     for k in range(d):
@@ -224,7 +224,7 @@ def _slice_sweep(f: _Counter, z: Tensor, fz: Tensor, width: float, max_steps: in
             left[bad[below]], right[bad[~below]] = proposal[below], proposal[~below]
 
 
-def _hmc_step(f: _Counter, state: tuple, eps: Tensor, steps: int, gen) -> tuple[tuple, Tensor]:  # noqa: ANN001
+def _hmc_step(f: _Counter, state: tuple, eps: Tensor, steps: int, gen) -> tuple[tuple, Tensor]:
     """One HMC transition of every chain with per-chain step sizes eps (C,); identity mass."""
     z, fz, gz = state
     p = torch.randn(z.shape, generator=gen, dtype=z.dtype)

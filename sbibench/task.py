@@ -115,7 +115,7 @@ class Task:
         """Exact posterior given (M,) or (K, M) data: batch shape () or (K,), event (D,)."""
         return self.model.posterior(x)
 
-    def _reference(self):  # noqa: ANN202 - returns references.Reference (import cycle)
+    def _reference(self):  # returns references.Reference (import cycle)
         from sbibench.references import load_reference
 
         return load_reference(self)

@@ -119,16 +119,16 @@ class _Sequential(NeuralConfig):
             fitted[0], task, observation, run.budget, run.timings, mixture, run.generator
         )
 
-    def _proposal(self, estimator, task, observation, size, mixture, generator):  # noqa: ANN001, ANN202
+    def _proposal(self, estimator, task, observation, size, mixture, generator):
         """Draw ``size`` u ~ the current posterior estimate; its log-density."""
         with torch.no_grad():
             u = estimator.sample(size, observation.float(), generator=generator).double()
         return u, _flow_density(estimator, observation)
 
-    def _loss(self, estimator, task, u, x, mixture, first):  # noqa: ANN001, ANN202
+    def _loss(self, estimator, task, u, x, mixture, first):
         return (lambda u_, x_: -estimator.log_prob(u_, x_).mean()), (u, x)
 
-    def _result(self, estimator, task, observation, budget, timings, mixture, generator):  # noqa: ANN001, ANN202
+    def _result(self, estimator, task, observation, budget, timings, mixture, generator):
         return NeuralPosterior(estimator, task, budget, timings, observation=observation)
 
 
@@ -140,7 +140,7 @@ class SNPEC(_Sequential):
     min_batch_size: ClassVar[int] = 2  # an atom set needs another row of the minibatch
     num_atoms: int = 10
 
-    def _loss(self, estimator, task, u, x, mixture, first):  # noqa: ANN001, ANN202
+    def _loss(self, estimator, task, u, x, mixture, first):
         if first:
             return super()._loss(estimator, task, u, x, mixture, first)
         atoms = self.num_atoms
@@ -168,7 +168,7 @@ class SNPEB(_Sequential):
 
     name: ClassVar[str] = "snpe_b"
 
-    def _loss(self, estimator, task, u, x, mixture, first):  # noqa: ANN001, ANN202
+    def _loss(self, estimator, task, u, x, mixture, first):
         with torch.no_grad():
             log_w = log_prior_unconstrained(task, u) - mixture.log_prob(u.double())
             weights = torch.softmax(log_w, 0).float() * u.shape[0]
@@ -187,7 +187,7 @@ class SNPEA(_Sequential):
     estimator: str = "mdn"
     oversampling: int = 10
 
-    def _proposal(self, estimator, task, observation, size, mixture, generator):  # noqa: ANN001, ANN202
+    def _proposal(self, estimator, task, observation, size, mixture, generator):
         corrected = _CorrectedPosterior(
             estimator, task, observation, mixture, self.oversampling, generator
         )
@@ -195,7 +195,7 @@ class SNPEA(_Sequential):
         gaussian = MultivariateNormal(sample.mean(0), covariance_matrix=_covariance(sample))
         return _draw(gaussian, size, generator), gaussian.log_prob
 
-    def _result(self, estimator, task, observation, budget, timings, mixture, generator):  # noqa: ANN001, ANN202
+    def _result(self, estimator, task, observation, budget, timings, mixture, generator):
         posterior = _CorrectedPosterior(
             estimator, task, observation, mixture, self.oversampling, generator
         )
@@ -219,7 +219,7 @@ class _CorrectedPosterior:
     log-density normalised by an importance-sampling estimate of its constant (20,000 draws
     from ``generator``, so `log_prob` is a pure function of the run's seed)."""
 
-    def __init__(self, estimator, task, observation, mixture, oversampling, generator):  # noqa: ANN001
+    def __init__(self, estimator, task, observation, mixture, oversampling, generator):
         self.estimator = copy.deepcopy(estimator).eval()
         self.task = task
         self.observation = observation

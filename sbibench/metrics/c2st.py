@@ -27,6 +27,7 @@ cross-entropy, 5-fold cross-validation, mean held-out accuracy over the folds.
 Both train the models of all folds (and of all label permutations, for the permutation null)
 at once as one batched network (stacked weights, :func:`torch.baddbmm`).
 """
+
 from __future__ import annotations
 
 import functools
