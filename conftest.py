@@ -1,5 +1,5 @@
-"""Doctests run as the tests do: each `Example:` block in sbibench/ on a forked, seeded RNG and
-one torch thread. tests/conftest.py defines the same fixtures for tests/, where they win."""
+"""Every test and every doctest (the `Example:` blocks in sbibench/) runs on a forked, seeded
+global RNG, so none leaks randomness into another, and with one torch thread."""
 
 import pytest
 import torch

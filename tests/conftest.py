@@ -1,22 +1,6 @@
-"""Shared test fixtures: every test runs with a forked, seeded global RNG."""
+"""Shared test fixtures (the seeded RNG and the one thread come from the root conftest.py)."""
 
 import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def _seeded_rng():
-    """Fork torch's global RNG and seed it, so no test leaks randomness into another."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        yield
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _few_threads():
-    """Two cores are shared between pytest and anything else running: use one thread."""
-    torch.set_num_threads(1)
-
 
 TINY_SUITE = """\
 name = "tiny"
