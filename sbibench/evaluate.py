@@ -113,29 +113,29 @@ def _calibrate(task: Task, posterior: Any, job: Job) -> tuple[dict, dict]:
     x = task.simulate(theta, generator)
     valid = torch.isfinite(x).all(-1)
     theta, x = theta[valid], x[valid]
-    # MCMC posteriors draw for every dataset in one vectorised run (seeded per batch, not per
-    # observation): a seeded `sample` would run one full MCMC per dataset.
+    # MCMC and ODE posteriors draw for every dataset in one vectorised run (seeded per batch,
+    # not per observation): a seeded `sample` would run one MCMC or ODE solve per dataset.
     draw = posterior.sample_batch if isinstance(posterior, HasSampleBatch) else posterior.sample
     samples = draw(job.sbc_samples, x, seed=_seed_for("sbc-draws", job.key))
     samples = samples.transpose(0, 1)  # (N, L, D)
     # HPD regions need the density only up to a constant per dataset: an unnormalised one
     # (NLE, NRE: likelihood or ratio times prior) ranks the samples just as well.
     log_prob = None
-    if isinstance(posterior, HasLogProb):
-        density = posterior.log_prob
-
-        def log_prob(values: torch.Tensor) -> torch.Tensor:
-            return torch.stack([density(v, row) for v, row in zip(values, x, strict=True)])
-
-    elif isinstance(posterior, HasUnnormalizedLogProb):
+    if isinstance(posterior, HasUnnormalizedLogProb):  # paired rows: a few batched calls
         unnormalized = posterior.unnormalized_log_prob
 
         def log_prob(values: torch.Tensor) -> torch.Tensor:
-            # (N, M, D) flattened, each row paired with its dataset's x: a few batched calls
+            # (N, M, D) flattened, each row paired with its dataset's x
             n, k, d = values.shape
             flat, rows = values.reshape(n * k, d), x.repeat_interleave(k, 0)
             parts = zip(flat.split(2**17), rows.split(2**17), strict=True)
             return torch.cat([unnormalized(*part) for part in parts]).reshape(n, k)
+
+    elif isinstance(posterior, HasLogProb):
+        density = posterior.log_prob
+
+        def log_prob(values: torch.Tensor) -> torch.Tensor:
+            return torch.stack([density(v, row) for v, row in zip(values, x, strict=True)])
 
     inputs = Calibration(theta, samples, job.sbc_samples, log_prob)
     summary: dict[str, Any] = {}
