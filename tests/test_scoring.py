@@ -131,7 +131,7 @@ def test_entries_are_checked(registry):
         Column("x", "X", rule=Rule("noise", "x_sd"))
     with pytest.raises(ValueError, match="rule kind 'zscore' unknown"):
         Rule("zscore", "x_sd")
-    with pytest.raises(ValueError, match="unknown score 'median'; known: c2st, mmd"):
+    with pytest.raises(ValueError, match="unknown score 'median'; known: c2st, c2st_sbibm, mmd"):
         get_metric("median")
 
 
@@ -164,3 +164,20 @@ def test_old_records_without_a_new_column_still_load(tiny_run, tmp_path):
     assert list(table.columns[: len(record_columns())]) == record_columns()
     assert table["sbc_num_parameters"].isna().all() and table["c2st"].notna().all()
     assert check(tmp_path / "old", tiny_run).exit_code == 0
+
+
+def test_records_name_the_c2st_recipe_by_its_column(tmp_path):
+    """sbibm's recipe is its own score, ``c2st_sbibm``: a record scored by it says so."""
+    suite_file = tmp_path / "recipes.toml"
+    suite_file.write_text(
+        SUITE.replace('name = "median"', 'name = "recipes"')
+        .replace('metrics = ["median"]', 'metrics = ["c2st", "c2st_sbibm"]')
+        .replace("[methods.rej_abc]\nnum_accepted = 20\n", "")
+    )
+    run_suite(load_suite(suite_file), tmp_path / "run", progress=False)
+    table = load_results(tmp_path / "run")
+    # the exact posterior against its reference: both recipes near 0.5 (300 per set: null sd
+    # 0.5 / sqrt(600) = 0.020, so 0.09 is four and a half of them)
+    assert ((table["c2st_sbibm"] - 0.5).abs() < 0.09).all()
+    assert ((table["c2st"] - 0.5).abs() < 0.09).all()
+    assert (table["c2st_sbibm_null_sd"] == 0.5 / math.sqrt(600)).all()
