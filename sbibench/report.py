@@ -136,11 +136,14 @@ def time_table(table: Any) -> list[list[str]]:
 def summary_table(results: str | Path) -> str:
     """A short text table for the terminal: C2ST (and its floor) by task and method."""
     table = load_results(results)
+    # columns as wide as their longest entry, and a space apart
+    tw = max([len("task"), *map(len, table["task"].astype(str))]) + 2
+    mw = max([len("method"), *map(len, table["method"].astype(str))]) + 2
     lines = [
         "C2ST: mean over observations and seeds ± the half-width of its 95% Student-t interval "
         "(none for one value);",
         "floor: what the exact posterior scores at the same sample size (0.5 is chance).",
-        f"{'task':22}{'method':14}{'budget':>8}{'C2ST':>16}{'floor':>8}{'failed':>8}",
+        f"{'task':{tw}}{'method':{mw}}{'budget':>8}{'C2ST':>16}{'floor':>8}{'failed':>8}",
     ]
     for (task, method, budget), group in table.groupby(["task", "method", "budget"]):
         good = group[group["status"] == "ok"]
@@ -150,7 +153,7 @@ def summary_table(results: str | Path) -> str:
         c2st += "" if math.isnan(half) else f" ± {half:.3f}"
         failed = int((group["status"] != "ok").sum())
         floor = "–" if math.isnan(floor) else f"{floor:.3f}"
-        lines.append(f"{task:22}{method:14}{budget:>8}{c2st:>16}{floor:>8}{failed:>8}")
+        lines.append(f"{task:{tw}}{method:{mw}}{budget:>8}{c2st:>16}{floor:>8}{failed:>8}")
     return "\n".join(lines)
 
 
