@@ -14,6 +14,7 @@ import time
 import pandas
 import pytest
 
+from sbibench.methods import get_method
 from sbibench.results import RecordError, completed_keys, load_results, read_records
 from sbibench.runner import run_suite
 from sbibench.suite import SuiteError, load_suite
@@ -354,13 +355,42 @@ def test_bad_suites_fail_before_any_work(tmp_path, edit, message, tiny_suite):
 
 
 def test_unknown_suite_name_lists_the_shipped_ones():
-    with pytest.raises(SuiteError, match="unknown suite 'quik'; shipped: full, quick, standard"):
+    with pytest.raises(
+        SuiteError, match="unknown suite 'quik'; shipped: full, quick, sbibm, standard"
+    ):
         load_suite("quik")
 
 
 def test_shipped_suites_load():
-    for name in ("quick", "standard", "full"):
+    for name in ("quick", "standard", "full", "sbibm"):
         assert load_suite(name).jobs()
+
+
+def test_the_sbibm_suite_is_sbibms_grid():
+    """Four tasks with exact posteriors, sbibm's three budgets, ten observations, 10,000
+    draws, sbibm's C2ST recipe, its eight algorithms (NRE as NRE-B with a ResNet)."""
+    suite = load_suite("sbibm")
+    assert suite.tasks == (
+        "linear_gaussian",
+        "gaussian_linear_uniform",
+        "gaussian_mixture",
+        "two_moons",
+    )
+    assert suite.budgets == (1000, 10000, 100000) and suite.num_posterior_samples == 10000
+    assert len(suite.observations) == 10 and "c2st_sbibm" in suite.metrics
+    methods = {label: get_method(name, **config) for label, (name, config) in suite.methods.items()}
+    assert sorted(methods) == [
+        "nle",
+        "npe",
+        "nre_b",
+        "rej_abc",
+        "smc_abc",
+        "snle",
+        "snpe_c",
+        "snre_b",
+    ]
+    assert methods["nre_b"].classifier == "resnet" and methods["snre_b"].rounds == 10
+    assert methods["smc_abc"].population(100_000) == 1000
 
 
 def test_a_folder_of_another_suite_is_refused(tmp_path, tiny_suite, tiny_run):

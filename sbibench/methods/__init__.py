@@ -48,6 +48,8 @@ METHODS = {
     "bnre": "sbibench.methods.nre:BNRE",
     "nre_c": "sbibench.methods.nre:NRE_C",
     "snre": "sbibench.methods.nre:SNRE",
+    "nre_b": "sbibench.methods.nre:NRE_B",
+    "snre_b": "sbibench.methods.nre:SNRE_B",
     "fmpe": "sbibench.methods.fmpe:FMPE",
     "npse": "sbibench.methods.npse:NPSE",
     "oracle_mcmc": "sbibench.methods.exact_likelihood:OracleMCMC",

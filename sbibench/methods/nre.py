@@ -17,13 +17,18 @@ marginal pairs (u_j, x_i), j != i, drawn from the other rows of the batch.
   L = -[1/(1+gamma) log q(y=0 | marginal set) + gamma/(1+gamma) log q(y=1 | joint set)],
   q(y=k) = gamma exp(d_k) / (K + gamma sum_j exp(d_j)), q(y=0) = K / (...); d = log r at the
   optimum, exactly (no free constant as in NRE-B).
+- ``nre_b`` (Durkan et al. 2020, "SRE"; sbi's NRE_B, the NRE of sbibm): classify which of
+  ``num_atoms`` parameters, the joint one and ``num_atoms - 1`` other rows, belongs with x_i,
+  L = -E[d(u_i, x_i) - log sum_k exp d(u_k, x_i)]; d = log r + c(x) at the optimum, a constant
+  in theta only, which MCMC does not see.
 - ``snre``: ``rounds`` equal parts of the budget, round 1 from the prior and later rounds from the
   current MCMC posterior for x_o, the AALR loss on all simulations so far. Trained on a proposal,
   d estimates log p(x | theta) / p~(x), which differs from log r by a constant in theta only, so
-  the MCMC target needs no correction.
+  the MCMC target needs no correction. ``snre_b`` is the same with the NRE-B loss.
 
 Defaults mirror sbi's NRE training settings (Adam 5e-4, batches of 200, 10% validation,
-patience 20, clipping at 5); the classifier is an MLP of 2 x 50 units on z-scored inputs.
+patience 20, clipping at 5); the classifier is an MLP of 2 x 50 units on z-scored inputs, or
+with ``classifier = "resnet"`` sbi's residual net of 2 blocks of 50 units (`sbibench.nn.ResidualNet`).
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ from sbibench.methods.training import (
 from sbibench.nn import Classifier, train
 from sbibench.task import Task
 
-__all__ = ["BNRE", "NRE", "NRE_C", "SNRE", "ratio_potential"]
+__all__ = ["BNRE", "NRE", "NRE_B", "NRE_C", "SNRE", "SNRE_B", "ratio_potential"]
 
 
 def ratio_potential(classifier: Classifier) -> Potential:
@@ -73,20 +78,26 @@ class NRE(MCMCSettings, TrainingSettings):
     """Amortized ratio estimation with the AALR loss; see the module docstring.
 
     Arguments (beyond `MCMCSettings` and `TrainingSettings`, sbi's training defaults):
-        hidden_features: widths of the classifier's MLP.
+        hidden_features: widths of the classifier's MLP layers or residual blocks.
+        classifier: ``"mlp"``, or ``"resnet"`` (residual blocks, as sbi's and sbibm's NRE).
         embedding: None, or ``"deepset"`` to embed the data as a set of i.i.d. scalars.
     """
 
     name: ClassVar[str] = "nre"
     amortized: ClassVar[bool] = True
     hidden_features: tuple = (50, 50)
+    classifier: str = "mlp"
     embedding: str | None = None
 
     def _classifier(self, task: Task, u: Tensor, x: Tensor) -> Classifier:
         self.check_mcmc()
         embedding, context = embedding_net(self.embedding, task)
         classifier = Classifier(
-            task.dim_parameters, context, tuple(self.hidden_features), embedding=embedding
+            task.dim_parameters,
+            context,
+            tuple(self.hidden_features),
+            embedding=embedding,
+            residual=self.classifier == "resnet",
         )
         return classifier.standardize_(u, x)
 
@@ -159,6 +170,22 @@ class NRE_C(NRE):  # noqa: N801 - the method's published name
 
 
 @dataclasses.dataclass(frozen=True)
+class NRE_B(NRE):  # noqa: N801 - the method's published name
+    """NRE-B (SRE) with ``num_atoms`` contrasted parameters per row; see the module docstring."""
+
+    name: ClassVar[str] = "nre_b"
+    num_atoms: int = 10
+
+    def loss(self, classifier: Classifier, u: Tensor, x: Tensor) -> Tensor:
+        batch = len(u)
+        k = min(self.num_atoms, batch)  # a minibatch has at least 2 rows
+        index = torch.cat([torch.arange(batch).unsqueeze(1), _others(batch, k - 1, classifier)], 1)
+        logits = classifier(u[index].reshape(batch * k, -1), x.repeat_interleave(k, 0))
+        logits = logits.reshape(batch, k)
+        return -(logits[:, 0] - torch.logsumexp(logits, 1)).mean()
+
+
+@dataclasses.dataclass(frozen=True)
 class SNRE(NRE):
     """Sequential NRE (AALR loss) in ``rounds``; see the module docstring."""
 
@@ -179,3 +206,10 @@ class SNRE(NRE):
             return ratio_potential(classifiers[0])
 
         return mcmc_rounds(task, observation, self, num_simulations, self.rounds, seed, learn)
+
+
+@dataclasses.dataclass(frozen=True)
+class SNRE_B(SNRE, NRE_B):  # noqa: N801 - the method's published name
+    """Sequential NRE-B (sbi's SNRE_B, sbibm's SNRE) in ``rounds``; see the module docstring."""
+
+    name: ClassVar[str] = "snre_b"

@@ -22,6 +22,7 @@ _POSITIVE = {
 }  # fmt: skip
 _NON_NEGATIVE = {"regularization"}
 _EMBEDDINGS = (None, "deepset")
+_CHOICES = {"classifier": ("mlp", "resnet")}
 
 
 def _whole(name: str, value: Any, low: int) -> None:
@@ -48,6 +49,9 @@ def _check(name: str, value: Any, annotation: str, ours: bool) -> None:
     elif name == "embedding":
         if value not in _EMBEDDINGS:
             raise ValueError(f"embedding must be None or 'deepset', got {value!r}")
+    elif name in _CHOICES:
+        if value not in _CHOICES[name]:
+            raise ValueError(f"{name} must be one of {_CHOICES[name]}, got {value!r}")
     elif name == "sampler":
         if value not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {value!r}")

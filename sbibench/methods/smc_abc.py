@@ -42,20 +42,27 @@ class SMCABC:
     """Population Monte Carlo ABC (sequential: per observation).
 
     Arguments:
-        population_size: particles per population.
+        population_size: particles per population; None (the default) for sbibm's rule, 100
+            up to 10,000 simulations and 1,000 above (sbibm 1.1.0 ``algorithms/sbi/smcabc.py``).
         initial_factor: round 0 simulates this many populations' worth from the prior.
         quantile: each tolerance is this quantile of the last population's distances.
         kernel_scale: the perturbation covariance is this times the weighted covariance
-            (2, as Beaumont et al. 2009 derive).
+            (2, as Beaumont et al. 2009 derive; sbibm uses 0.5).
         kde: draw final samples from a Gaussian KDE on the weighted population.
     """
 
     name: ClassVar[str] = "smc_abc"
-    population_size: int = 100
+    population_size: int | None = None
     initial_factor: int = 5
     quantile: float = 0.5
     kernel_scale: float = 2.0
     kde: bool = True
+
+    def population(self, num_simulations: int) -> int:
+        """Particles per population at this budget."""
+        if self.population_size is not None:
+            return self.population_size
+        return 1000 if num_simulations > 10_000 else 100
 
     def run(
         self, task: Task, observation: Tensor, num_simulations: int, seed: int
@@ -63,15 +70,14 @@ class SMCABC:
         observation = check_observation(observation, task, batch=False)
         if not 0 < self.quantile < 1:
             raise ValueError(f"quantile must be in (0, 1), got {self.quantile}")
-        if self.population_size < 2:
-            raise ValueError(f"population_size must be >= 2, got {self.population_size}")
+        size = self.population(num_simulations)
+        if size < 2:
+            raise ValueError(f"population_size must be >= 2, got {size}")
         timings = Timings()
         transform = unconstrained(task)
         with seeded(seed) as generator:
             budget = SimulationBudget(task, num_simulations, generator, timings)
-            theta, x = budget.prior_predictive(
-                min(self.initial_factor * self.population_size, num_simulations)
-            )
+            theta, x = budget.prior_predictive(min(self.initial_factor * size, num_simulations))
             require_valid(x, budget)
             summaries = task.summary(x)
             observed = task.summary(observation.unsqueeze(0))[0]
@@ -81,13 +87,15 @@ class SMCABC:
                 return scaled_distance(s, observed, scale)
 
             d = distance(summaries)
-            keep = d.topk(min(self.population_size, len(d)), largest=False).indices
+            keep = d.topk(min(size, len(d)), largest=False).indices
             u, d = transform.inv(theta[keep]), d[keep]
             weights = torch.full((len(u),), 1.0 / len(u), dtype=torch.float64)
             simulating = timings.simulate
             with timings.phase("train"):
                 while budget.remaining > 0:
-                    step = self._next_population(task, budget, u, d, weights, distance, generator)
+                    step = self._next_population(
+                        task, budget, u, d, weights, distance, generator, size
+                    )
                     if step is None:
                         break
                     u, d, weights = step
@@ -103,6 +111,7 @@ class SMCABC:
         weights: Tensor,
         distance: Callable[[Tensor], Tensor],
         generator: torch.Generator,
+        size: int,
     ) -> tuple[Tensor, Tensor, Tensor] | None:
         """One round. When the budget runs out first, the accepted particles still form a valid
         (smaller) weighted population at the new tolerance: it is used if it holds at least
@@ -114,12 +123,12 @@ class SMCABC:
         covariance = covariance + 1e-10 * torch.eye(u.shape[1], dtype=u.dtype)
         kernel_tril = torch.linalg.cholesky(covariance)
         accepted_u, accepted_d, count = [], [], 0
-        while count < self.population_size:
+        while count < size:
             if budget.remaining == 0:
-                if count < self.population_size // 2:
+                if count < size // 2:
                     return None
                 break
-            wanted = math.ceil((self.population_size - count) / self.quantile)
+            wanted = math.ceil((size - count) / self.quantile)
             batch = min(budget.remaining, wanted)
             pick = torch.multinomial(weights, batch, replacement=True, generator=generator)
             noise = torch.randn(batch, u.shape[1], generator=generator, dtype=u.dtype)
@@ -132,8 +141,8 @@ class SMCABC:
             accepted_u.append(transform.inv(theta[inside]))
             accepted_d.append(new_d[inside])
             count += int(inside.sum())
-        new_u = torch.cat(accepted_u)[: self.population_size]
-        new_d = torch.cat(accepted_d)[: self.population_size]
+        new_u = torch.cat(accepted_u)[:size]
+        new_d = torch.cat(accepted_d)[:size]
         # Importance weights in u-space: prior density (with Jacobian) over the mixture of
         # perturbation kernels that proposed them.
         log_prior = log_prior_unconstrained(task, new_u)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Estimator", "ZScore", "mlp", "prepare_context"]
+__all__ = ["Estimator", "ResidualNet", "ZScore", "mlp", "prepare_context"]
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -41,6 +41,57 @@ def mlp(
             warnings.filterwarnings("ignore", "Initializing zero-element tensors")
             layers.append(nn.Linear(a, b))
     return nn.Sequential(*layers)
+
+
+class ResidualNet(nn.Module):
+    """A residual network ``Linear -> blocks -> Linear``, sbi's ``resnet`` classifier body.
+
+    Each block maps h to ``h + W2 act(W1 act(h))`` at the constant width ``hidden``; the
+    second layer of a block starts near zero (U(-1e-3, 1e-3)), so every block starts close to
+    the identity (as nflows' ``ResidualNet``, which sbi's ``classifier_nn("resnet")`` builds
+    with 2 blocks of 50 units, no batch norm, no dropout).
+
+    Arguments:
+        in_features: Input features.
+        out_features: Output features.
+        hidden: Width of every block.
+        blocks: Number of residual blocks.
+        activation: Activation module class.
+
+    Example:
+        >>> ResidualNet(3, 1, hidden=8, blocks=2)(torch.zeros(5, 3)).shape
+        torch.Size([5, 1])
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        hidden: int = 50,
+        blocks: int = 2,
+        activation: type[nn.Module] = nn.ReLU,
+    ) -> None:
+        super().__init__()
+        if hidden < 1 or blocks < 1:
+            raise ValueError(f"need hidden >= 1 and blocks >= 1, got {hidden} and {blocks}")
+        self.first = nn.Linear(in_features, hidden)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(
+                activation(), nn.Linear(hidden, hidden), activation(), nn.Linear(hidden, hidden)
+            )
+            for _ in range(blocks)
+        )
+        for block in self.blocks:
+            nn.init.uniform_(block[-1].weight, -1e-3, 1e-3)
+            nn.init.uniform_(block[-1].bias, -1e-3, 1e-3)
+        self.last = nn.Linear(hidden, out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(..., in_features)`` -> ``(..., out_features)``."""
+        h = self.first(x)
+        for block in self.blocks:
+            h = h + block(h)
+        return self.last(h)
 
 
 class ZScore(nn.Module):

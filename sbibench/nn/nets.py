@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import ZScore, _broadcast, mlp, prepare_context
+from .base import ResidualNet, ZScore, _broadcast, mlp, prepare_context
 
 __all__ = ["Classifier", "ScoreNet", "VectorField", "fourier_features"]
 
@@ -53,9 +53,11 @@ class Classifier(_Conditioned):
     Arguments:
         features: Parameter dimension :math:`D`.
         context: Context dimension :math:`C` after embedding.
-        hidden_features: Hidden widths.
+        hidden_features: Hidden widths: of the MLP's layers, or of the residual blocks.
         activation: Activation module class.
         embedding: Optional embedding net for raw contexts.
+        residual: a :class:`ResidualNet` with one block per entry of ``hidden_features``
+            (all equal) instead of an MLP; ``(50, 50)`` is sbi's ``resnet`` classifier.
 
     Example:
         >>> Classifier(2, 3)(torch.randn(5, 2), torch.randn(5, 3)).shape
@@ -69,11 +71,20 @@ class Classifier(_Conditioned):
         hidden_features: Sequence[int] = (50, 50),
         activation: type[nn.Module] = nn.ReLU,
         embedding: nn.Module | None = None,
+        residual: bool = False,
     ) -> None:
         super().__init__(context, embedding)
         self.features = features
         self.theta_norm = ZScore(features)
-        self.net = mlp(features + context, 1, hidden_features, activation)
+        if not residual:
+            self.net = mlp(features + context, 1, hidden_features, activation)
+        elif len(set(hidden_features)) == 1:
+            width, blocks = hidden_features[0], len(hidden_features)
+            self.net = ResidualNet(features + context, 1, width, blocks, activation)
+        else:
+            raise ValueError(
+                f"a residual classifier needs equal block widths, got {tuple(hidden_features)}"
+            )
 
     @torch.no_grad()
     def standardize_(self, theta: Tensor, context: Tensor | None = None) -> Classifier:

@@ -5,6 +5,7 @@ import torch
 
 from sbibench import get_task
 from sbibench.methods import get_method
+from sbibench.methods.abc import cv_bandwidth
 from sbibench.metrics import c2st
 
 
@@ -42,3 +43,48 @@ def test_abc_posterior_refuses_another_observation():
         posterior.sample(10, task.observation(2))
     with pytest.raises(ValueError, match=r"x must have shape \(10,\)"):
         posterior.sample(10, torch.zeros(3, 10))
+
+
+def test_cv_bandwidth_is_near_the_optimal_bandwidth_of_a_gaussian():
+    """For n draws of N(0, 1) the bandwidth minimising the mean integrated squared error is
+    (4 / 3n)^(1/5) = 0.266 at n = 1,000 (Silverman 1986, eq. 3.28); likelihood cross-validation
+    aims at the Kullback-Leibler optimum, close to it for a Gaussian. Over 5 seeds the chosen
+    bandwidths measured 0.271-0.282; the band 0.17-0.40 fails a rule off by 50%."""
+    optimum = (4 / 3000) ** 0.2
+    for seed in range(5):
+        u = torch.randn(1000, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+        h = cv_bandwidth(u, torch.full((1000,), 1e-3, dtype=torch.float64))
+        assert 0.65 * optimum < h < 1.5 * optimum
+
+
+def test_cv_bandwidth_resolves_two_separated_modes():
+    """Two tight clusters (sd 0.05) 2 apart: Scott's factor on the pooled covariance would
+    give about 1.0 x 100^(-1/5) = 0.40, smearing the gap; cross-validation picks a bandwidth
+    of the clusters' own scale (measured 0.043). All-equal particles get no smoothing."""
+    g = torch.Generator().manual_seed(0)
+    u = torch.cat(
+        [torch.randn(50, 1, generator=g) * 0.05 - 1, torch.randn(50, 1, generator=g) * 0.05 + 1]
+    )
+    u = u.double()
+    h = cv_bandwidth(u, torch.full((100,), 0.01, dtype=torch.float64))
+    assert h < 0.1
+    assert cv_bandwidth(torch.ones(5, 2, dtype=torch.float64), torch.full((5,), 0.2)) == 0.0
+
+
+def test_smc_abc_population_follows_sbibm_by_default():
+    """sbibm 1.1.0 (algorithms/sbi/smcabc.py): 100 particles up to 10^4 simulations, 1,000 above."""
+    method = get_method("smc_abc")
+    assert [method.population(n) for n in (1000, 10_000, 10_001)] == [100, 100, 1000]
+    assert get_method("smc_abc", population_size=20).population(100_000) == 20
+
+
+@pytest.mark.slow
+def test_rejection_abc_keeps_two_moons_crescents_apart():
+    """REJ-ABC at 10^4 simulations on two_moons, observation 1: the cross-validated KDE keeps
+    the draws on the crescents. Measured 0.531 (2,000 vs 2,000 draws; Scott's rule on the
+    pooled covariance gave 0.861); bar 0.531 + 4 x 0.011 (the C2ST sd at this size)."""
+    task = get_task("two_moons")
+    x_o = task.observation(1)
+    posterior = get_method("rej_abc").run(task, x_o, 10_000, seed=0)
+    samples = posterior.sample(2000, x_o, seed=0)
+    assert c2st(task.reference_samples(1)[:2000], samples, seed=0).value <= 0.575

@@ -62,6 +62,8 @@ FAST = {
     "bnre": {"max_epochs": 5, **_FAST_MCMC},
     "nre_c": {"max_epochs": 5, **_FAST_MCMC},
     "snre": {"rounds": 2, "max_epochs": 5, **_FAST_MCMC},
+    "nre_b": {"max_epochs": 5, "classifier": "resnet", **_FAST_MCMC},
+    "snre_b": {"rounds": 2, "max_epochs": 5, **_FAST_MCMC},
     "fmpe": {"max_epochs": 5, "ode_steps": 10},
     "npse": {"max_epochs": 5, "ode_steps": 10},
     "oracle_mcmc": _FAST_MCMC,

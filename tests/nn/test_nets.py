@@ -16,6 +16,21 @@ def test_classifier_shapes_broadcast_and_standardize() -> None:
     torch.testing.assert_close(net.theta_norm(theta).mean(0), torch.zeros(2), atol=1e-5, rtol=0)
 
 
+def test_residual_classifier_starts_near_its_skip_path() -> None:
+    """sbi's resnet classifier: Linear -> 2 blocks of 50 -> Linear, each block's last layer
+    initialised in U(-1e-3, 1e-3), so at initialisation a block adds at most ~1e-3 x 50 x
+    |activation| to its input; the network is then nearly the two outer linear layers."""
+    torch.manual_seed(0)
+    net = Classifier(2, 3, residual=True)
+    blocks = net.net.blocks
+    assert len(blocks) == 2 and blocks[0][1].in_features == 50
+    h = torch.randn(100, 50)
+    assert (blocks[0](h)).abs().max() < 0.05 * h.abs().max()
+    assert net(torch.randn(7, 2), torch.randn(7, 3)).shape == (7,)
+    with pytest.raises(ValueError, match="equal block widths"):
+        Classifier(2, 3, hidden_features=(50, 20), residual=True)
+
+
 def test_classifier_with_embedding() -> None:
     net = Classifier(2, 4, embedding=MLP(6, 4, (8,)))
     out = net(torch.randn(5, 2), torch.randn(5, 6))
