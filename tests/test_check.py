@@ -28,17 +28,18 @@ def test_an_unchanged_candidate_passes(tiny_run, tmp_path):
 
 
 def test_a_degraded_method_is_caught(tiny_run, tmp_path):
-    """The candidate's npe is 0.15 worse in C2ST on every observation; with the C2ST's
-    binomial spread on 500 vs 500 samples (sd ~0.016) that is far beyond noise."""
+    """The candidate's rej_abc is 0.15 worse in C2ST on every observation; with the C2ST's
+    binomial spread on 500 vs 500 samples (sd ~0.016) that is far beyond noise. (Its baseline
+    C2ST is 0.52-0.82, so the worse values stay below 1; npe, at 3 epochs, is near 0.9.)"""
 
     def degrade(table):
-        worse = table["method"] == "npe"
-        table.loc[worse, "c2st"] = (table.loc[worse, "c2st"] + 0.15).clip(upper=1.0)
+        worse = table["method"] == "rej_abc"
+        table.loc[worse, "c2st"] = table.loc[worse, "c2st"] + 0.15
         return table
 
     verdict = check(tiny_run / "results.csv", _csv(tiny_run, tmp_path, "cand.csv", degrade))
     regressed = {(c.task, c.method) for c in verdict.regressions}
-    assert regressed == {("normal_mean", "npe"), ("poisson_gamma", "npe")}
+    assert regressed == {("normal_mean", "rej_abc"), ("poisson_gamma", "rej_abc")}
 
 
 def test_a_change_within_noise_is_not_a_regression(tiny_run, tmp_path):

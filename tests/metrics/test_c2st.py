@@ -215,10 +215,12 @@ def _scale_pairs(n, seeds):
 
 def test_default_recipe_trains_small_sets_for_its_step_floor():
     # 100 per set: 144 training rows, one Adam step an epoch, so the 500-step floor is 500
-    # epochs; from 1,000 per set the recipe is the early-stopped one (at most 100 epochs).
-    assert c2st(_normal(100, 1, 1), _normal(100, 1, 2, shift=1.0), seed=0).details["epochs"] == 500
+    # epochs, whatever max_epochs; from 1,000 per set the recipe is the early-stopped one.
+    small = _normal(100, 1, 1), _normal(100, 1, 2, shift=1.0)
+    assert c2st(*small, seed=0).details["epochs"] == 500
+    assert c2st(*small, seed=0, max_epochs=3).details["epochs"] == 500
     big = c2st(_normal(1000, 1, 1), _normal(1000, 1, 2, shift=1.0), seed=0)
-    assert big.details["epochs"] <= 100
+    assert big.details["epochs"] < 1000  # early stopping (measured 216), not the cap
 
 
 def test_default_recipe_has_power_at_two_hundred_samples():
@@ -242,3 +244,20 @@ def test_default_recipe_is_as_powerful_as_sbibms_at_two_hundred_samples():
         ]
     )
     assert d.mean() >= -3 * d.std() / math.sqrt(len(d))
+
+
+@pytest.mark.slow
+def test_default_recipe_learns_a_curved_boundary_at_ten_thousand():
+    """REJ-ABC's KDE draws (10^4 simulations) against two_moons' crescents, 10,000 per set:
+    a classifier that stops at 100 epochs scored 0.612, sbibm's converged recipe 0.739; the
+    default must not be below sbibm's by more than 0.02 (about 4 sd of either estimate at this
+    size, 0.005). Measured 0.835 at 1,000 epochs."""
+    from sbibench import get_task
+    from sbibench.methods import get_method
+
+    task = get_task("two_moons")
+    x_o = task.observation(1)
+    draws = get_method("rej_abc").run(task, x_o, 10_000, seed=0).sample(10_000, x_o, seed=0)
+    reference = task.reference_samples(1)
+    ours = c2st(reference, draws, seed=0).value
+    assert ours >= c2st(reference, draws, seed=0, recipe="sbibm").value - 0.02
