@@ -81,10 +81,12 @@ def test_smc_abc_population_follows_sbibm_by_default():
 @pytest.mark.slow
 def test_rejection_abc_keeps_two_moons_crescents_apart():
     """REJ-ABC at 10^4 simulations on two_moons, observation 1: the cross-validated KDE keeps
-    the draws on the crescents. Measured 0.531 (2,000 vs 2,000 draws; Scott's rule on the
-    pooled covariance gave 0.861); bar 0.531 + 4 x 0.011 (the C2ST sd at this size)."""
+    the draws on the crescents. Measured 0.580 (2,000 vs 2,000 draws; the 100 accepted
+    particles resampled without a kernel: 0.617; with Scott's rule on the pooled covariance,
+    under the earlier 100-epoch C2ST, 0.861 against 0.531 for this rule); bar 0.580 + 4 x
+    0.011 (the C2ST sd at this size)."""
     task = get_task("two_moons")
     x_o = task.observation(1)
     posterior = get_method("rej_abc").run(task, x_o, 10_000, seed=0)
     samples = posterior.sample(2000, x_o, seed=0)
-    assert c2st(task.reference_samples(1)[:2000], samples, seed=0).value <= 0.575
+    assert c2st(task.reference_samples(1)[:2000], samples, seed=0).value <= 0.624
