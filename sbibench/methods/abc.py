@@ -127,13 +127,13 @@ def cv_bandwidth(
     )
     held_out = fold.unsqueeze(0) != fold.unsqueeze(1)  # (P, P): j may explain i
     squared = torch.cdist(particles, particles).square()
-    log_w = weights.log().unsqueeze(0).expand(count, count)
+    # log weight of j as a kernel centre for i: -inf within i's own fold
+    log_w = torch.where(held_out, weights.log().unsqueeze(0), -math.inf)
+    log_mass = torch.logsumexp(log_w, 1)  # the other folds' total weight, per point
 
     def score(h: float) -> float:
         log_kernel = -0.5 * squared / h**2 - dim * math.log(h * math.sqrt(2 * math.pi))
-        terms = torch.where(held_out, log_w + log_kernel, torch.full_like(log_kernel, -math.inf))
-        log_mass = torch.logsumexp(torch.where(held_out, log_w, -math.inf), 1)
-        density = torch.logsumexp(terms, 1) - log_mass  # each point under the other folds
+        density = torch.logsumexp(log_w + log_kernel, 1) - log_mass  # under the other folds
         return float((weights * density).sum())
 
     spread = float(particles.std())
