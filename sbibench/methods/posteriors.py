@@ -158,7 +158,11 @@ class ODEPosterior:
         record_budget(self, budget, timings)
 
     def _solve(self, eps: Tensor, x: Tensor) -> Tensor:
-        y = odeint(lambda y_, t: self.field(y_, t, x), self.base_scale * eps, self.times)
+        y = _row_blocks(
+            lambda e, x_: odeint(lambda y_, t: self.field(y_, t, x_), self.base_scale * e, self.times),
+            eps,
+            x,
+        )
         return self.transform(self.norm.inverse(y).double())
 
     def _noise(self, n: int, generator: torch.Generator | None) -> Tensor:
@@ -212,8 +216,12 @@ class ODEPosterior:
         theta = theta.double()
         u = self.transform.inv(theta)
         y = self.norm(u).float()
-        y0, integral = odeint(
-            lambda y_, t: self.field(y_, t, x.float()), y, self.times.flip(0), with_divergence=True
+        y0, integral = _row_blocks(
+            lambda y, x_: odeint(
+                lambda y_, t: self.field(y_, t, x_), y, self.times.flip(0), with_divergence=True
+            ),
+            y,
+            x.float(),
         )
         d = y.shape[1]
         s = self.base_scale
@@ -223,3 +231,22 @@ class ODEPosterior:
         # backwards along the grid, integral = -int_0^1 div v dt
         log_q = log_base + integral.double() + self.norm.log_abs_det(d).double()
         return log_q - log_abs_det(self.transform, u, theta)
+
+
+ROW_BLOCK = 4096
+
+
+def _row_blocks(solve: Callable, y: Tensor, x: Tensor) -> Tensor | tuple[Tensor, ...]:
+    """``solve(y, x)`` on blocks of at most `ROW_BLOCK` rows of y (N, D), with x (M,) shared or
+    (N, M) split alike; rows are independent, so only the blocks' size changes. Why: the exact
+    divergence's D tangents keep D x N x width activations alive, which at N = 100,000 leave the
+    cache; in blocks of 4,096 a 10-D FMPE field's divergence ran 3x faster (1.2-1.7 s against
+    3.7-5.6 s per call at N = 100,000, one thread, `benchmarks/bench_ode.py`)."""
+    paired = x.ndim == 2
+    parts = [
+        solve(y[i : i + ROW_BLOCK], x[i : i + ROW_BLOCK] if paired else x)
+        for i in range(0, len(y), ROW_BLOCK)
+    ]
+    if isinstance(parts[0], tuple):
+        return tuple(torch.cat(column) for column in zip(*parts, strict=True))
+    return torch.cat(parts)
