@@ -109,3 +109,18 @@ def test_bad_samples_raise_value_error():
         wasserstein(torch.zeros(5, 2), torch.full((5, 2), float("inf")))
     with pytest.raises(ValueError, match="same dimension"):
         wasserstein(torch.zeros(5, 2), torch.zeros(5, 1))
+
+
+def test_one_dimension_is_exact_at_full_size_and_agrees_with_the_linear_programme():
+    """In 1-D the sorted pairing is the optimal plan: W2 equals POT's network simplex on the
+    same sets (unequal sizes too), and 10,000 points are solved whole, not subsampled."""
+    import ot
+
+    x, y = _normal(700, 1, 16), 1.5 * _normal(450, 1, 17) + 0.3
+    a, b = np.full(700, 1 / 700), np.full(450, 1 / 450)
+    simplex = ot.emd2(a, b, ot.dist(x.numpy(), y.numpy()), numItermax=10**7) ** 0.5
+    score = wasserstein(x, y, max_exact=100)  # max_exact is for two or more dimensions
+    assert score.method == "exact" and score.details["num_x"] == 700
+    assert score.value == pytest.approx(simplex, rel=1e-9)
+    big = wasserstein(_normal(10_000, 1, 18), _normal(10_000, 1, 19))
+    assert big.method == "exact" and big.details["num_x"] == 10_000
