@@ -135,12 +135,29 @@ def open_executor(
 
         context = multiprocessing.get_context("spawn")  # fork after torch's threads can hang
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            yield pool
+            try:
+                yield pool
+            except BaseException:  # an error, Ctrl-C, SIGTERM: stop the jobs still running
+                _stop_workers(pool)
+                raise
     elif executor == "dask":
         with _dask(workers, scheduler) as pool:
             yield pool
     else:
         yield _slurm(workers, threads, Path(folder))
+
+
+def _stop_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Terminate the pool's worker processes: leaving the pool's block would otherwise wait
+    for every running job to finish, and a run stopped by SIGTERM left its workers computing
+    on, orphaned. Python 3.14 has ``terminate_workers``; before it, the pool's own table of
+    processes is the only handle."""
+    if hasattr(pool, "terminate_workers"):
+        pool.terminate_workers()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 @contextlib.contextmanager

@@ -16,7 +16,9 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -115,6 +117,25 @@ def _callers_threads_kept() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a batch system's time limit) ends the run as Ctrl-C does: pending
+    jobs are cancelled, local workers stopped, finished records kept. Without it the process
+    died at once and left its worker processes computing, orphaned."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -286,6 +307,7 @@ def run_suite(
     bar = tqdm(total=len(todo), desc=f"sbibench {suite.name}", unit="run", disable=not progress)
     futures: dict = {}
     with (
+        _terminate_as_interrupt(),
         _callers_threads_kept(),
         open_executor(executor, workers, threads, scheduler, out / "slurm") as pool,
         _cancelled_when_left(futures),

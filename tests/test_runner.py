@@ -462,3 +462,47 @@ def test_progress_names_each_running_job_and_its_phase(tmp_path, tiny_suite):
     assert line.startswith("running: normal_mean/rej_abc/200/obs 1 scoring observation 1")
     run_suite(suite, tmp_path / "run", executor="processes", workers=2, progress=True)
     assert not (tmp_path / "run" / ".running").exists()
+
+
+def _children(pid):
+    """The pids of a process's direct children (Linux /proc)."""
+    path = f"/proc/{pid}/task/{pid}/children"
+    with open(path) as file:
+        return [int(child) for child in file.read().split()]
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().split(")")[-1].split()[0] != "Z"  # a zombie has finished
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_stops_the_run_and_its_workers_and_keeps_finished_records(tmp_path, tiny_suite):
+    """`kill` (SIGTERM) on a process-pool run: it exits as Ctrl-C does (status 130, the
+    interrupted line), no worker process goes on computing, and a re-run resumes."""
+    suite_path = tmp_path / "tiny.toml"
+    suite_path.write_text(tiny_suite)
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "sbibench", "run", str(suite_path), "--out", str(out),
+               "--no-progress", "--executor", "processes", "--workers", "2"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while len(completed_keys(out)) < 1 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be stopped"
+    workers = _children(process.pid)
+    assert len(workers) >= 2  # the pool's processes (and multiprocessing's resource tracker)
+    os.kill(process.pid, signal.SIGTERM)
+    assert process.wait(timeout=60) == 130
+    assert "interrupted; finished records are kept" in process.stderr.read().decode()
+    deadline = time.time() + 30
+    while any(_alive(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _alive(pid)]
+    written = len(completed_keys(out))
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{written} already done" in resumed.stdout
