@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from torch.distributions import Distribution
+from torch.distributions import Dirichlet, Distribution
 
 from sbibench.models.common import sample
 from sbibench.task import Task
@@ -84,6 +84,11 @@ def reference_dir(task: Task) -> Path:
 
 def exact_moments(posterior: Distribution) -> tuple[Tensor, Tensor]:
     """Mean (*batch, D) and covariance (*batch, D, D) of an exact posterior."""
+    if isinstance(posterior, Dirichlet):  # dependent components, singular covariance
+        total = posterior.concentration.sum(-1, keepdim=True)
+        mean = posterior.concentration / total
+        outer = mean.unsqueeze(-1) * mean.unsqueeze(-2)
+        return mean, (torch.diag_embed(mean) - outer) / (total.unsqueeze(-1) + 1)
     covariance = getattr(posterior, "covariance_matrix", None)
     if covariance is None:  # independent dimensions (e.g. Independent(Gamma))
         covariance = torch.diag_embed(posterior.variance)

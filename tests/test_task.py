@@ -10,8 +10,10 @@ from sbibench.task import CardError, load_card
 TASKS = list_tasks()
 
 
-def test_the_eight_tasks_are_registered():
+def test_the_ten_tasks_are_registered():
     assert TASKS == [
+        "beta_binomial",
+        "dirichlet_multinomial",
         "gaussian_linear_uniform",
         "gaussian_mixture",
         "linear_gaussian",
@@ -32,6 +34,8 @@ def test_unknown_task_lists_the_known_ones():
     ("name", "dims"),
     [
         ("poisson_gamma", (1, 20)),
+        ("beta_binomial", (1, 10)),
+        ("dirichlet_multinomial", (4, 20)),
         ("normal_mean", (1, 10)),
         ("normal_mean_variance", (2, 10)),
         ("linear_gaussian", (10, 10)),
@@ -54,7 +58,8 @@ def test_discrete_data_are_whole_numbers(name):
     task = get_task(name)
     x = task.simulate(task.sample_prior(200, torch.Generator().manual_seed(1)))
     assert task.discrete_data == bool(torch.equal(x, x.round()))
-    assert task.discrete_data == (task.family == "poisson_gamma")
+    counts = ("poisson_gamma", "beta_binomial", "dirichlet_multinomial")
+    assert task.discrete_data == (task.family in counts)
 
 
 @pytest.mark.parametrize("name", TASKS)
@@ -84,7 +89,12 @@ def test_simulator_matches_log_likelihood(name):
     theta = task.true_parameters(1).unsqueeze(0)
     x = task.simulate(theta.expand(2000, -1), torch.Generator().manual_seed(4))
     true = task.log_likelihood(theta.expand(2000, -1), x).mean()
-    shifted = theta * 1.3 if name != "normal_mean_variance" else theta * torch.tensor([1.0, 1.5])
+    if name == "normal_mean_variance":
+        shifted = theta * torch.tensor([1.0, 1.5])
+    elif name == "dirichlet_multinomial":  # towards the centre, staying on the simplex
+        shifted = 0.7 * theta + 0.3 / 4
+    else:
+        shifted = theta * 1.3
     assert true > task.log_likelihood(shifted.expand(2000, -1), x).mean()
 
 

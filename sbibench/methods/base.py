@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import time
 from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
@@ -26,6 +27,7 @@ __all__ = [
     "Timings",
     "check_observation",
     "config_hash",
+    "dim_unconstrained",
     "log_abs_det",
     "log_prior_unconstrained",
     "observation_generator",
@@ -194,12 +196,30 @@ def log_prior_unconstrained(task: Task, u: Tensor) -> Tensor:
 
 
 def unconstrained(task: Task) -> Transform:
-    """The bijection from R^D onto the prior's support (``biject_to(prior.support)``).
+    """The bijection from R^d onto the prior's support (``biject_to(prior.support)``), with
+    d = `dim_unconstrained` (D, or D - 1 on the simplex).
 
     Learned estimators work on ``u = T^{-1}(theta)``; densities map back with
-    ``log p(theta) = log q(u) - log|det dT/du|``.
+    ``log p(theta) = log q(u) - log|det dT/du|``. On the simplex T is torch's stick-breaking
+    transform and its Jacobian is that of the first D - 1 coordinates of theta, the same
+    measure as ``Dirichlet.log_prob``'s.
     """
     return biject_to(task.prior.support)
+
+
+def dim_unconstrained(task: Task) -> int:
+    """The dimension of u = T^-1(theta), where learned estimators, MCMC chains, ABC kernels and
+    ODE noise live: D for a prior on a box or a product of intervals and half-lines, D - 1
+    for a prior on the simplex (stick-breaking drops the coordinate that the sum fixes).
+
+    Example:
+        >>> from sbibench import get_task
+        >>> task = get_task("dirichlet_multinomial")
+        >>> task.dim_parameters, dim_unconstrained(task)
+        (4, 3)
+    """
+    shape = unconstrained(task).inverse_shape(task.prior.event_shape)
+    return int(math.prod(shape))
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ from sbibench.methods.base import (
     SimulationBudget,
     Timings,
     check_observation,
+    dim_unconstrained,
     log_abs_det,
     log_prior_unconstrained,
     unconstrained,
@@ -122,7 +123,7 @@ class VIPosterior:
 
     def _one(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
         mean, factor = self.encoder(x.unsqueeze(0))
-        eps = torch.randn(n, self.task.dim_parameters, generator=generator, dtype=torch.float64)
+        eps = torch.randn(n, dim_unconstrained(self.task), generator=generator, dtype=torch.float64)
         z = mean + eps @ factor[0].T
         return self.transform(self.norm.inverse(z))
 
@@ -141,7 +142,7 @@ class VIPosterior:
         mean, factor = self.encoder(x.unsqueeze(0))
         z = self.norm(u)
         eps = torch.linalg.solve_triangular(factor[0], (z - mean).T, upper=False).T
-        log_q = _log_normal(eps, factor[0]) + self.norm.log_abs_det(self.task.dim_parameters)
+        log_q = _log_normal(eps, factor[0]) + self.norm.log_abs_det(dim_unconstrained(self.task))
         return log_q - log_abs_det(self.transform, u, theta)
 
 
@@ -168,10 +169,11 @@ class AmortizedVI:
         transform = unconstrained(task)
         with prior_simulations(task, num_simulations, seed) as run:
             theta, x = run.theta, run.x
-            norm = ZScore(task.dim_parameters).double().fit_(transform.inv(theta))
-            encoder = GaussianEncoder(task.dim_parameters, task.dim_data, self.hidden_features)
+            dim = dim_unconstrained(task)
+            norm = ZScore(dim).double().fit_(transform.inv(theta))
+            encoder = GaussianEncoder(dim, task.dim_data, self.hidden_features)
             encoder.x_norm.fit_(x)
-            log_det_norm = norm.log_abs_det(task.dim_parameters)
+            log_det_norm = norm.log_abs_det(dim)
 
             def negative_elbo(x_: Tensor) -> Tensor:
                 mean, factor = encoder(x_)

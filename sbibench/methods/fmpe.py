@@ -24,6 +24,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from sbibench.methods.base import dim_unconstrained
 from sbibench.methods.posteriors import ODEPosterior
 from sbibench.methods.training import (
     TrainingSettings,
@@ -69,11 +70,10 @@ class FMPE(TrainingSettings):
             raise ValueError(f"ode_steps must be a whole number >= 1, got {self.ode_steps!r}")
         with prior_simulations(task, num_simulations, seed) as run:
             u, x = run.u, run.x.float()
-            norm = ZScore(task.dim_parameters).fit_(u)
+            dim = dim_unconstrained(task)
+            norm = ZScore(dim).fit_(u)
             embedding, context = embedding_net(self.embedding, task)
-            net = VectorField(
-                task.dim_parameters, context, tuple(self.hidden_features), embedding=embedding
-            )
+            net = VectorField(dim, context, tuple(self.hidden_features), embedding=embedding)
             net.standardize_(x)
             shrink, power = 1 - self.sigma_min, self.time_power
 

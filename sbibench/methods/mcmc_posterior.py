@@ -29,6 +29,7 @@ from sbibench.methods.base import (
     SimulationBudget,
     Timings,
     check_observation,
+    dim_unconstrained,
     log_abs_det,
     observation_generator,
     unconstrained,
@@ -237,7 +238,7 @@ class MCMCPosterior:
         """The short independent chains of `sample_batch`, in u-space and untimed: x (B, M)
         -> (n, B, D). Sequential methods draw their proposals with it (1,000 draws a round
         in 12 sweeps instead of the 50 warm-up sweeps of `sample`)."""
-        b, d = x.shape[0], self.task.dim_parameters
+        b, d = x.shape[0], dim_unconstrained(self.task)
         chains = max(-(-n // draws_per_chain), 2 * d + 1)
         u = self.transform.inv(self.task.sample_prior(b * chains * candidates, generator))
         rows_x = x.repeat_interleave(chains * candidates, 0)

@@ -35,7 +35,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from sbibench.methods.base import check_observation
+from sbibench.methods.base import check_observation, dim_unconstrained
 from sbibench.methods.mcmc_posterior import MCMCPosterior, MCMCSettings, Potential
 from sbibench.methods.training import NeuralConfig, fit_settings, mcmc_rounds, prior_simulations
 from sbibench.nn import Estimator, build_estimator, train
@@ -83,7 +83,7 @@ class NLE(NeuralConfig, MCMCSettings):
 
     def _estimator(self, task: Task, u: Tensor, data: Tensor) -> Estimator:
         estimator = build_estimator(
-            self.estimator, data.shape[1], task.dim_parameters, **self.estimator_options
+            self.estimator, data.shape[1], dim_unconstrained(task), **self.estimator_options
         )
         centre = 0.5 if _dequantised(task, self.summary) else 0.0  # the mean of x + v
         return estimator.standardize_(data + centre, u)

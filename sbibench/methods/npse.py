@@ -37,6 +37,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from sbibench.methods.base import dim_unconstrained
 from sbibench.methods.posteriors import ODEPosterior
 from sbibench.methods.training import (
     TrainingSettings,
@@ -129,11 +130,10 @@ class NPSE(TrainingSettings):
         self._check()
         with prior_simulations(task, num_simulations, seed) as run:
             u, x = run.u, run.x.float()
-            norm = ZScore(task.dim_parameters).fit_(u)
+            dim = dim_unconstrained(task)
+            norm = ZScore(dim).fit_(u)
             embedding, context = embedding_net(self.embedding, task)
-            net = ScoreNet(
-                task.dim_parameters, context, tuple(self.hidden_features), embedding=embedding
-            )
+            net = ScoreNet(dim, context, tuple(self.hidden_features), embedding=embedding)
             net.standardize_(x)
 
             def loss(z: Tensor, x_: Tensor) -> Tensor:

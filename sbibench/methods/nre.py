@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import logsigmoid
 
-from sbibench.methods.base import check_observation, other_rows
+from sbibench.methods.base import check_observation, dim_unconstrained, other_rows
 from sbibench.methods.mcmc_posterior import MCMCPosterior, MCMCSettings, Potential
 from sbibench.methods.training import (
     TrainingSettings,
@@ -93,7 +93,7 @@ class NRE(MCMCSettings, TrainingSettings):
         self.check_mcmc()
         embedding, context = embedding_net(self.embedding, task)
         classifier = Classifier(
-            task.dim_parameters,
+            dim_unconstrained(task),
             context,
             tuple(self.hidden_features),
             embedding=embedding,

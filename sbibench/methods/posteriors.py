@@ -23,6 +23,7 @@ from sbibench.methods.base import (
     SimulationBudget,
     Timings,
     check_observation,
+    dim_unconstrained,
     log_abs_det,
     observation_generator,
     unconstrained,
@@ -166,7 +167,7 @@ class ODEPosterior:
         return self.transform(self.norm.inverse(y).double())
 
     def _noise(self, n: int, generator: torch.Generator | None) -> Tensor:
-        return torch.randn(n, self.task.dim_parameters, generator=generator)
+        return torch.randn(n, dim_unconstrained(self.task), generator=generator)
 
     def _one(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
         return self._solve(self._noise(n, generator), x.float())

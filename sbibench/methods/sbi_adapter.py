@@ -4,6 +4,13 @@ Install with ``pip install "sbibench[sbi]"``. sbi trains with its own defaults (
 ``npe`` mirrors); sbi works in float32, so the task's prior is handed over in float32 and
 samples come back as float64. The same grid can then benchmark sbi's implementations beside
 sbibench's, on the same simulations budget and seeds.
+
+sbi fits the parameters theta as they are, with transforms of its own that keep the dimension.
+A prior on the simplex (K coordinates summing to 1) defeats that: a K-dimensional density has
+no density on a (K - 1)-dimensional set, and sbi's transform check refuses stick-breaking. For
+such a prior (`dim_unconstrained` below D) sbi is handed the prior pushed to u = T^-1(theta)
+in R^(K - 1) and the simulations' u, and its samples come back through T (its densities with
+log|det dT/du| taken off): what sbibm's automatic transforms do. Other priors go as they are.
 """
 
 from __future__ import annotations
@@ -13,24 +20,50 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution, Transform, TransformedDistribution
 
-from sbibench.methods.base import SimulationBudget, Timings, check_observation
+from sbibench.methods.base import (
+    SimulationBudget,
+    Timings,
+    check_observation,
+    dim_unconstrained,
+    log_abs_det,
+    unconstrained,
+)
 from sbibench.methods.external import Float32Prior
 from sbibench.methods.posteriors import record_budget, sample_observations
 from sbibench.methods.training import prior_simulations
 from sbibench.task import Task
 
-__all__ = ["Sbi", "SbiPosterior"]
+__all__ = ["Sbi", "SbiPosterior", "sbi_prior"]
 
 INFERENCE = ("NPE", "NLE", "NRE", "FMPE")
 
 
-class SbiPosterior:
-    """An sbi posterior behind sbibench's `Posterior` interface (amortized)."""
+def sbi_prior(task: Task) -> tuple[Distribution, Transform | None]:
+    """The prior sbi is given and the map from its parameters to theta: (prior, None) where
+    sbi can fit theta itself; (the prior of u = T^-1(theta), T) on the simplex."""
+    if dim_unconstrained(task) == task.dim_parameters:
+        return task.prior, None
+    transform = unconstrained(task)
+    return TransformedDistribution(task.prior, [transform.inv]), transform
 
-    def __init__(self, posterior: Any, task: Task, budget: SimulationBudget, timings: Timings):
+
+class SbiPosterior:
+    """An sbi posterior behind sbibench's `Posterior` interface (amortized); ``transform``
+    maps sbi's parameters to theta (None: sbi's parameters are theta)."""
+
+    def __init__(
+        self,
+        posterior: Any,
+        task: Task,
+        budget: SimulationBudget,
+        timings: Timings,
+        transform: Transform | None = None,
+    ):
         self.posterior = posterior
         self.task = task
+        self.transform = transform
         record_budget(self, budget, timings)
 
     def _one(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -40,7 +73,8 @@ class SbiPosterior:
             samples = self.posterior.sample(
                 (n,), x=x.float().unsqueeze(0), show_progress_bars=False
             )
-        return samples.double()
+        samples = samples.double()
+        return samples if self.transform is None else self.transform(samples)
 
     def sample(self, n: int, x: Tensor, seed: int | None = None) -> Tensor:
         """(n, D) for x (M,), (n, B, D) for x (B, M): one sbi call per observation."""
@@ -51,8 +85,12 @@ class SbiPosterior:
     def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
         """(N, D) and (M,) -> (N,), sbi's (normalised where sbi normalises)."""
         x = check_observation(x, self.task, batch=False)
-        log_prob = self.posterior.log_prob(theta.float(), x=x.float().unsqueeze(0))
-        return log_prob.double()
+        if self.transform is None:
+            return self.posterior.log_prob(theta.float(), x=x.float().unsqueeze(0)).double()
+        theta = theta.double()
+        u = self.transform.inv(theta)
+        log_q = self.posterior.log_prob(u.float(), x=x.float().unsqueeze(0)).double()
+        return log_q - log_abs_det(self.transform, u, theta)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +121,9 @@ class Sbi:
                 'the "sbi" method needs the sbi package: pip install "sbibench[sbi]"'
             ) from None
         with prior_simulations(task, num_simulations, seed) as run:
-            prior = Float32Prior(task.prior)
+            base, transform = sbi_prior(task)
+            prior = Float32Prior(base)
+            theta = run.theta if transform is None else transform.inv(run.theta)
             keyword = {"NRE": "classifier", "FMPE": "vf_estimator"}.get(
                 self.inference, "density_estimator"
             )
@@ -91,7 +131,7 @@ class Sbi:
             inference = getattr(sbi.inference, self.inference)(
                 prior=prior, show_progress_bars=False, **options
             )
-            inference.append_simulations(run.theta.float(), run.x.float())
+            inference.append_simulations(theta.float(), run.x.float())
             inference.train(**self.training)
             posterior = inference.build_posterior(**self.posterior)
-        return SbiPosterior(posterior, task, run.budget, run.timings)
+        return SbiPosterior(posterior, task, run.budget, run.timings, transform)

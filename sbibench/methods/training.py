@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from sbibench.methods.base import (
     SimulationBudget,
     Timings,
+    dim_unconstrained,
     require_valid,
     seeded,
     unconstrained,
@@ -116,10 +117,11 @@ def embedding_net(embedding: str | None, task: Task) -> tuple[nn.Module | None, 
 
 
 def build(config: NeuralConfig, task: Task, u: Tensor, x: Tensor) -> Estimator:
-    """The configured estimator of u (N, D) given x (N, M), z-scored on these data."""
+    """The configured estimator of u (N, d) given x (N, M), z-scored on these data; d =
+    `dim_unconstrained` (D, or D - 1 on the simplex)."""
     embedding, context = embedding_net(config.embedding, task)
     estimator = build_estimator(
-        config.estimator, task.dim_parameters, context, embedding=embedding,
+        config.estimator, dim_unconstrained(task), context, embedding=embedding,
         **config.estimator_options,
     )  # fmt: skip
     return estimator.standardize_(u, x)
@@ -146,7 +148,7 @@ class Simulations:
 
     @property
     def u(self) -> Tensor:
-        """(N, D) float32: the parameters in the unconstrained space, u = T^-1(theta)."""
+        """(N, d) float32: the parameters in the unconstrained space, u = T^-1(theta)."""
         return unconstrained(self.task).inv(self.theta).float()
 
 

@@ -22,24 +22,50 @@ from sbibench.metrics.score import Score, as_samples
 __all__ = ["mean_error", "covariance_error", "nll_true_parameters"]
 
 
+# An eigenvalue below this fraction of the largest makes a covariance singular: whitened in
+# its range. The simplex's covariance has one eigenvalue ~1e-16 of the others (rounding).
+_SINGULAR = 1e-10
+
+
 def _moments(
     mean: Tensor | np.ndarray | None, covariance: Tensor | np.ndarray, dim: int
-) -> tuple[Tensor | None, Tensor]:
-    """Check the exact moments against dimension ``dim``; return (mean, Cholesky factor)."""
+) -> tuple[Tensor | None, Callable[[Tensor], Tensor], int]:
+    """Check the exact moments against dimension ``dim``; return (mean, whitening, rank).
+
+    ``whitening`` maps (D, N) to (r, N) whitened coordinates, r = rank of the covariance C:
+    by C's Cholesky factor when C is positive definite; by its eigenvectors and eigenvalues,
+    restricted to C's range, when it is singular (parameters on the simplex sum to 1, so C's
+    null space holds the all-ones direction and no sample deviates along it).
+    """
     cov = torch.as_tensor(np.asarray(covariance, dtype=np.float64))
     if cov.shape != (dim, dim) or not torch.isfinite(cov).all():
         raise ValueError(
             f"covariance must be a finite ({dim}, {dim}) matrix, got {tuple(cov.shape)}"
         )
-    chol, info = torch.linalg.cholesky_ex(cov)
-    if info != 0:
-        raise ValueError("covariance must be symmetric positive definite")
+    values, vectors = torch.linalg.eigh(cov)  # reads the lower triangle, as Cholesky does
+    top = float(values[-1])
+    if not top > 0 or float(values[0]) < -_SINGULAR * top:
+        raise ValueError("covariance must be symmetric positive semi-definite and not zero")
+    kept = values > _SINGULAR * top
+    if bool(kept.all()):
+        chol = torch.linalg.cholesky(cov)
+
+        def whiten(v: Tensor) -> Tensor:
+            return torch.linalg.solve_triangular(chol, v, upper=False)
+
+    else:
+        basis = vectors[:, kept] / values[kept].sqrt()  # (D, r): C's range, unit variances
+
+        def whiten(v: Tensor) -> Tensor:
+            return basis.T @ v
+
+    rank = int(kept.sum())
     if mean is None:
-        return None, chol
+        return None, whiten, rank
     mu = torch.as_tensor(np.asarray(mean, dtype=np.float64))
     if mu.shape != (dim,) or not torch.isfinite(mu).all():
         raise ValueError(f"mean must be a finite vector of shape ({dim},), got {tuple(mu.shape)}")
-    return mu, chol
+    return mu, whiten, rank
 
 
 def mean_error(
@@ -48,16 +74,19 @@ def mean_error(
     """Standardised error of the posterior mean: the Mahalanobis distance of the sample mean.
 
     ``sqrt((mean_hat - m)^T C^-1 (mean_hat - m))``, the distance in posterior standard
-    deviations. For N exact samples its root mean square is ``sqrt(D / N)``.
+    deviations. For N exact samples its root mean square is ``sqrt(D / N)``. A singular C
+    (parameters on the simplex) is inverted on its range, of dimension r = rank C (C^-1 its
+    pseudo-inverse; ``D`` above reads r): a deviation outside the range, which samples on the
+    posterior's affine subspace do not have, is not measured.
 
     Arguments:
         samples: The method's posterior samples, shape (N, D).
         mean: The exact posterior mean, shape (D,).
-        covariance: The exact posterior covariance, shape (D, D), positive definite.
+        covariance: The exact posterior covariance, shape (D, D), positive semi-definite.
 
     Returns:
         A :class:`~sbibench.metrics.Score`, method ``"mahalanobis-mean"``; ``details`` holds
-        ``num_samples`` and ``exact_rms`` = sqrt(D / N).
+        ``num_samples``, ``rank`` = r and ``exact_rms`` = sqrt(r / N).
 
     Example:
         >>> s = mean_error(torch.randn(4000, 2) + 1.0, torch.ones(2), torch.eye(2))
@@ -66,9 +95,9 @@ def mean_error(
     """
     x = as_samples(samples, "samples")
     n, dim = x.shape
-    mu, chol = _moments(mean, covariance, dim)
-    delta = torch.linalg.solve_triangular(chol, (x.mean(0) - mu)[:, None], upper=False)
-    details = {"num_samples": n, "exact_rms": math.sqrt(dim / n)}
+    mu, whiten, rank = _moments(mean, covariance, dim)
+    delta = whiten((x.mean(0) - mu)[:, None])
+    details = {"num_samples": n, "rank": rank, "exact_rms": math.sqrt(rank / n)}
     return Score(float(delta.norm()), "mahalanobis-mean", details)
 
 
@@ -79,15 +108,17 @@ def covariance_error(samples: Tensor | np.ndarray, covariance: Tensor | np.ndarr
     ``C_hat`` the sample covariance (unbiased, N - 1). It is 0 for the exact covariance, 1 for
     a posterior collapsed to a point, 3 for one twice too wide (variances 4x) and 0.75 for
     one twice too narrow; for N exact samples its root mean square is
-    ``sqrt((D + 1) / (N - 1))`` (the Wishart variance).
+    ``sqrt((D + 1) / (N - 1))`` (the Wishart variance). A singular C (parameters on the
+    simplex) is whitened on its range, of dimension r = rank C, where ``D`` above reads r
+    and I is r x r (see `mean_error`).
 
     Arguments:
         samples: The method's posterior samples, shape (N, D), N >= 2.
-        covariance: The exact posterior covariance, shape (D, D), positive definite.
+        covariance: The exact posterior covariance, shape (D, D), positive semi-definite.
 
     Returns:
         A :class:`~sbibench.metrics.Score`, method ``"whitened-covariance"``; ``details``
-        holds ``num_samples`` and ``exact_rms``.
+        holds ``num_samples``, ``rank`` and ``exact_rms``.
 
     Example:
         >>> s = covariance_error(2.0 * torch.randn(4000, 3), torch.eye(3))
@@ -98,11 +129,11 @@ def covariance_error(samples: Tensor | np.ndarray, covariance: Tensor | np.ndarr
     n, dim = x.shape
     if n < 2:
         raise ValueError(f"samples needs at least 2 rows for a covariance, got {n}")
-    _, chol = _moments(None, covariance, dim)
-    white = torch.linalg.solve_triangular(chol, (x - x.mean(0)).T, upper=False)
+    _, whiten, rank = _moments(None, covariance, dim)
+    white = whiten((x - x.mean(0)).T)
     sample_cov = white @ white.T / (n - 1)
-    err = (sample_cov - torch.eye(dim, dtype=sample_cov.dtype)).norm() / math.sqrt(dim)
-    details = {"num_samples": n, "exact_rms": math.sqrt((dim + 1) / (n - 1))}
+    err = (sample_cov - torch.eye(rank, dtype=sample_cov.dtype)).norm() / math.sqrt(rank)
+    details = {"num_samples": n, "rank": rank, "exact_rms": math.sqrt((rank + 1) / (n - 1))}
     return Score(float(err), "whitened-covariance", details)
 
 

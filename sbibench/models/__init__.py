@@ -11,6 +11,8 @@ __all__ = ["FAMILIES", "Family", "Model", "get_family"]
 # name -> "module:attribute", imported on first use.
 FAMILIES = {
     "poisson_gamma": "sbibench.models.poisson_gamma:POISSON_GAMMA",
+    "beta_binomial": "sbibench.models.beta_binomial:BETA_BINOMIAL",
+    "dirichlet_multinomial": "sbibench.models.dirichlet_multinomial:DIRICHLET_MULTINOMIAL",
     "normal_mean": "sbibench.models.linear_gaussian:NORMAL_MEAN",
     "normal_inverse_gamma": "sbibench.models.normal_inverse_gamma:NORMAL_INVERSE_GAMMA",
     "linear_gaussian": "sbibench.models.linear_gaussian:LINEAR_GAUSSIAN",

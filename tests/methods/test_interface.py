@@ -90,8 +90,13 @@ def _posterior(method, task, budget, seed, observation):
 
 
 @pytest.mark.parametrize("name", SIMULATING)
-@pytest.mark.parametrize("task_name", ["poisson_gamma", "normal_mean_variance"])
+@pytest.mark.parametrize(
+    "task_name",
+    ["poisson_gamma", "normal_mean_variance", "beta_binomial", "dirichlet_multinomial"],
+)
 def test_contract(name, task_name, make_task):
+    """Positive (poisson_gamma), half-bounded (normal_mean_variance), bounded (beta_binomial)
+    and simplex-valued (dirichlet_multinomial: 4 coordinates, 3 unconstrained) parameters."""
     task = make_task(task_name)
     method = get_method(name, **FAST[name])
     x_o = task.observation(1)
@@ -100,6 +105,11 @@ def test_contract(name, task_name, make_task):
     assert samples.shape == (500, task.dim_parameters) and samples.dtype == torch.float64
     assert torch.isfinite(samples).all()
     assert task.prior.support.check(samples).all()
+    if task_name == "dirichlet_multinomial":  # on the simplex, to float64 rounding
+        assert (samples >= 0).all()
+        # sbibm's convention: its prior draws, which `_sbibm_nearest` returns, are float32
+        tolerance = 1e-6 if name == "sbibm" else 1e-9
+        assert ((samples.sum(-1) - 1).abs() < tolerance).all()
     assert task.model.calls <= 300
     assert posterior.num_simulations_used == task.model.calls
     assert posterior.num_invalid_simulations == 0
@@ -118,6 +128,19 @@ def test_contract(name, task_name, make_task):
     assert torch.equal(samples, again)
     other = _posterior(method, make_task(task_name), 300, 8, x_o).sample(500, x_o, seed=1)
     assert not torch.equal(samples, other)
+
+
+@pytest.mark.parametrize("name", ORACLES)
+@pytest.mark.parametrize("task_name", ["beta_binomial", "dirichlet_multinomial"])
+def test_oracles_sample_inside_bounded_and_simplex_supports(name, task_name, make_task):
+    task = make_task(task_name)
+    x_o = task.observation(1)
+    samples = _posterior(get_method(name, **FAST[name]), task, 300, 7, x_o).sample(500, x_o, seed=1)
+    assert samples.shape == (500, task.dim_parameters) and samples.dtype == torch.float64
+    assert task.prior.support.check(samples).all()
+    if task_name == "dirichlet_multinomial":
+        assert (samples >= 0).all() and ((samples.sum(-1) - 1).abs() < 1e-9).all()
+    assert task.model.calls == 0
 
 
 @pytest.mark.parametrize("name", SIMULATING)

@@ -13,10 +13,12 @@ LOW_DIMENSIONAL = ["poisson_gamma", "normal_mean", "normal_mean_variance"]
 GAUSSIAN = ["linear_gaussian", "linear_gaussian_vae"]
 # Checked in test_sbibm_models.py: grids, rejection and importance sampling.
 UNIFORM_PRIOR = ["gaussian_linear_uniform", "gaussian_mixture", "two_moons"]
+# Checked in test_bounded_models.py: quadrature on (0, 1) and on the simplex, importance sampling.
+BOUNDED = ["beta_binomial", "dirichlet_multinomial"]
 
 
 def test_every_task_is_checked_by_an_independent_route():
-    assert sorted(LOW_DIMENSIONAL + GAUSSIAN + UNIFORM_PRIOR) == list_tasks()
+    assert sorted(LOW_DIMENSIONAL + GAUSSIAN + UNIFORM_PRIOR + BOUNDED) == list_tasks()
 
 
 def _grid(task_name, x):
