@@ -19,7 +19,7 @@ import numpy as np
 
 from sbibench.results import load_results
 
-__all__ = ["leaderboard", "summary_table", "time_table", "write_report"]
+__all__ = ["leaderboard", "misspecification_table", "summary_table", "time_table", "write_report"]
 
 
 def _reported() -> list[tuple[str, str, bool]]:
@@ -99,6 +99,52 @@ def leaderboard(table: Any) -> dict[str, list[list[str]]]:
             rows.append(row)
         boards[task] = rows
     return boards
+
+
+def _assumed_tasks(names: Any) -> dict[str, str]:
+    """{misspecified task: the well-specified task it assumes} among ``names`` (cards that
+    are no longer known are left out)."""
+    from sbibench.task import get_task
+
+    pairs = {}
+    for name in names:
+        try:
+            assumes = get_task(str(name)).assumes
+        except ValueError:
+            continue
+        if assumes is not None:
+            pairs[str(name)] = assumes
+    return pairs
+
+
+def misspecification_table(table: Any) -> list[list[str]]:
+    """Each method's scores on a misspecified task beside the same scores on the
+    well-specified task it assumes (same model, same method settings and budget), for every
+    pair of tasks both in the run (first row: header; only the header when there is none).
+
+    Misspecified observations come from another process than the model; both are scored
+    against the assumed model's exact posterior, so the gap is what misspecification costs.
+    """
+    present = [
+        (column, label)
+        for column, label, per_job in _reported()
+        if not per_job and column in table and table[column].notna().any()
+    ]
+    header = ["task", "assumes", "method", "budget"]
+    for _, label in present:
+        header += [f"{label} well-specified", f"{label} misspecified"]
+    rows = [header]
+    ok = table[table["status"] == "ok"]
+    for task, assumed in sorted(_assumed_tasks(table["task"].unique()).items()):
+        if assumed not in set(table["task"]):
+            continue
+        for (method, budget), group in ok[ok["task"] == task].groupby(["method", "budget"]):
+            twin = ok[(ok["task"] == assumed) & (ok["method"] == method) & (ok["budget"] == budget)]
+            row = [task, assumed, str(method), str(budget)]
+            for column, _ in present:
+                row += [_cell(twin[column]), _cell(group[column])]
+            rows.append(row)
+    return rows
 
 
 _PHASES = ("simulate", "train", "propose", "sample", "score", "calibrate")
@@ -184,18 +230,36 @@ def _provenance(table: Any) -> list[tuple[str, str]]:
     ]
 
 
+_MISSPECIFIED = (
+    "Each method on tasks whose observations come from another process than the model "
+    "(the task's card says which), beside the same method on the well-specified task that "
+    "assumes the same model; both scored against the assumed model's exact posterior."
+)
+
+
 def _markdown(
-    boards: dict, provenance: list, figures: list[tuple[str, str]], times: list[list[str]]
+    boards: dict,
+    provenance: list,
+    figures: list[tuple[str, str]],
+    times: list[list[str]],
+    misspecified: list[list[str]],
 ) -> str:
     out = ["# sbibench leaderboard", ""]
     out += [f"- **{name}**: {value}" for name, value in provenance]
     out += ["", "Mean ± 95% interval over observations and seeds; *floor*: the same score of "
             "the exact posterior at the same sample size (what a perfect method gets); "
             f"{_directions()}.", ""]  # fmt: skip
+    assumed = _assumed_tasks(boards)
     for task, rows in boards.items():
-        out += [f"## {task}", "", "| " + " | ".join(rows[0]) + " |"]
+        title = f"{task} (misspecified: assumes {assumed[task]})" if task in assumed else task
+        out += [f"## {title}", "", "| " + " | ".join(rows[0]) + " |"]
         out.append("|" + "---|" * len(rows[0]))
         out += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+        out.append("")
+    if len(misspecified) > 1:
+        out += ["## Misspecified observations", "", _MISSPECIFIED, ""]
+        out += ["| " + " | ".join(misspecified[0]) + " |", "|" + "---|" * len(misspecified[0])]
+        out += ["| " + " | ".join(row) + " |" for row in misspecified[1:]]
         out.append("")
     out += ["## Where the time went", "", "Worker seconds per method and phase, summed over "
             "the run (a fit counted once however many observations it serves).", ""]  # fmt: skip
@@ -238,7 +302,11 @@ def _html_table(rows: list[list[str]]) -> list[str]:
 
 
 def _html(
-    boards: dict, provenance: list, figures: list[tuple[str, str]], times: list[list[str]]
+    boards: dict,
+    provenance: list,
+    figures: list[tuple[str, str]],
+    times: list[list[str]],
+    misspecified: list[list[str]],
 ) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>sbibench report</title>",
@@ -249,8 +317,13 @@ def _html(
     ]
     parts += [f"<li><b>{html.escape(n)}</b>: {html.escape(str(v))}</li>" for n, v in provenance]
     parts.append("</ul>")
+    assumed = _assumed_tasks(boards)
     for task, rows in boards.items():
-        parts += [f"<h2>{html.escape(task)}</h2>", *_html_table(rows)]
+        title = f"{task} (misspecified: assumes {assumed[task]})" if task in assumed else task
+        parts += [f"<h2>{html.escape(title)}</h2>", *_html_table(rows)]
+    if len(misspecified) > 1:
+        parts += ["<h2>Misspecified observations</h2>", f"<p>{html.escape(_MISSPECIFIED)}</p>"]
+        parts += _html_table(misspecified)
     parts += ["<h2>Where the time went (worker seconds)</h2>", *_html_table(times)]
     for title, png in figures:
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
@@ -288,7 +361,8 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> list[Path
     figures = [(title, _png(figure)) for title, figure in all_figures(table, folder)]
     paths = [out / "LEADERBOARD.md", out / "report.html", out / "leaderboard.tex"]
     times = time_table(table)
-    paths[0].write_text(_markdown(boards, provenance, figures, times))
-    paths[1].write_text(_html(boards, provenance, figures, times))
+    misspecified = misspecification_table(table)
+    paths[0].write_text(_markdown(boards, provenance, figures, times, misspecified))
+    paths[1].write_text(_html(boards, provenance, figures, times, misspecified))
     paths[2].write_text(_latex(boards, provenance))
     return paths

@@ -34,6 +34,8 @@ CARD_KEYS = {
 # Optional: observations fixed by another benchmark, with their source, instead of drawn.
 OPTIONAL_KEYS = {
     "observations": "table: `source`, `true_parameters` (K lists of D) and `data` (K lists of M)",
+    "misspecified": "table: `assumes` (the well-specified task whose model this one shares) and "
+    "`process` (how the observations were drawn instead)",
 }
 
 
@@ -66,6 +68,11 @@ class Task:
     fixed_observations: tuple[Tensor, Tensor, str] | None = dataclasses.field(
         default=None, compare=False
     )
+    # The well-specified task whose model (family, prior, simulator) this one assumes, where
+    # the card's observations come from another process: scored against the assumed model's
+    # exact posterior, and kept apart from well-specified leaderboards.
+    assumes: str | None = None
+    misspecification: str | None = None
 
     @property
     def prior(self) -> Distribution:
@@ -212,6 +219,11 @@ def load_card(path: str | Path) -> Task:
     fixed = None
     if "observations" in card:
         fixed = _check_observations(path, card["observations"], card["num_observations"], model)
+    assumes = process = None
+    if "misspecified" in card:
+        if fixed is None:
+            raise CardError(f"{path}: [misspecified] needs the [observations] it describes")
+        assumes, process = _check_misspecified(path, card)
     return Task(
         name=card["name"],
         family=card["family"],
@@ -222,7 +234,34 @@ def load_card(path: str | Path) -> Task:
         card_sha256=hashlib.sha256(raw).hexdigest(),
         model=model,
         fixed_observations=fixed,
+        assumes=assumes,
+        misspecification=process,
     )
+
+
+def _check_misspecified(path: Path, card: dict) -> tuple[str, str]:
+    """(assumes, process) of the ``[misspecified]`` table; the assumed task must share this
+    card's family, prior and simulator, so its model is exactly the one scored against."""
+    table = card["misspecified"]
+    if not isinstance(table, dict) or set(table) != {"assumes", "process"}:
+        raise CardError(f"{path}: [misspecified] must hold exactly assumes, process")
+    for key in ("assumes", "process"):
+        if not isinstance(table[key], str) or not table[key]:
+            raise CardError(f"{path}: field misspecified.{key} must be a non-empty string")
+    cards = _registry()
+    if table["assumes"] not in cards or table["assumes"] == card["name"]:
+        raise CardError(
+            f"{path}: field misspecified.assumes is {table['assumes']!r}, not another known task"
+        )
+    assumed = tomllib.loads(cards[table["assumes"]].read_text())
+    for key in ("family", "prior", "simulator"):
+        if assumed.get(key) != card[key]:
+            raise CardError(
+                f"{path}: field {key!r} differs from the assumed task "
+                f"{table['assumes']!r} ({cards[table['assumes']]}); a misspecified variant "
+                "shares its model"
+            )
+    return table["assumes"], table["process"]
 
 
 def _check_observations(path: Path, table: Any, rows: int, model: Model) -> tuple:

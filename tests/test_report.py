@@ -166,3 +166,30 @@ def test_the_report_renders_in_a_real_browser(tiny_run, tmp_path):
     check = json.loads(found.group(1).replace("&quot;", '"'))
     assert check["images"] == 4 and check["broken"] == [] and check["overlaps"] == []
     assert min(check["widths"]) > 300
+
+
+def test_misspecified_tasks_sit_beside_the_task_they_assume(tiny_run):
+    """The tiny run's normal_mean records relabelled as normal_mean_misspecified with C2ST
+    moved up by 0.1 (a table test needs two tasks' records, not new numbers): each method's
+    row holds the well-specified cell, then the misspecified one."""
+    import pandas
+
+    from sbibench.report import _cell, misspecification_table
+
+    table = load_results(tiny_run)
+    variant = table[table["task"] == "normal_mean"].copy()
+    variant["task"], variant["c2st"] = "normal_mean_misspecified", variant["c2st"] + 0.1
+    both = pandas.concat([table, variant], ignore_index=True)
+    rows = misspecification_table(both)
+    header, body = rows[0], {row[2]: row for row in rows[1:]}
+    assert header[:6] == ["task", "assumes", "method", "budget", "C2ST well-specified",
+                          "C2ST misspecified"]  # fmt: skip
+    assert set(body) == set(table[table["task"] == "normal_mean"]["method"])
+    npe = table[(table["task"] == "normal_mean") & (table["method"] == "npe")]["c2st"]
+    assert body["npe"][4:6] == [_cell(npe), _cell(npe + 0.1)]
+    assert len(misspecification_table(table)) == 1  # no pair, only the header
+    from sbibench.report import _markdown, _provenance
+
+    markdown = _markdown(leaderboard(both), _provenance(both), [], time_table(both), rows)
+    assert "## Misspecified observations" in markdown
+    assert "## normal_mean_misspecified (misspecified: assumes normal_mean)" in markdown
