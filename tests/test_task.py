@@ -10,7 +10,7 @@ from sbibench.task import CardError, load_card
 TASKS = list_tasks()
 
 
-def test_the_ten_tasks_are_registered():
+def test_the_shipped_tasks_are_registered():
     assert TASKS == [
         "beta_binomial",
         "dirichlet_multinomial",
@@ -19,6 +19,7 @@ def test_the_ten_tasks_are_registered():
         "linear_gaussian",
         "linear_gaussian_vae",
         "normal_mean",
+        "normal_mean_misspecified",
         "normal_mean_variance",
         "poisson_gamma",
         "two_moons",
@@ -37,6 +38,7 @@ def test_unknown_task_lists_the_known_ones():
         ("beta_binomial", (1, 10)),
         ("dirichlet_multinomial", (4, 20)),
         ("normal_mean", (1, 10)),
+        ("normal_mean_misspecified", (1, 10)),
         ("normal_mean_variance", (2, 10)),
         ("linear_gaussian", (10, 10)),
         ("linear_gaussian_vae", (4, 20)),

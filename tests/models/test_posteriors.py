@@ -15,10 +15,12 @@ GAUSSIAN = ["linear_gaussian", "linear_gaussian_vae"]
 UNIFORM_PRIOR = ["gaussian_linear_uniform", "gaussian_mixture", "two_moons"]
 # Checked in test_bounded_models.py: quadrature on (0, 1) and on the simplex, importance sampling.
 BOUNDED = ["beta_binomial", "dirichlet_multinomial"]
+# normal_mean's model, checked here; test_misspecified.py checks its references against it.
+VARIANTS = ["normal_mean_misspecified"]
 
 
 def test_every_task_is_checked_by_an_independent_route():
-    assert sorted(LOW_DIMENSIONAL + GAUSSIAN + UNIFORM_PRIOR + BOUNDED) == list_tasks()
+    assert sorted(LOW_DIMENSIONAL + GAUSSIAN + UNIFORM_PRIOR + BOUNDED + VARIANTS) == list_tasks()
 
 
 def _grid(task_name, x):
