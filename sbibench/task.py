@@ -228,7 +228,8 @@ def load_card(path: str | Path) -> Task:
         fixed = _check_observations(path, card["observations"], card["num_observations"], model)
     failures = None
     if "failures" in card:
-        failures = Failures(**_check_table(path, "failures", card["failures"], FAILURE_FIELDS, "the "))
+        table = _check_table(path, "failures", card["failures"], FAILURE_FIELDS, "the ")
+        failures = Failures(**table)
     return Task(
         name=card["name"],
         family=card["family"],
