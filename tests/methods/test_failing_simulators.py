@@ -1,15 +1,12 @@
 """Every method family on a failing simulator (normal_mean_failing: 20% of simulations NaN,
-independently of theta): the failed simulations are spent, dropped and counted, a raising
-simulator ends exactly as a NaN one, and the scores are those of the same method on
-normal_mean at the same number of valid simulations."""
-
-import dataclasses
+independently of theta): the failed simulations are spent, dropped and counted, and the scores
+are those of the same method on normal_mean at the same number of valid simulations.
+(test_interface.py runs every method on it in both modes, "nan" and "raise".)"""
 
 import pytest
 import torch
 
 from sbibench import get_task
-from sbibench.failures import Failures
 from sbibench.methods import get_method, is_amortized
 from sbibench.metrics import c2st
 
@@ -35,33 +32,11 @@ FAMILIES = {
 }
 
 
-def _fit(name, task, budget, seed, **config):
-    method = get_method(name, **{**FAMILIES[name], **config})
+def _fit(name, task, budget, seed):
+    method = get_method(name, **FAMILIES[name])
     if is_amortized(method):
         return method.fit(task, budget, seed)
     return method.run(task, task.observation(1), budget, seed)
-
-
-def _with_mode(mode):
-    task = get_task("normal_mean_failing")
-    return dataclasses.replace(task, failures=Failures(fraction=task.failures.fraction, mode=mode))
-
-
-@pytest.mark.parametrize("name", sorted(FAMILIES))
-def test_a_raising_simulator_ends_as_a_nan_one(name):
-    """Mode "raise" fails the same rows as "nan" under the same seed (the failures are drawn
-    alike), and the budget keeps the rows that succeeded: the fits are identical, every one of
-    the 400 simulations is spent and the failed ones counted (Binomial(400, 0.2), sd 8;
-    between 48 and 112 is 4 sd either side)."""
-    quick = {} if name in ("rej_abc", "external") else {"max_epochs": 5}
-    x_o = get_task("normal_mean_failing").observation(1)
-    nan = _fit(name, _with_mode("nan"), 400, 3, **quick)
-    raised = _fit(name, _with_mode("raise"), 400, 3, **quick)
-    assert torch.equal(nan.sample(200, x_o, seed=0), raised.sample(200, x_o, seed=0))
-    for posterior in (nan, raised):
-        assert posterior.num_simulations_used == 400
-        assert 48 < posterior.num_invalid_simulations < 112
-    assert raised.num_invalid_simulations == nan.num_invalid_simulations
 
 
 # Budget B = 2,000 on the failing task against (1 - 0.2) B = 1,600 on normal_mean, scored by
