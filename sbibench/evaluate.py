@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from sbibench.failures import simulate_or_nan
 from sbibench.methods import HasLogProb, HasSampleBatch, HasUnnormalizedLogProb, get_method
 from sbibench.references import noise_floors
 from sbibench.scoring import Calibration, Draws, compute, mmd_bandwidth, registered
@@ -110,7 +111,7 @@ def _calibrate(task: Task, posterior: Any, job: Job) -> tuple[dict, dict]:
     otherwise); their summary columns and the arrays to keep."""
     generator = torch.Generator().manual_seed(_seed_for("sbc", job.key))
     theta = task.sample_prior(job.sbc_datasets, generator)
-    x = task.simulate(theta, generator)
+    x = simulate_or_nan(task.simulate, theta, generator)  # a failing task's failed rows NaN
     valid = torch.isfinite(x).all(-1)
     theta, x = theta[valid], x[valid]
     # MCMC and ODE posteriors draw for every dataset in one vectorised run (seeded per batch,

@@ -94,11 +94,14 @@ def assert_calibrated(
     ``posterior.sample(n, x)`` must accept a batch x (B, M) and return (n, B, D)."""
     import torch
 
+    from sbibench.failures import simulate_or_nan
     from sbibench.metrics import ecdf_uniformity, sbc_ranks
 
     generator = torch.Generator().manual_seed(seed)
     theta = task.sample_prior(num_datasets, generator)
-    x = task.simulate(theta, generator)
+    x = simulate_or_nan(task.simulate, theta, generator)
+    valid = torch.isfinite(x).all(-1)  # a failing task's failed datasets are dropped
+    theta, x = theta[valid], x[valid]
     samples = posterior.sample(num_samples, x).transpose(0, 1)
     test = ecdf_uniformity(
         sbc_ranks(theta, samples), num_samples, alpha=alpha / task.dim_parameters

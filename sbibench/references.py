@@ -15,7 +15,10 @@ Generation is a pure function of the card: one ``torch.Generator`` seeded with t
 ``seed`` draws the K true parameters from the prior, then simulates the K observations, then
 draws the posterior samples of observation 1, 2, ..., K in turn. A card with an
 ``[observations]`` table (another benchmark's observations, its source named) supplies the
-true parameters and observations itself, and the generator draws only the samples. Files are written
+true parameters and observations itself, and the generator draws only the samples. The
+observations come from the model's simulator, which never fails: a card's ``[failures]``
+(`sbibench.failures`) are those of the simulator the methods run, so a failing variant of a
+task with the same seed has that task's observations and samples. Files are written
 byte-for-byte reproducibly (fixed zip timestamps, shortest round-trip float text). The exact
 draws behind a noise floor come from their own generator, seeded by (card seed, observation,
 size), so they are independent of the reference samples.
@@ -105,7 +108,7 @@ def generate_reference(
         theta, x, _ = task.fixed_observations
     else:
         theta = task.sample_prior(task.num_observations, generator)
-        x = task.simulate(theta, generator)
+        x = task.model.simulate(theta, generator)  # the model's: observations never fail
     posterior = task.posterior(x)  # batch shape (K,)
     samples = torch.stack(
         [sample(task.posterior(x[k]), num_samples, generator) for k in range(len(x))]

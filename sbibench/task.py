@@ -15,6 +15,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from sbibench.failures import FIELDS as FAILURE_FIELDS
+from sbibench.failures import Failures
 from sbibench.models import FAMILIES, Model, get_family
 from sbibench.models.common import check_theta, sample
 from sbibench.paths import data_dir
@@ -36,6 +38,7 @@ OPTIONAL_KEYS = {
     "observations": "table: `source`, `true_parameters` (K lists of D) and `data` (K lists of M)",
     "misspecified": "table: `assumes` (the well-specified task whose model this one shares) and "
     "`process` (how the observations were drawn instead)",
+    "failures": "table: `fraction` of simulations that fail, in [0, 1), and `mode`, nan or raise",
 }
 
 
@@ -73,6 +76,8 @@ class Task:
     # exact posterior, and kept apart from well-specified leaderboards.
     assumes: str | None = None
     misspecification: str | None = None
+    # the card's [failures]: a stated fraction of simulations fail (sbibench.failures)
+    failures: Failures | None = None
 
     @property
     def prior(self) -> Distribution:
@@ -102,8 +107,15 @@ class Task:
         return sample(self.prior, n, generator)
 
     def simulate(self, theta: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """(N, D) parameters -> (N, M) data; deterministic given ``generator``."""
-        return self.model.simulate(theta, generator=generator)
+        """(N, D) parameters -> (N, M) data; deterministic given ``generator``.
+
+        Where the card has ``[failures]``, that fraction of the rows fail, drawn from
+        ``generator`` independently of theta: NaN rows (mode "nan"), or a
+        `sbibench.failures.SimulationError` holding the batch (mode "raise"), which budgets
+        turn back into NaN rows to drop and count.
+        """
+        x = self.model.simulate(theta, generator=generator)
+        return x if self.failures is None else self.failures.apply(x, generator)
 
     def log_likelihood(self, theta: Tensor, x: Tensor) -> Tensor:
         """Exact log p(x | theta): (N, D) and (M,) or (N, M) -> (N,)."""
@@ -154,13 +166,15 @@ class Task:
         return reference.means[index], reference.covariances[index]
 
 
-def _check_table(path: Path, table: str, value: Any, fields: dict) -> dict:
+def _check_table(
+    path: Path, table: str, value: Any, fields: dict, whose: str = "the family's "
+) -> dict:
     if not isinstance(value, dict):
         raise CardError(f"{path}: [{table}] must be a table, got {value!r}")
     for key in value:
         if key not in fields:
             raise CardError(
-                f"{path}: unknown field {table}.{key}; the family's {table} fields are "
+                f"{path}: unknown field {table}.{key}; {whose}{table} fields are "
                 f"{', '.join(sorted(fields))}"
             )
     checked = {}
@@ -224,6 +238,10 @@ def load_card(path: str | Path) -> Task:
         if fixed is None:
             raise CardError(f"{path}: [misspecified] needs the [observations] it describes")
         assumes, process = _check_misspecified(path, card)
+    failures = None
+    if "failures" in card:
+        table = _check_table(path, "failures", card["failures"], FAILURE_FIELDS, "the ")
+        failures = Failures(**table)
     return Task(
         name=card["name"],
         family=card["family"],
@@ -236,6 +254,7 @@ def load_card(path: str | Path) -> Task:
         fixed_observations=fixed,
         assumes=assumes,
         misspecification=process,
+        failures=failures,
     )
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Transform, biject_to
 
+from sbibench.failures import simulate_or_nan
 from sbibench.task import Task
 
 __all__ = [
@@ -123,6 +124,11 @@ class SimulationBudget:
     """A task's simulator that counts calls, refuses to exceed its budget and drops invalid
     (NaN or infinite) simulations, counting them.
 
+    A failing task's simulations (`sbibench.failures`) are invalid simulations like any other:
+    where its simulator raises a `SimulationError` for a batch, the rows that succeeded are
+    kept, the failed ones dropped and counted, every row of the batch is spent, and nothing is
+    simulated again.
+
     Arguments:
         task: the task whose prior and simulator are used.
         budget: the most simulations that may be run.
@@ -151,7 +157,8 @@ class SimulationBudget:
         return self.task.sample_prior(n, self.generator)
 
     def simulate(self, theta: Tensor) -> tuple[Tensor, Tensor]:
-        """Simulate (N, D) parameters; returns the valid (theta, x) pairs, float64.
+        """Simulate (N, D) parameters; returns the valid (theta, x) pairs, float64. All N
+        count as spent (``used``), the invalid or failed ones as ``invalid`` too.
 
         Raises:
             BudgetError: the N simulations would exceed the budget.
@@ -162,7 +169,7 @@ class SimulationBudget:
                 f"{self.budget} left"
             )
         with self.timings.phase("simulate"):
-            x = self.task.simulate(theta, self.generator)
+            x = simulate_or_nan(self.task.simulate, theta, self.generator)
         self.used += theta.shape[0]
         valid = torch.isfinite(x).all(-1)
         self.invalid += int((~valid).sum())

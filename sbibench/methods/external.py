@@ -5,7 +5,10 @@ given as the function itself), so that its configuration is plain data: hashed i
 that name, and sent to any worker process.
 The task it receives has a budgeted simulator: a method that asks for more simulations than
 its budget gets a `BudgetError`, and ``num_simulations_used`` and ``num_invalid_simulations``
-(the simulations that came back NaN or infinite) are counted, not trusted.
+(the simulations that came back NaN or infinite) are counted, not trusted. A failing task's
+failed simulations (`sbibench.failures`) come back as NaN rows in either mode: a
+`SimulationError` of mode "raise" is caught by the budgeted simulator, which returns the
+batch with the failed rows NaN, for the method to drop like any invalid simulation.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from sbibench.failures import simulate_or_nan
 from sbibench.methods.base import BudgetError, Timings, check_observation, seeded, unconstrained
 from sbibench.methods.posteriors import check_own_observation, sample_observations
 from sbibench.task import Task
@@ -39,18 +43,19 @@ def _import(path: str | Callable) -> Callable:
 
 
 class _BudgetedModel:
-    """A task's model whose simulator counts rows, refuses to exceed ``budget`` and counts the
-    invalid (NaN or infinite) rows it returns; the caller's code decides what to do with them."""
+    """A task's model whose simulator is the task's (its failures included), counts rows,
+    refuses to exceed ``budget`` and counts the invalid (NaN or infinite) rows it returns;
+    the caller's code decides what to do with them."""
 
-    def __init__(self, model: Any, budget: int, timings: Timings) -> None:
-        self._model = model
+    def __init__(self, task: Task, budget: int, timings: Timings) -> None:
+        self._task = task
         self.budget = budget
         self.used = 0
         self.invalid = 0
         self.timings = timings
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
+        return getattr(self._task.model, name)
 
     def simulate(self, theta: Tensor, generator: torch.Generator | None = None) -> Tensor:
         if self.used + theta.shape[0] > self.budget:
@@ -60,16 +65,18 @@ class _BudgetedModel:
             )
         self.used += theta.shape[0]
         with self.timings.phase("simulate"):
-            x = self._model.simulate(theta, generator)
+            x = simulate_or_nan(self._task.simulate, theta, generator)
         self.invalid += int((~torch.isfinite(x).reshape(x.shape[0], -1).all(-1)).sum())
         return x
 
 
 def budgeted(task: Task, budget: int, timings: Timings) -> Task:
-    """A copy of ``task`` whose simulator enforces ``budget`` and counts its use."""
+    """A copy of ``task`` whose simulator enforces ``budget`` and counts its use (the
+    budgeted model runs the task's failures, so the copy has none of its own)."""
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise ValueError(f"num_simulations must be a whole number >= 1, got {budget!r}")
-    return dataclasses.replace(task, model=_BudgetedModel(task.model, budget, timings))
+    model = _BudgetedModel(task, budget, timings)
+    return dataclasses.replace(task, model=model, failures=None)
 
 
 class SamplesPosterior:

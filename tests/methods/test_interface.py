@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 import torch
 
+from sbibench import get_task
 from sbibench.methods import (
     BudgetError,
     HasLogProb,
@@ -154,6 +155,28 @@ def test_nan_simulations_are_dropped_and_counted(name, make_task):
     assert 40 < posterior.num_invalid_simulations < 120
     assert posterior.num_simulations_used <= 400
     assert torch.isfinite(posterior.sample(100, x_o, seed=0)).all()
+
+
+@pytest.mark.parametrize("name", SIMULATING)
+def test_a_raising_simulator_ends_as_a_nan_one(name):
+    """normal_mean_failing fails the same rows in mode "raise" as in mode "nan" under one seed
+    (`sbibench.failures`), and every budget keeps the rows of a raising batch that succeeded
+    (a user's function gets them back as NaN rows): the two runs are identical. Of the n
+    simulations used, Binomial(n, 0.2) fail: held to 4 sd."""
+    from sbibench.failures import Failures
+
+    failing = get_task("normal_mean_failing")
+    x_o = failing.observation(1)
+    runs = []
+    for mode in ("nan", "raise"):
+        task = dataclasses.replace(failing, failures=Failures(fraction=0.2, mode=mode))
+        runs.append(_posterior(get_method(name, **FAST[name]), task, 300, 3, x_o))
+    nan, raised = runs
+    assert torch.equal(nan.sample(100, x_o, seed=0), raised.sample(100, x_o, seed=0))
+    assert raised.num_simulations_used == nan.num_simulations_used <= 300
+    assert raised.num_invalid_simulations == nan.num_invalid_simulations
+    used = raised.num_simulations_used
+    assert abs(raised.num_invalid_simulations - 0.2 * used) < 4 * (0.16 * used) ** 0.5
 
 
 @pytest.mark.parametrize("name", SIMULATING)

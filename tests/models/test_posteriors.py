@@ -15,8 +15,9 @@ GAUSSIAN = ["linear_gaussian", "linear_gaussian_vae"]
 UNIFORM_PRIOR = ["gaussian_linear_uniform", "gaussian_mixture", "two_moons"]
 # Checked in test_bounded_models.py: quadrature on (0, 1) and on the simplex, importance sampling.
 BOUNDED = ["beta_binomial", "dirichlet_multinomial"]
-# normal_mean's model, checked here; test_misspecified.py checks its references against it.
-VARIANTS = ["normal_mean_misspecified"]
+# Variants of normal_mean's model, checked here: the misspecified one's references against it
+# (test_misspecified.py), the failing one's posterior is the task's it varies (test_failures.py).
+VARIANTS = ["normal_mean_failing", "normal_mean_misspecified"]
 
 
 def test_every_task_is_checked_by_an_independent_route():
