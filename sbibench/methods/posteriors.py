@@ -160,7 +160,9 @@ class ODEPosterior:
 
     def _solve(self, eps: Tensor, x: Tensor) -> Tensor:
         y = _row_blocks(
-            lambda e, x_: odeint(lambda y_, t: self.field(y_, t, x_), self.base_scale * e, self.times),
+            lambda e, x_: odeint(
+                lambda y_, t: self.field(y_, t, x_), self.base_scale * e, self.times
+            ),
             eps,
             x,
         )

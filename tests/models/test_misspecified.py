@@ -55,7 +55,9 @@ def _card(tmp_path, name, table, observations=True):
     source = (get_task("normal_mean_misspecified").card_path).read_text()
     head, _, tail = source.partition("[misspecified]")
     body = tail.split("\n[", 1)[1]  # the tables after [misspecified]
-    text = head.replace('name = "normal_mean_misspecified"', f'name = "{name}"') + table + "\n[" + body
+    text = (
+        head.replace('name = "normal_mean_misspecified"', f'name = "{name}"') + table + "\n[" + body
+    )
     if not observations:
         text = text.split("\n[observations]")[0] + "\n"
     path = tmp_path / f"{name}.toml"
