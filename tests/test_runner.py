@@ -362,8 +362,21 @@ def test_unknown_suite_name_lists_the_shipped_ones():
 
 
 def test_shipped_suites_load():
-    for name in ("quick", "standard", "full", "sbibm"):
+    for name in ("quick", "standard", "full", "sbibm", "frontier"):
         assert load_suite(name).jobs()
+
+
+def test_variants_stay_out_of_the_well_specified_suites():
+    """Misspecified and failing variants run only in the frontier suite, each beside the task
+    it varies; the leaderboard suites name well-specified tasks only."""
+    from sbibench import get_task, list_tasks
+
+    variants = {n for n in list_tasks() if get_task(n).assumes or get_task(n).failures}
+    assert variants == {"normal_mean_misspecified", "normal_mean_failing"}
+    for name in ("quick", "standard", "full", "sbibm"):
+        assert not variants & set(load_suite(name).tasks), name
+    frontier = set(load_suite("frontier").tasks)
+    assert variants | {"normal_mean", "beta_binomial", "dirichlet_multinomial"} == frontier
 
 
 def test_the_sbibm_suite_is_sbibms_grid():
