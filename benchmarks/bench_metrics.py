@@ -39,7 +39,7 @@ class C2ST:
 class Wasserstein:
     """Wasserstein-2 time, and its error against the closed form, per estimator."""
 
-    params = ([2, 10], [1_000, 10_000], ["exact", "sliced"])
+    params = ([1, 2, 10], [1_000, 10_000], ["exact", "sliced"])
     param_names = ["dim", "num_samples", "method"]
     timeout = 300
 
@@ -86,7 +86,7 @@ class ScoreObservation:
     (``evaluate._score``), on one torch thread. Earlier versions recomputed the floors in
     every worker: their cache is cleared before each call so both versions are timed alike."""
 
-    params = (["normal_mean_variance", "linear_gaussian"],)
+    params = (["normal_mean", "normal_mean_variance", "linear_gaussian"],)
     param_names = ["task"]
     number = 1
     repeat = 3

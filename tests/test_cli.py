@@ -147,3 +147,12 @@ def test_run_offers_the_executors_of_sbibench_executors_and_checks_their_options
     assert main([*run, "--executor", "processes", "--scheduler", "tcp://h:1"]) == 2
     assert "a scheduler address needs executor 'dask', not 'processes'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_verify_in_worker_processes_prints_what_one_process_prints():
+    """Tasks verified by two worker processes print in the order of one, line for line."""
+    tasks = ["--task", "two_moons", "--task", "normal_mean", "--task", "poisson_gamma"]
+    one = sbibench_command("reference", "verify", "--skip-floors", "--workers", "1", *tasks)
+    two = sbibench_command("reference", "verify", "--skip-floors", "--workers", "2", *tasks)
+    assert one.returncode == two.returncode == 0, two.stderr
+    assert one.stdout == two.stdout == "two_moons: ok\nnormal_mean: ok\npoisson_gamma: ok\n"
