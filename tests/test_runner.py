@@ -356,7 +356,7 @@ def test_bad_suites_fail_before_any_work(tmp_path, edit, message, tiny_suite):
 
 def test_unknown_suite_name_lists_the_shipped_ones():
     with pytest.raises(
-        SuiteError, match="unknown suite 'quik'; shipped: full, quick, sbibm, standard"
+        SuiteError, match="unknown suite 'quik'; shipped: frontier, full, quick, sbibm, standard"
     ):
         load_suite("quik")
 
