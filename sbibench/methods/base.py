@@ -35,6 +35,7 @@ __all__ = [
     "require_valid",
     "other_rows",
     "refuse_padded_sets",
+    "same_data",
     "seeded",
     "unconstrained",
 ]
@@ -295,6 +296,13 @@ def check_observation(x: Tensor, task: Task, batch: bool) -> Tensor:
             )
         raise ValueError("x contains NaN or inf")
     return x.double()
+
+
+def same_data(x: Tensor, y: Tensor) -> bool:
+    """Whether data x and y (broadcastable) are equal entry by entry, NaN padding equal to
+    NaN padding (``torch.equal`` would call two padded sets different)."""
+    both_nan = torch.isnan(x) & torch.isnan(y)
+    return bool(((x == y) | both_nan).all())
 
 
 def refuse_padded_sets(task: Task, method: str, why: str) -> None:
