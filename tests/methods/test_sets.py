@@ -68,6 +68,20 @@ def test_a_network_without_an_embedding_is_refused(name):
             method.run(task, task.observation(1), 100, 0)
 
 
+def test_npe_standardises_the_sets_ignoring_their_padding():
+    """The context z-score is fitted on the present entries only (nan-aware), so it is
+    finite, and the padding reaches the DeepSet as NaN, which it ignores."""
+    task = get_task(TASK)
+    posterior = get_method("npe", embedding="deepset", max_epochs=2).fit(task, 300, 0)
+    norm = posterior.estimator.context_norm
+    assert norm.shift.shape == (100,) and torch.isfinite(norm.shift).all()
+    assert torch.isfinite(norm.scale).all() and (norm.scale > 0).all()
+    x = task.observation(2).float()  # n = 3
+    assert torch.isnan(norm(x)[3:]).all() and torch.isfinite(norm(x)[:3]).all()
+    embedded = posterior.estimator.embedding(norm(x))
+    assert torch.isfinite(embedded).all()
+
+
 def test_nle_refuses_an_embedding_or_summaries_on_sets():
     task = get_task(TASK)
     for config in ({"embedding": "deepset"}, {"summary": True}):
