@@ -112,9 +112,14 @@ def _c2st(task, k, samples):
 # C2ST on 2,000 vs 2,000 samples at 2,000 simulations, observations 1..5 (n = 1, 3, 10, 30,
 # 100), fitted with seeds 0, 1, 2 on one thread. Each bar is the largest C2ST measured over
 # the three seeds and five observations plus 4 standard deviations of the C2ST at 2,000 vs
-# 2,000 samples, 0.011 (the figure the NPE and NLE bars use), rounded up to 0.01.
-BARS = {"npe": None, "nle": None}
-MEASURED = {}  # filled in below from the measurements
+# 2,000 samples, 0.011 (the figure the NPE and NLE bars use), rounded up to 0.01. Measured,
+# n = 1, 3, 10, 30, 100:
+#   NPE (DeepSet) seed 0: 0.497 0.579 0.528 0.533 0.524; seed 1: 0.498 0.544 0.522 0.542
+#     0.504; seed 2: 0.503 0.522 0.544 0.520 0.573. Largest 0.579 -> bar 0.63.
+#   NLE (element-wise) seed 0: 0.486 0.538 0.504 0.540 0.505; seed 1: 0.494 0.490 0.493
+#     0.508 0.592; seed 2: 0.493 0.537 0.495 0.547 0.507. Largest 0.592 -> bar 0.64.
+# The test fits seed 0 only.
+BARS = {"npe": 0.63, "nle": 0.64}
 
 
 @pytest.mark.slow
