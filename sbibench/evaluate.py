@@ -112,7 +112,7 @@ def _calibrate(task: Task, posterior: Any, job: Job) -> tuple[dict, dict]:
     generator = torch.Generator().manual_seed(_seed_for("sbc", job.key))
     theta = task.sample_prior(job.sbc_datasets, generator)
     x = simulate_or_nan(task.simulate, theta, generator)  # a failing task's failed rows NaN
-    valid = torch.isfinite(x).all(-1)
+    valid = task.valid(x)  # padded sets keep their padding
     theta, x = theta[valid], x[valid]
     # MCMC and ODE posteriors draw for every dataset in one vectorised run (seeded per batch,
     # not per observation): a seeded `sample` would run one MCMC or ODE solve per dataset.

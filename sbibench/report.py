@@ -19,7 +19,14 @@ import numpy as np
 
 from sbibench.results import load_results
 
-__all__ = ["leaderboard", "misspecification_table", "summary_table", "time_table", "write_report"]
+__all__ = [
+    "leaderboard",
+    "misspecification_table",
+    "set_size_table",
+    "summary_table",
+    "time_table",
+    "write_report",
+]
 
 
 def _reported() -> list[tuple[str, str, bool]]:
@@ -147,6 +154,56 @@ def misspecification_table(table: Any) -> list[list[str]]:
     return rows
 
 
+def _observation_sizes(names: Any) -> dict[str, tuple[int, ...]]:
+    """{task: n of observations 1..K} for the tasks among ``names`` whose observations are
+    i.i.d. sets of stated sizes (``padded_sets``; cards no longer known are left out)."""
+    from sbibench.task import get_task
+
+    sizes = {}
+    for name in names:
+        try:
+            task = get_task(str(name))
+        except ValueError:
+            continue
+        if task.padded_sets:
+            sizes[str(name)] = task.model.observation_sizes
+    return sizes
+
+
+def set_size_table(table: Any) -> list[list[str]]:
+    """Each method's per-observation scores on a task of i.i.d. sets of varying size, broken
+    down by the set size n of the observations (the card's ``observation_sizes``): rows
+    [task, method, budget, n, records, score cells (and floors)...], mean over the
+    observations of that size and the seeds (first row: header; only the header when no
+    such task is in the run). Calibration scores, over prior-predictive datasets of every n,
+    are not broken down.
+    """
+    present = [
+        (column, label)
+        for column, label, per_job in _reported()
+        if not per_job and column in table and table[column].notna().any()
+    ]
+    header = ["task", "method", "budget", "n", "records"]
+    for column, label in present:
+        header.append(label)
+        if f"{column}_floor" in table and table[f"{column}_floor"].notna().any():
+            header.append(f"{label} floor")
+    rows = [header]
+    ok = table[table["status"] == "ok"]
+    for task, sizes in sorted(_observation_sizes(table["task"].unique()).items()):
+        records = ok[ok["task"] == task]
+        size = records["observation"].map(lambda k, sizes=sizes: sizes[int(k) - 1])
+        groups = records.assign(_n=size).groupby(["method", "budget", "_n"], sort=True)
+        for (method, budget, n), group in groups:
+            row = [task, str(method), str(budget), str(n), str(len(group))]
+            for column, _ in present:
+                row.append(_cell(group[column]))
+                if f"{column}_floor" in table and table[f"{column}_floor"].notna().any():
+                    row.append(_cell(group[f"{column}_floor"]))
+            rows.append(row)
+    return rows
+
+
 _PHASES = ("simulate", "train", "propose", "sample", "score", "calibrate")
 
 
@@ -236,6 +293,12 @@ _MISSPECIFIED = (
     "assumes the same model; both scored against the assumed model's exact posterior."
 )
 
+_BY_SIZE = (
+    "Tasks whose observations are i.i.d. sets of varying size n (NaN-padded): each method's "
+    "scores over the observations of each n (the exact posterior narrows as n grows), one "
+    "amortized fit serving every n."
+)
+
 
 def _markdown(
     boards: dict,
@@ -243,6 +306,7 @@ def _markdown(
     figures: list[tuple[str, str]],
     times: list[list[str]],
     misspecified: list[list[str]],
+    by_size: list[list[str]] | None = None,
 ) -> str:
     out = ["# sbibench leaderboard", ""]
     out += [f"- **{name}**: {value}" for name, value in provenance]
@@ -260,6 +324,11 @@ def _markdown(
         out += ["## Misspecified observations", "", _MISSPECIFIED, ""]
         out += ["| " + " | ".join(misspecified[0]) + " |", "|" + "---|" * len(misspecified[0])]
         out += ["| " + " | ".join(row) + " |" for row in misspecified[1:]]
+        out.append("")
+    if by_size is not None and len(by_size) > 1:
+        out += ["## Scores by set size", "", _BY_SIZE, ""]
+        out += ["| " + " | ".join(by_size[0]) + " |", "|" + "---|" * len(by_size[0])]
+        out += ["| " + " | ".join(row) + " |" for row in by_size[1:]]
         out.append("")
     out += ["## Where the time went", "", "Worker seconds per method and phase, summed over "
             "the run (a fit counted once however many observations it serves).", ""]  # fmt: skip
@@ -307,6 +376,7 @@ def _html(
     figures: list[tuple[str, str]],
     times: list[list[str]],
     misspecified: list[list[str]],
+    by_size: list[list[str]] | None = None,
 ) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>sbibench report</title>",
@@ -324,6 +394,9 @@ def _html(
     if len(misspecified) > 1:
         parts += ["<h2>Misspecified observations</h2>", f"<p>{html.escape(_MISSPECIFIED)}</p>"]
         parts += _html_table(misspecified)
+    if by_size is not None and len(by_size) > 1:
+        parts += ["<h2>Scores by set size</h2>", f"<p>{html.escape(_BY_SIZE)}</p>"]
+        parts += _html_table(by_size)
     parts += ["<h2>Where the time went (worker seconds)</h2>", *_html_table(times)]
     for title, png in figures:
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
@@ -362,7 +435,8 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> list[Path
     paths = [out / "LEADERBOARD.md", out / "report.html", out / "leaderboard.tex"]
     times = time_table(table)
     misspecified = misspecification_table(table)
-    paths[0].write_text(_markdown(boards, provenance, figures, times, misspecified))
-    paths[1].write_text(_html(boards, provenance, figures, times, misspecified))
+    by_size = set_size_table(table)
+    paths[0].write_text(_markdown(boards, provenance, figures, times, misspecified, by_size))
+    paths[1].write_text(_html(boards, provenance, figures, times, misspecified, by_size))
     paths[2].write_text(_latex(boards, provenance))
     return paths

@@ -97,6 +97,27 @@ class Task:
         return self.model.data_dim
 
     @property
+    def padded_sets(self) -> bool:
+        """Whether each data row is a set of i.i.d. scalars of varying size, NaN-padded to
+        ``dim_data`` (`sbibench.models.iid_sets`): the model's ``padded_sets``, False for a
+        model that does not say."""
+        return bool(getattr(self.model, "padded_sets", False))
+
+    def valid(self, x: Tensor) -> Tensor:
+        """(N, M) simulations -> (N,) bool: which rows are valid data of this task.
+
+        The one rule every budget, calibration and observation check applies: every entry
+        finite, or for padded sets (`padded_sets`) at least one entry, none infinite, and NaN
+        only as trailing padding (`sbibench.models.iid_sets.valid_sets`). A failed simulation
+        (a NaN row) is invalid either way.
+        """
+        if self.padded_sets:
+            from sbibench.models.iid_sets import valid_sets
+
+            return valid_sets(x)
+        return torch.isfinite(x).all(-1)
+
+    @property
     def discrete_data(self) -> bool:
         """Whether the data are whole numbers (counts): the model's ``discrete_data``, False
         for a model that does not say."""
@@ -230,6 +251,12 @@ def load_card(path: str | Path) -> Task:
         model = family.build(prior, simulator)
     except ValueError as error:  # a constraint between fields, e.g. two lists' lengths
         raise CardError(f"{path}: {error}") from None
+    sizes = getattr(model, "observation_sizes", None)
+    if sizes is not None and len(sizes) != card["num_observations"]:
+        raise CardError(
+            f"{path}: field simulator.observation_sizes has {len(sizes)} sizes, but "
+            f"num_observations is {card['num_observations']}: one size per observation"
+        )
     fixed = None
     if "observations" in card:
         fixed = _check_observations(path, card["observations"], card["num_observations"], model)

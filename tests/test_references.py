@@ -228,3 +228,26 @@ def test_references_are_indistinguishable_from_sbibms(name):
             floor = noise_floors(task, k, len(ours))["c2st"]
             allowed = 4 * math.sqrt(2) * score["c2st_null_sd"]
             assert score["c2st"] - floor < allowed, (k, score["c2st"], floor)
+
+
+def test_padded_observations_are_compared_padding_and_all(tmp_path):
+    """normal_mean_sets' observations hold NaN padding: an untouched regeneration matches,
+    a moved number or a padding entry filled in (a set grown by one) is named."""
+    task = get_task("normal_mean_sets")
+    folder = tmp_path / task.name
+    shutil.copytree(reference_dir(task), folder)
+    assert verify_reference(task, folder, floors=False) == []
+    path = folder / "observations.csv"
+    lines = path.read_text().splitlines()
+    cells = lines[3].split(",")
+    cells[1] = repr(float(cells[1]) + 0.01)  # observation 3: its first draw moved
+    lines[3] = ",".join(cells)
+    cells = lines[8].split(",")
+    cells[cells.index("nan")] = "0.5"  # observation 8 (n = 10): an 11th draw
+    lines[8] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    problems = verify_reference(task, folder, floors=False)
+    assert any(
+        "observations.csv: differs from what the card regenerates (observations 3, 8)" in p
+        for p in problems
+    ), problems

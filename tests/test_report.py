@@ -193,3 +193,57 @@ def test_misspecified_tasks_sit_beside_the_task_they_assume(tiny_run):
     markdown = _markdown(leaderboard(both), _provenance(both), [], time_table(both), rows)
     assert "## Misspecified observations" in markdown
     assert "## normal_mean_misspecified (misspecified: assumes normal_mean)" in markdown
+
+
+SETS_SUITE = """\
+name = "sets"
+description = "normal_mean_sets, a small real grid"
+tasks = ["normal_mean_sets"]
+budgets = [200]
+seeds = [0]
+observations = [1, 2, 6, 7]
+num_posterior_samples = 500
+metrics = ["c2st", "mmd", "wasserstein", "moments", "nll"]
+
+[sbc]
+num_datasets = 20
+num_posterior_samples = 20
+
+[methods.exact]
+[methods.npe]
+embedding = "deepset"
+max_epochs = 3
+[methods.nle]
+max_epochs = 3
+num_chains = 20
+warmup = 10
+"""
+
+
+def test_scores_are_broken_down_by_set_size(tmp_path):
+    """A real run on normal_mean_sets (observations 1, 6 have n = 1; 2, 7 have n = 3): one
+    row per method, budget and n, each the mean of that n's records; in both reports."""
+    from sbibench.report import _cell, set_size_table
+    from sbibench.runner import run_suite
+    from sbibench.suite import load_suite
+
+    (tmp_path / "sets.toml").write_text(SETS_SUITE)
+    run_suite(load_suite(tmp_path / "sets.toml"), tmp_path / "run", progress=False)
+    table = load_results(tmp_path / "run")
+    assert (table["status"] == "ok").all(), table["error"].tolist()
+    assert (table["num_invalid_simulations"] == 0).all()  # padding is not invalid
+    assert table["sbc_ks_pvalue" if "sbc_ks_pvalue" in table else "c2st"].notna().all()
+    rows = set_size_table(table)
+    header, body = rows[0], rows[1:]
+    assert header[:6] == ["task", "method", "budget", "n", "records", "C2ST"]
+    assert {(row[1], row[3]) for row in body} == {
+        (m, n) for m in ("exact", "npe", "nle") for n in ("1", "3")
+    }
+    assert all(row[4] == "2" for row in body)
+    exact = table[(table["method"] == "exact") & table["observation"].isin([2, 7])]["c2st"]
+    row = next(row for row in body if row[1] == "exact" and row[3] == "3")
+    assert row[5] == _cell(exact)
+    assert len(set_size_table(load_results(tmp_path / "run").assign(task="normal_mean"))) == 1
+    markdown, page, _ = write_report(tmp_path / "run", tmp_path / "report")
+    assert "## Scores by set size" in markdown.read_text()
+    assert "<h2>Scores by set size</h2>" in page.read_text()

@@ -21,6 +21,7 @@ def test_the_shipped_tasks_are_registered():
         "normal_mean",
         "normal_mean_failing",
         "normal_mean_misspecified",
+        "normal_mean_sets",
         "normal_mean_variance",
         "poisson_gamma",
         "two_moons",
@@ -60,7 +61,7 @@ def test_discrete_data_are_whole_numbers(name):
     """A task that says its data are discrete simulates whole numbers; the others do not."""
     task = get_task(name)
     x = task.simulate(task.sample_prior(200, torch.Generator().manual_seed(1)))
-    x = x[torch.isfinite(x).all(-1)]  # a failing task's failed rows
+    x = x[task.valid(x)].nan_to_num()  # a failing task's failed rows; padding
     assert task.discrete_data == bool(torch.equal(x, x.round()))
     counts = ("poisson_gamma", "beta_binomial", "dirichlet_multinomial")
     assert task.discrete_data == (task.family in counts)
@@ -79,7 +80,8 @@ def test_simulator_is_deterministic_under_a_generator(name):
     # a failing task's failed rows are NaN, at the same rows under the same generator
     torch.testing.assert_close(first, again, rtol=0, atol=0, equal_nan=True)
     assert not torch.equal(first, other)
-    assert torch.isfinite(first).all() == (task.failures is None)
+    assert task.valid(first).all() == (task.failures is None)
+    assert torch.isfinite(first).all() == (task.failures is None and not task.padded_sets)
     # Prior draws under a generator leave the global RNG where it was.
     state = torch.get_rng_state()
     task.sample_prior(5, torch.Generator().manual_seed(1))
@@ -93,7 +95,7 @@ def test_simulator_matches_log_likelihood(name):
     task = get_task(name)
     theta = task.true_parameters(1).unsqueeze(0)
     x = task.simulate(theta.expand(2000, -1), torch.Generator().manual_seed(4))
-    x = x[torch.isfinite(x).all(-1)]  # a failing task's failed rows
+    x = x[task.valid(x)]  # a failing task's failed rows
     true = task.log_likelihood(theta.expand(len(x), -1), x).mean()
     if name == "normal_mean_variance":
         shifted = theta * torch.tensor([1.0, 1.5])

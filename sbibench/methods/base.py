@@ -34,6 +34,8 @@ __all__ = [
     "observation_generator",
     "require_valid",
     "other_rows",
+    "refuse_padded_sets",
+    "same_data",
     "seeded",
     "unconstrained",
 ]
@@ -122,7 +124,8 @@ class HasSampleBatch(Protocol):
 
 class SimulationBudget:
     """A task's simulator that counts calls, refuses to exceed its budget and drops invalid
-    (NaN or infinite) simulations, counting them.
+    simulations (`Task.valid`: NaN or infinite, or for padded sets an all-NaN row, an infinite
+    entry or NaN before a number), counting them.
 
     A failing task's simulations (`sbibench.failures`) are invalid simulations like any other:
     where its simulator raises a `SimulationError` for a batch, the rows that succeeded are
@@ -171,7 +174,7 @@ class SimulationBudget:
         with self.timings.phase("simulate"):
             x = simulate_or_nan(self.task.simulate, theta, self.generator)
         self.used += theta.shape[0]
-        valid = torch.isfinite(x).all(-1)
+        valid = self.task.valid(x)
         self.invalid += int((~valid).sum())
         return theta[valid], x[valid]
 
@@ -276,13 +279,37 @@ def config_hash(name: str, config: Any) -> str:
 
 
 def check_observation(x: Tensor, task: Task, batch: bool) -> Tensor:
-    """Validate an observation (M,) (or (B, M) when ``batch``) and return it as float64."""
+    """Validate an observation (M,) (or (B, M) when ``batch``) and return it as float64:
+    its shape, and its values by `Task.valid` (NaN or inf is refused, except a padded set's
+    trailing NaN padding for a task with ``padded_sets``)."""
     if not isinstance(x, Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     allowed = (1, 2) if batch else (1,)
     if x.ndim not in allowed or x.shape[-1] != task.dim_data:
         shapes = f"({task.dim_data},)" + (f" or (B, {task.dim_data})" if batch else "")
         raise ValueError(f"x must have shape {shapes} for task {task.name!r}, got {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
+    if not task.valid(x.reshape(-1, task.dim_data)).all():
+        if task.padded_sets:
+            raise ValueError(
+                f"x is not a valid padded set for task {task.name!r}: it needs at least one "
+                "number, no inf, and NaN only as trailing padding"
+            )
         raise ValueError("x contains NaN or inf")
     return x.double()
+
+
+def same_data(x: Tensor, y: Tensor) -> bool:
+    """Whether data x and y (broadcastable) are equal entry by entry, NaN padding equal to
+    NaN padding (``torch.equal`` would call two padded sets different)."""
+    both_nan = torch.isnan(x) & torch.isnan(y)
+    return bool(((x == y) | both_nan).all())
+
+
+def refuse_padded_sets(task: Task, method: str, why: str) -> None:
+    """Raise a ValueError naming ``method``, the task and ``why`` where the task's data are
+    NaN-padded sets of varying size (`Task.padded_sets`) that the method cannot take."""
+    if task.padded_sets:
+        raise ValueError(
+            f"method {method!r} cannot run task {task.name!r}: its data are i.i.d. sets of "
+            f"varying size, NaN-padded to {task.dim_data} entries, and {why}"
+        )

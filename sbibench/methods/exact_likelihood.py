@@ -31,6 +31,7 @@ from sbibench.methods.base import (
     dim_unconstrained,
     log_abs_det,
     log_prior_unconstrained,
+    refuse_padded_sets,
     unconstrained,
 )
 from sbibench.methods.mcmc_posterior import MCMCPosterior, MCMCSettings, Potential
@@ -166,6 +167,7 @@ class AmortizedVI:
     max_epochs: int | None = None
 
     def fit(self, task: Task, num_simulations: int, seed: int) -> VIPosterior:
+        refuse_padded_sets(task, "amortized_vi", "its encoder is an MLP of the raw data")
         transform = unconstrained(task)
         with prior_simulations(task, num_simulations, seed) as run:
             theta, x = run.theta, run.x

@@ -23,7 +23,14 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from sbibench.failures import simulate_or_nan
-from sbibench.methods.base import BudgetError, Timings, check_observation, seeded, unconstrained
+from sbibench.methods.base import (
+    BudgetError,
+    Timings,
+    check_observation,
+    refuse_padded_sets,
+    seeded,
+    unconstrained,
+)
 from sbibench.methods.posteriors import check_own_observation, sample_observations
 from sbibench.task import Task
 
@@ -44,7 +51,7 @@ def _import(path: str | Callable) -> Callable:
 
 class _BudgetedModel:
     """A task's model whose simulator is the task's (its failures included), counts rows,
-    refuses to exceed ``budget`` and counts the invalid (NaN or infinite) rows it returns;
+    refuses to exceed ``budget`` and counts the invalid rows it returns (`Task.valid`);
     the caller's code decides what to do with them."""
 
     def __init__(self, task: Task, budget: int, timings: Timings) -> None:
@@ -66,7 +73,7 @@ class _BudgetedModel:
         self.used += theta.shape[0]
         with self.timings.phase("simulate"):
             x = simulate_or_nan(self._task.simulate, theta, generator)
-        self.invalid += int((~torch.isfinite(x).reshape(x.shape[0], -1).all(-1)).sum())
+        self.invalid += int((~self._task.valid(x.reshape(x.shape[0], -1))).sum())
         return x
 
 
@@ -273,6 +280,7 @@ class Sbibm:
     def run(
         self, task: Task, observation: Tensor, num_simulations: int, seed: int
     ) -> SamplesPosterior:
+        refuse_padded_sets(task, "sbibm", "sbibm's algorithms take fixed-length data without NaN")
         observation = check_observation(observation, task, batch=False)
         timings = Timings()
         task = budgeted(task, num_simulations, timings)

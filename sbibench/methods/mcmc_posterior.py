@@ -32,6 +32,7 @@ from sbibench.methods.base import (
     dim_unconstrained,
     log_abs_det,
     observation_generator,
+    same_data,
     unconstrained,
 )
 from sbibench.task import Task
@@ -121,7 +122,7 @@ class MCMCPosterior:
 
     def _check(self, x: Tensor, batch: bool) -> Tensor:
         x = check_observation(x, self.task, batch=batch)
-        if self.observation is not None and not (x == self.observation).all():
+        if self.observation is not None and not same_data(x, self.observation):
             raise ValueError("this posterior was trained sequentially for another observation")
         return x
 

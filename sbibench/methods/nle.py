@@ -23,6 +23,16 @@ round off. (The cell average log mean_j q(x_o + v_j | u) over fixed draws v_j al
 it, at the cost of one flow evaluation per draw in every MCMC step.) The summary statistics of
 counts do not lie on a unit lattice, so ``summary=True`` models them as they are.
 
+i.i.d. sets of varying size (``task.padded_sets``: each row holds n scalar draws, NaN-padded to
+M; `sbibench.models.iid_sets`) are modelled element by element, as sbi does for i.i.d. data:
+the estimator learns the density q_phi(x_j | u) of one element from every present element of
+every simulated set (each pair (x_ij, u_i) is a draw from p(x | theta) p(theta), since n is
+drawn independently of theta), and the potential of an observation with n present elements is
+sum_j log q_phi(x_o,j | u), the i.i.d. likelihood. One fit serves every n (amortized over the
+set size) and no embedding is needed: the data are the density's target, not its context, so
+an embedding (NPE's DeepSet) has no place in NLE; the sum over elements is NLE's counterpart
+of the DeepSet's pooling. ``embedding`` and ``summary=True`` are refused for such a task.
+
 Defaults mirror sbi's NLE: a MAF of 5 transforms with 2 x 50 hidden units (``estimator="nsf"``
 for a spline flow), sbi's training settings, and slice sampling with 100 chains.
 """
@@ -41,18 +51,36 @@ from sbibench.methods.training import NeuralConfig, fit_settings, mcmc_rounds, p
 from sbibench.nn import Estimator, build_estimator, train
 from sbibench.task import Task
 
-__all__ = ["NLE", "SNLE", "likelihood_potential"]
+__all__ = ["NLE", "SNLE", "likelihood_potential", "set_elements"]
 
 
 def _dequantised(task: Task, summary: bool) -> bool:
     return task.discrete_data and not summary
 
 
+def set_elements(u: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The present elements of padded sets x (N, M) as (E, 1), their parameters u (N, d)
+    repeated as (E, d), and the row (E,) int64 each element comes from."""
+    present = ~torch.isnan(x)
+    rows = present.nonzero()[:, 0]
+    return x[present].unsqueeze(-1), u[rows], rows
+
+
 def likelihood_potential(estimator: Estimator, task: Task, summary: bool) -> Potential:
     """log q(x | u) of a frozen estimator: u (K, D) and x (K, M) -> (K,) float64 (at the
-    centre x + 1/2 of x's unit cell for dequantised data; see the module docstring)."""
+    centre x + 1/2 of x's unit cell for dequantised data; for padded sets, the sum of the
+    element density over the present elements; see the module docstring)."""
     estimator = estimator.eval().requires_grad_(False)
     centre = 0.5 if _dequantised(task, summary) else 0.0
+    if task.padded_sets:
+
+        def potential(u: Tensor, x: Tensor) -> Tensor:
+            x = x.expand(u.shape[0], -1) if x.ndim == 1 else x
+            elements, u_rows, rows = set_elements(u.float(), x.float())
+            log_q = estimator.log_prob(elements, u_rows).double()
+            return torch.zeros(u.shape[0], dtype=torch.float64).index_add(0, rows, log_q)
+
+        return potential
 
     def potential(u: Tensor, x: Tensor) -> Tensor:
         data = task.summary(x) if summary else x + centre
@@ -73,8 +101,14 @@ class NLE(NeuralConfig, MCMCSettings):
     amortized: ClassVar[bool] = True
     summary: bool = False
 
-    def _check(self) -> None:
+    def _check(self, task: Task) -> None:
         self.check_mcmc()
+        if task.padded_sets and (self.embedding is not None or self.summary):
+            raise ValueError(
+                f"task {task.name!r} has i.i.d. sets of varying size: NLE models their elements "
+                "one by one (see sbibench.methods.nle), so embedding must be None and summary "
+                "False"
+            )
         if self.embedding is not None:
             raise ValueError("embedding must be None for NLE (it models x); use summary=True")
 
@@ -82,6 +116,8 @@ class NLE(NeuralConfig, MCMCSettings):
         return (task.summary(x) if self.summary else x).float()
 
     def _estimator(self, task: Task, u: Tensor, data: Tensor) -> Estimator:
+        if task.padded_sets:  # the density of one element
+            data, u, _ = set_elements(u, data)
         estimator = build_estimator(
             self.estimator, data.shape[1], dim_unconstrained(task), **self.estimator_options
         )
@@ -90,6 +126,8 @@ class NLE(NeuralConfig, MCMCSettings):
 
     def _train(self, estimator: Estimator, u: Tensor, data: Tensor, seed: int, task: Task) -> None:
         dequantise = _dequantised(task, self.summary)
+        if task.padded_sets:  # every present element, paired with its set's parameters
+            data, u, _ = set_elements(u, data)
 
         def loss(data_: Tensor, u_: Tensor) -> Tensor:
             if dequantise:  # fresh noise in training, the same draw for every validation pass
@@ -100,7 +138,7 @@ class NLE(NeuralConfig, MCMCSettings):
         train(estimator, loss, (data, u), **fit_settings(self, seed))
 
     def fit(self, task: Task, num_simulations: int, seed: int) -> MCMCPosterior:
-        self._check()
+        self._check(task)
         with prior_simulations(task, num_simulations, seed) as run:
             u, data = run.u, self._data(task, run.x)
             estimator = self._estimator(task, u, data)
@@ -120,7 +158,7 @@ class SNLE(NLE):
     def run(
         self, task: Task, observation: Tensor, num_simulations: int, seed: int
     ) -> MCMCPosterior:
-        self._check()
+        self._check(task)
         observation = check_observation(observation, task, batch=False)
         estimators: list[Estimator] = []  # built in round 1
 

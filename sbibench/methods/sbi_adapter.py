@@ -28,6 +28,7 @@ from sbibench.methods.base import (
     check_observation,
     dim_unconstrained,
     log_abs_det,
+    refuse_padded_sets,
     unconstrained,
 )
 from sbibench.methods.external import Float32Prior
@@ -112,6 +113,7 @@ class Sbi:
     posterior: dict = dataclasses.field(default_factory=dict)
 
     def fit(self, task: Task, num_simulations: int, seed: int) -> SbiPosterior:
+        refuse_padded_sets(task, "sbi", "sbi's estimators take fixed-length data without NaN")
         if self.inference not in INFERENCE:
             raise ValueError(f"inference must be one of {INFERENCE}, got {self.inference!r}")
         try:

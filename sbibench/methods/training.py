@@ -31,6 +31,7 @@ from sbibench.methods.base import (
     SimulationBudget,
     Timings,
     dim_unconstrained,
+    refuse_padded_sets,
     require_valid,
     seeded,
     unconstrained,
@@ -108,8 +109,12 @@ class NeuralConfig(TrainingSettings):
 
 def embedding_net(embedding: str | None, task: Task) -> tuple[nn.Module | None, int]:
     """(embedding net, context features) for ``None`` (the raw data, M features) or
-    ``"deepset"`` (the M data as a set of i.i.d. scalars, 20 features)."""
+    ``"deepset"`` (the M data as a set of i.i.d. scalars, 20 features; NaN entries are
+    padding, so it takes the padded sets of a task with ``padded_sets``, which refuses None)."""
     if embedding is None:
+        refuse_padded_sets(
+            task, "with embedding=None", "a network cannot take NaN; pass embedding='deepset'"
+        )
         return None, task.dim_data
     if embedding == "deepset":
         return nn.Sequential(nn.Unflatten(-1, (task.dim_data, 1)), DeepSet(1, 20)), 20

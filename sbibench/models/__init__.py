@@ -14,6 +14,7 @@ FAMILIES = {
     "beta_binomial": "sbibench.models.beta_binomial:BETA_BINOMIAL",
     "dirichlet_multinomial": "sbibench.models.dirichlet_multinomial:DIRICHLET_MULTINOMIAL",
     "normal_mean": "sbibench.models.linear_gaussian:NORMAL_MEAN",
+    "normal_mean_sets": "sbibench.models.iid_sets:NORMAL_MEAN_SETS",
     "normal_inverse_gamma": "sbibench.models.normal_inverse_gamma:NORMAL_INVERSE_GAMMA",
     "linear_gaussian": "sbibench.models.linear_gaussian:LINEAR_GAUSSIAN",
     "linear_gaussian_vae": "sbibench.models.linear_gaussian:LINEAR_GAUSSIAN_VAE",

@@ -40,6 +40,11 @@ class Model(Protocol):
     # Optional: True where the data are whole numbers (counts), so that density estimators of
     # the data dequantise them; a family without the attribute has continuous data.
     discrete_data: bool
+    # Optional: True where each row is a set of i.i.d. scalars of varying size, NaN-padded to
+    # M (`sbibench.models.iid_sets`): validity is then `iid_sets.valid_sets` (`Task.valid`)
+    # and such a model has ``simulate_observations(theta, generator)``, which draws the
+    # reference observations at their stated sizes.
+    padded_sets: bool
 
     def simulate(self, theta: Tensor, generator: torch.Generator) -> Tensor:
         """(N, D) parameters -> (N, M) data, float64."""

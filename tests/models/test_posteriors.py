@@ -18,10 +18,15 @@ BOUNDED = ["beta_binomial", "dirichlet_multinomial"]
 # Variants of normal_mean's model, checked here: the misspecified one's references against it
 # (test_misspecified.py), the failing one's posterior is the task's it varies (test_failures.py).
 VARIANTS = ["normal_mean_failing", "normal_mean_misspecified"]
+# i.i.d. sets of varying size, checked in test_iid_sets.py: a grid per set size n.
+SETS = ["normal_mean_sets"]
 
 
 def test_every_task_is_checked_by_an_independent_route():
-    assert sorted(LOW_DIMENSIONAL + GAUSSIAN + UNIFORM_PRIOR + BOUNDED + VARIANTS) == list_tasks()
+    assert (
+        sorted(LOW_DIMENSIONAL + GAUSSIAN + UNIFORM_PRIOR + BOUNDED + VARIANTS + SETS)
+        == list_tasks()
+    )
 
 
 def _grid(task_name, x):
