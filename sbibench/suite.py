@@ -19,6 +19,7 @@ checked up front and expanded into jobs.
     [methods.npe_nsf]                             # ... unless `method` names another
     method = "npe"
     estimator = "nsf"
+    tasks = ["normal_mean"]                       # optional: only these of the suite's tasks
 
 An amortized method is fitted once per (task, method, budget, seed): one job scores every
 observation and runs SBC. A sequential method runs one job per observation.
@@ -106,6 +107,9 @@ class Suite:
     text: str
     sha256: str
     timeout: float | None = None  # per-job limit in seconds (the optional field ``timeout``)
+    # label -> the tasks it runs on, where its table names them (a method configured for one
+    # kind of data, such as a set embedding); a label not here runs on every task
+    method_tasks: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def jobs(self, threads: int = 1, timeout: float | None = None) -> list[Job]:
         """Every job of the grid, in a stable order, each to run on ``threads`` torch threads
@@ -115,6 +119,8 @@ class Suite:
         jobs = []
         for task in self.tasks:
             for label, (name, config) in self.methods.items():
+                if task not in self.method_tasks.get(label, (task,)):
+                    continue
                 method = get_method(name, **config)
                 amortized = is_amortized(method)
                 groups = [self.observations] if amortized else [(k,) for k in self.observations]
@@ -154,21 +160,32 @@ def _whole_numbers(path: Path, key: str, value: Any, minimum: int) -> tuple[int,
     return tuple(value)
 
 
-def _methods(path: Path, value: Any) -> dict[str, tuple[str, dict]]:
+def _methods(
+    path: Path, value: Any, tasks: list[str]
+) -> tuple[dict[str, tuple[str, dict]], dict[str, tuple[str, ...]]]:
+    """(label -> (method name, config), label -> its ``tasks`` where the table names them)."""
     if not isinstance(value, dict) or not value:
         raise SuiteError(f"{path}: [methods] must hold at least one method table")
-    methods = {}
+    methods, method_tasks = {}, {}
     for label, table in value.items():
         if not isinstance(table, dict):
             raise SuiteError(f"{path}: methods.{label} must be a table")
         config = dict(table)
         name = config.pop("method", label)
+        if "tasks" in config:
+            only = config.pop("tasks")
+            if not isinstance(only, list) or not only or not set(only) <= set(tasks):
+                raise SuiteError(
+                    f"{path}: methods.{label}.tasks must be a non-empty list of the suite's "
+                    f"tasks ({', '.join(tasks)}), got {only!r}"
+                )
+            method_tasks[label] = tuple(only)
         try:
             get_method(name, **config)
         except (ValueError, TypeError) as error:
             raise SuiteError(f"{path}: methods.{label}: {error}") from None
         methods[label] = (name, config)
-    return methods
+    return methods, method_tasks
 
 
 def _load(path: Path, text: str) -> Suite:
@@ -222,11 +239,12 @@ def _load(path: Path, text: str) -> Suite:
         raise SuiteError(
             f"{path}: field 'timeout' must be a number of seconds > 0, got {timeout!r}"
         )
+    methods, method_tasks = _methods(path, raw["methods"], tasks)
     return Suite(
         name=str(raw["name"]),
         description=str(raw["description"]),
         tasks=tuple(tasks),
-        methods=_methods(path, raw["methods"]),
+        methods=methods,
         budgets=_whole_numbers(path, "budgets", raw["budgets"], 1),
         seeds=_whole_numbers(path, "seeds", raw["seeds"], 0),
         observations=observations,
@@ -237,6 +255,7 @@ def _load(path: Path, text: str) -> Suite:
         text=text,
         sha256=hashlib.sha256(text.encode()).hexdigest(),
         timeout=float(timeout) if timeout is not None else None,
+        method_tasks=method_tasks,
     )
 
 

@@ -376,7 +376,20 @@ def test_variants_stay_out_of_the_well_specified_suites():
     for name in ("quick", "standard", "full", "sbibm"):
         assert not variants & set(load_suite(name).tasks), name
     frontier = set(load_suite("frontier").tasks)
-    assert variants | {"normal_mean", "beta_binomial", "dirichlet_multinomial"} == frontier
+    others = {"normal_mean", "beta_binomial", "dirichlet_multinomial", "normal_mean_sets"}
+    assert variants | others == frontier
+
+
+def test_a_method_table_may_name_the_tasks_it_runs_on(tmp_path, tiny_suite):
+    """`tasks` in a method's table keeps it to those of the suite's tasks (a set embedding
+    for set data); a task outside the suite's list is refused with the table named."""
+    text = tiny_suite + '[methods.only]\nmethod = "exact"\ntasks = ["normal_mean"]\n'
+    suite = _suite(tmp_path, text)
+    assert {job.task for job in suite.jobs() if job.method == "only"} == {"normal_mean"}
+    assert {job.task for job in suite.jobs() if job.method == "exact"} == set(suite.tasks)
+    bad = tiny_suite + '[methods.only]\nmethod = "exact"\ntasks = ["two_moons"]\n'
+    with pytest.raises(SuiteError, match="methods.only.tasks must be a non-empty list"):
+        _suite(tmp_path, bad)
 
 
 def test_the_sbibm_suite_is_sbibms_grid():
