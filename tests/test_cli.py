@@ -149,6 +149,7 @@ def test_run_offers_the_executors_of_sbibench_executors_and_checks_their_options
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # starts worker processes twice: 10 s
 def test_verify_in_worker_processes_prints_what_one_process_prints():
     """Tasks verified by two worker processes print in the order of one, line for line."""
     tasks = ["--task", "two_moons", "--task", "normal_mean", "--task", "poisson_gamma"]

@@ -220,6 +220,7 @@ warmup = 10
 """
 
 
+@pytest.mark.slow  # a real NPE, NLE and exact run on the sets task: 20 s
 def test_scores_are_broken_down_by_set_size(tmp_path):
     """A real run on normal_mean_sets (observations 1, 6 have n = 1; 2, 7 have n = 3): one
     row per method, budget and n, each the mean of that n's records; in both reports."""

@@ -505,6 +505,7 @@ def _alive(pid):
         return False
 
 
+@pytest.mark.slow  # a real process-pool run, stopped and resumed: 20 s
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_sigterm_stops_the_run_and_its_workers_and_keeps_finished_records(tmp_path, tiny_suite):
     """`kill` (SIGTERM) on a process-pool run: it exits as Ctrl-C does (status 130, the

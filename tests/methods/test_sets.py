@@ -32,6 +32,7 @@ def _config(name):
     return config
 
 
+@pytest.mark.slow  # every method fitted on the sets task: about 40 s
 @pytest.mark.parametrize("name", list_methods())
 def test_every_method_runs_or_refuses_by_name(name):
     task = get_task(TASK)
