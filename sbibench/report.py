@@ -108,20 +108,31 @@ def leaderboard(table: Any) -> dict[str, list[list[str]]]:
     return boards
 
 
-def _assumed_tasks(names: Any) -> dict[str, str]:
-    """{misspecified task: the well-specified task it assumes} among ``names`` (cards that
-    are no longer known are left out)."""
+def _known_tasks(names: Any) -> dict[str, Any]:
+    """{name: Task} for the names that are known tasks (a run's cards may since have gone)."""
     from sbibench.task import get_task
 
-    pairs = {}
-    for name in names:
+    tasks = {}
+    for name in map(str, names):
         try:
-            assumes = get_task(str(name)).assumes
+            tasks[name] = get_task(name)
         except ValueError:
             continue
-        if assumes is not None:
-            pairs[str(name)] = assumes
-    return pairs
+    return tasks
+
+
+def _assumed_tasks(names: Any) -> dict[str, str]:
+    """{misspecified task: the well-specified task it assumes} among ``names``."""
+    return {n: t.assumes for n, t in _known_tasks(names).items() if t.assumes is not None}
+
+
+def _per_record_scores(table: Any) -> list[tuple[str, str]]:
+    """(column, label) of the labelled per-observation scores the table holds."""
+    return [
+        (column, label)
+        for column, label, per_job in _reported()
+        if not per_job and column in table and table[column].notna().any()
+    ]
 
 
 def misspecification_table(table: Any) -> list[list[str]]:
@@ -132,11 +143,7 @@ def misspecification_table(table: Any) -> list[list[str]]:
     Misspecified observations come from another process than the model; both are scored
     against the assumed model's exact posterior, so the gap is what misspecification costs.
     """
-    present = [
-        (column, label)
-        for column, label, per_job in _reported()
-        if not per_job and column in table and table[column].notna().any()
-    ]
+    present = _per_record_scores(table)
     header = ["task", "assumes", "method", "budget"]
     for _, label in present:
         header += [f"{label} well-specified", f"{label} misspecified"]
@@ -156,18 +163,9 @@ def misspecification_table(table: Any) -> list[list[str]]:
 
 def _observation_sizes(names: Any) -> dict[str, tuple[int, ...]]:
     """{task: n of observations 1..K} for the tasks among ``names`` whose observations are
-    i.i.d. sets of stated sizes (``padded_sets``; cards no longer known are left out)."""
-    from sbibench.task import get_task
-
-    sizes = {}
-    for name in names:
-        try:
-            task = get_task(str(name))
-        except ValueError:
-            continue
-        if task.padded_sets:
-            sizes[str(name)] = task.model.observation_sizes
-    return sizes
+    i.i.d. sets of stated sizes (``padded_sets``)."""
+    known = _known_tasks(names).items()
+    return {n: t.model.observation_sizes for n, t in known if t.padded_sets}
 
 
 def set_size_table(table: Any) -> list[list[str]]:
@@ -178,11 +176,7 @@ def set_size_table(table: Any) -> list[list[str]]:
     such task is in the run). Calibration scores, over prior-predictive datasets of every n,
     are not broken down.
     """
-    present = [
-        (column, label)
-        for column, label, per_job in _reported()
-        if not per_job and column in table and table[column].notna().any()
-    ]
+    present = _per_record_scores(table)
     header = ["task", "method", "budget", "n", "records"]
     for column, label in present:
         header.append(label)
@@ -300,40 +294,47 @@ _BY_SIZE = (
 )
 
 
+def _sections(table: Any) -> list[tuple[str, str, list[list[str]]]]:
+    """The report's sections beside the per-task boards, those with rows: (title, what it
+    shows, rows with a header first)."""
+    sections = [
+        ("Misspecified observations", _MISSPECIFIED, misspecification_table(table)),
+        ("Scores by set size", _BY_SIZE, set_size_table(table)),
+    ]
+    return [section for section in sections if len(section[2]) > 1]
+
+
+def _titles(boards: dict) -> dict[str, str]:
+    """Each board's heading: its task, marked where the task is a misspecified variant."""
+    assumed = _assumed_tasks(boards)
+    return {t: f"{t} (misspecified: assumes {assumed[t]})" if t in assumed else t for t in boards}
+
+
+def _markdown_table(rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows[1:]]
+
+
 def _markdown(
     boards: dict,
     provenance: list,
     figures: list[tuple[str, str]],
     times: list[list[str]],
-    misspecified: list[list[str]],
-    by_size: list[list[str]] | None = None,
+    sections: list[tuple[str, str, list[list[str]]]],
 ) -> str:
     out = ["# sbibench leaderboard", ""]
     out += [f"- **{name}**: {value}" for name, value in provenance]
     out += ["", "Mean ± 95% interval over observations and seeds; *floor*: the same score of "
             "the exact posterior at the same sample size (what a perfect method gets); "
             f"{_directions()}.", ""]  # fmt: skip
-    assumed = _assumed_tasks(boards)
+    titles = _titles(boards)
     for task, rows in boards.items():
-        title = f"{task} (misspecified: assumes {assumed[task]})" if task in assumed else task
-        out += [f"## {title}", "", "| " + " | ".join(rows[0]) + " |"]
-        out.append("|" + "---|" * len(rows[0]))
-        out += ["| " + " | ".join(row) + " |" for row in rows[1:]]
-        out.append("")
-    if len(misspecified) > 1:
-        out += ["## Misspecified observations", "", _MISSPECIFIED, ""]
-        out += ["| " + " | ".join(misspecified[0]) + " |", "|" + "---|" * len(misspecified[0])]
-        out += ["| " + " | ".join(row) + " |" for row in misspecified[1:]]
-        out.append("")
-    if by_size is not None and len(by_size) > 1:
-        out += ["## Scores by set size", "", _BY_SIZE, ""]
-        out += ["| " + " | ".join(by_size[0]) + " |", "|" + "---|" * len(by_size[0])]
-        out += ["| " + " | ".join(row) + " |" for row in by_size[1:]]
-        out.append("")
+        out += [f"## {titles[task]}", "", *_markdown_table(rows), ""]
+    for title, text, rows in sections:
+        out += [f"## {title}", "", text, "", *_markdown_table(rows), ""]
     out += ["## Where the time went", "", "Worker seconds per method and phase, summed over "
             "the run (a fit counted once however many observations it serves).", ""]  # fmt: skip
-    out += ["| " + " | ".join(times[0]) + " |", "|" + "---|" * len(times[0])]
-    out += ["| " + " | ".join(row) + " |" for row in times[1:]]
+    out += _markdown_table(times)
     out += ["", "Figures: see `report.html` (" + ", ".join(t for t, _ in figures) + ")."]
     return "\n".join(out) + "\n"
 
@@ -375,8 +376,7 @@ def _html(
     provenance: list,
     figures: list[tuple[str, str]],
     times: list[list[str]],
-    misspecified: list[list[str]],
-    by_size: list[list[str]] | None = None,
+    sections: list[tuple[str, str, list[list[str]]]],
 ) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>sbibench report</title>",
@@ -387,16 +387,12 @@ def _html(
     ]
     parts += [f"<li><b>{html.escape(n)}</b>: {html.escape(str(v))}</li>" for n, v in provenance]
     parts.append("</ul>")
-    assumed = _assumed_tasks(boards)
+    titles = _titles(boards)
     for task, rows in boards.items():
-        title = f"{task} (misspecified: assumes {assumed[task]})" if task in assumed else task
-        parts += [f"<h2>{html.escape(title)}</h2>", *_html_table(rows)]
-    if len(misspecified) > 1:
-        parts += ["<h2>Misspecified observations</h2>", f"<p>{html.escape(_MISSPECIFIED)}</p>"]
-        parts += _html_table(misspecified)
-    if by_size is not None and len(by_size) > 1:
-        parts += ["<h2>Scores by set size</h2>", f"<p>{html.escape(_BY_SIZE)}</p>"]
-        parts += _html_table(by_size)
+        parts += [f"<h2>{html.escape(titles[task])}</h2>", *_html_table(rows)]
+    for title, text, rows in sections:
+        parts += [f"<h2>{html.escape(title)}</h2>", f"<p>{html.escape(text)}</p>"]
+        parts += _html_table(rows)
     parts += ["<h2>Where the time went (worker seconds)</h2>", *_html_table(times)]
     for title, png in figures:
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
@@ -434,9 +430,8 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> list[Path
     figures = [(title, _png(figure)) for title, figure in all_figures(table, folder)]
     paths = [out / "LEADERBOARD.md", out / "report.html", out / "leaderboard.tex"]
     times = time_table(table)
-    misspecified = misspecification_table(table)
-    by_size = set_size_table(table)
-    paths[0].write_text(_markdown(boards, provenance, figures, times, misspecified, by_size))
-    paths[1].write_text(_html(boards, provenance, figures, times, misspecified, by_size))
+    sections = _sections(table)
+    paths[0].write_text(_markdown(boards, provenance, figures, times, sections))
+    paths[1].write_text(_html(boards, provenance, figures, times, sections))
     paths[2].write_text(_latex(boards, provenance))
     return paths

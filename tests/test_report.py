@@ -188,9 +188,11 @@ def test_misspecified_tasks_sit_beside_the_task_they_assume(tiny_run):
     npe = table[(table["task"] == "normal_mean") & (table["method"] == "npe")]["c2st"]
     assert body["npe"][4:6] == [_cell(npe), _cell(npe + 0.1)]
     assert len(misspecification_table(table)) == 1  # no pair, only the header
-    from sbibench.report import _markdown, _provenance
+    from sbibench.report import _markdown, _provenance, _sections
 
-    markdown = _markdown(leaderboard(both), _provenance(both), [], time_table(both), rows)
+    sections = _sections(both)
+    assert [title for title, _, _ in sections] == ["Misspecified observations"]
+    markdown = _markdown(leaderboard(both), _provenance(both), [], time_table(both), sections)
     assert "## Misspecified observations" in markdown
     assert "## normal_mean_misspecified (misspecified: assumes normal_mean)" in markdown
 
