@@ -17,3 +17,11 @@ def _seeded_rng():
 def _few_threads():
     """One thread, as the tests use: two cores are shared."""
     torch.set_num_threads(1)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` starts one test process per CPU this process may use (affinity mask, cgroup
+    quota), not per CPU of the host: each test runs one torch thread."""
+    from sbibench.cpus import available_cpus
+
+    return available_cpus()
