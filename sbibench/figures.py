@@ -1,4 +1,5 @@
-"""The report's figures: accuracy against budget and wall time, SBC ECDF bands, coverage.
+"""The report's figures: accuracy against budget and wall time, accuracy and cost against
+dimension (a dimension ladder), SBC ECDF bands, coverage.
 
 Each figure has one panel per task and one legend for the whole figure (below the panels), and
 a method has the same colour in every figure: colours are given out over the sorted method
@@ -103,6 +104,44 @@ def accuracy_by_time(table: Any, colours: dict[str, Any]) -> Any:
     return figure
 
 
+_LADDER_PANELS = (
+    ("c2st", "C2ST"),
+    ("fit", "training seconds"),  # time_train + time_propose (a sequential method's rounds)
+    ("time_sample", "sampling seconds"),
+)
+
+
+def by_dimension(table: Any, colours: dict[str, Any], ladders: dict[str, dict[str, int]]) -> Any:
+    """Along each dimension ladder (``{family: {task: D}}``): C2ST (floor dashed), training
+    and sampling seconds per observation against the parameter dimension D, one line per
+    method, mean over the rung's records; D and the seconds log-scaled."""
+    from matplotlib.lines import Line2D
+
+    ok = table[table["status"] == "ok"].copy()
+    ok["fit"] = ok[["time_train", "time_propose"]].fillna(0).sum(axis=1)
+    panels = [(family, column, label) for family in ladders for column, label in _LADDER_PANELS]
+    figure, axes = _grid(len(panels))
+    for axis, (family, column, label) in zip(axes, panels, strict=False):
+        data = ok[ok["task"].isin(list(ladders[family]))]
+        data = data.assign(dimension=data["task"].map(ladders[family]))
+        for method, group in data.groupby("method"):
+            means = group.groupby("dimension")[column].mean()
+            if column != "c2st":
+                means = means.clip(lower=1e-2)  # on a log axis; ABC's "training" is zero
+            axis.plot(means.index, means.values, marker="o", color=colours[str(method)])
+        axis.set(xscale="log", title=f"{family}: {label}", xlabel="parameter dimension D",
+                 ylabel=label)  # fmt: skip
+        if column == "c2st":
+            floor = data.groupby("dimension")["c2st_floor"].mean()
+            axis.plot(floor.index, floor.values, color="grey", linestyle="--")
+            axis.set_ylim(0.45, 1.0)
+        else:
+            axis.set_yscale("log")
+    floor = Line2D([], [], color="grey", linestyle="--", label="exact posterior's floor")
+    _legend(figure, colours, set(ok["method"].astype(str)), [floor])
+    return figure
+
+
 def _calibrated(table: Any, folder: Path) -> list[tuple[str, str, dict]]:
     """(task, method, kept SBC arrays) of every calibrated job at its task's largest budget."""
     found = []
@@ -169,6 +208,16 @@ def all_figures(table: Any, folder: Path) -> list[tuple[str, Any]]:
             ("C2ST against simulation budget", c2st_by_budget(table, colours)),
             ("C2ST against wall time", accuracy_by_time(table, colours)),
         ]
+        from sbibench.report import dimension_ladders
+
+        ladders = dimension_ladders(table["task"].unique())
+        if ladders:
+            figures.append(
+                (
+                    "C2ST, training and sampling time against the parameter dimension",
+                    by_dimension(table, colours, ladders),
+                )
+            )
     calibrated = _calibrated(table, Path(folder))
     if calibrated:
         figures.append(

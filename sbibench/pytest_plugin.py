@@ -66,7 +66,7 @@ def assert_posterior_close(
     samples = torch.as_tensor(samples, dtype=torch.float64)
     if samples.ndim != 2 or samples.shape[1] != task.dim_parameters:
         raise ValueError(f"samples must be (N, {task.dim_parameters}), got {tuple(samples.shape)}")
-    n = min(len(samples), 10_000)
+    n = min(len(samples), task.num_reference_samples)
     reference = task.reference_samples(observation)[:n]
     value = c2st(reference, samples[:n], seed=seed).value
     if value > max_c2st:

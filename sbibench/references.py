@@ -4,7 +4,8 @@ A task's folder ``reference_posteriors/<task>/`` holds
 
 - ``observations.csv``: columns ``observation, x_1..x_M``, one row per observation k = 1..K;
 - ``true_parameters.csv``: columns ``observation`` and the parameter names;
-- ``samples.npz``: arrays ``observation_<k>`` of shape (10000, D), float64, exact posterior draws;
+- ``samples.npz``: arrays ``observation_<k>`` of shape (N, D), float64, exact posterior draws,
+  N the card's ``num_reference_samples`` (10,000 unless it says);
 - ``noise_floors.json``: for every observation and each size in ``FLOOR_SIZES``, the scores
   of ``FLOOR_SCORES`` between the first n reference samples and n fresh exact draws (what a
   perfect method scores at that sample size), under the options ``SCORE_OPTIONS`` it records;
@@ -44,7 +45,7 @@ from torch import Tensor
 from torch.distributions import Dirichlet, Distribution
 
 from sbibench.models.common import sample
-from sbibench.task import Task
+from sbibench.task import NUM_REFERENCE_SAMPLES, Task
 
 __all__ = [
     "FLOOR_SIZES",
@@ -60,8 +61,8 @@ __all__ = [
     "verify_reference",
 ]
 
-NUM_SAMPLES = 10_000
-FLOOR_SIZES = (2000, 10_000)  # the scoring sample sizes of the shipped suites
+NUM_SAMPLES = NUM_REFERENCE_SAMPLES  # per observation, unless the card says fewer
+FLOOR_SIZES = (2000, 10_000)  # the scoring sample sizes of the shipped suites, where stored
 FILES = ("observations.csv", "true_parameters.csv", "samples.npz", "noise_floors.json")
 
 
@@ -101,10 +102,12 @@ def exact_moments(posterior: Distribution) -> tuple[Tensor, Tensor]:
 
 
 def generate_reference(
-    task: Task, num_samples: int = NUM_SAMPLES, floors: bool = True
+    task: Task, num_samples: int | None = None, floors: bool = True
 ) -> Reference:
-    """Draw a task's observations and exact posterior samples from its card's seed, and
-    compute the noise floors at ``FLOOR_SIZES`` (a few seconds per observation) if asked."""
+    """Draw a task's observations and exact posterior samples (``num_samples`` per observation,
+    default the card's ``num_reference_samples``) from its card's seed, and compute the noise
+    floors at the ``FLOOR_SIZES`` it holds (a few seconds per observation) if asked."""
+    num_samples = task.num_reference_samples if num_samples is None else num_samples
     generator = torch.Generator().manual_seed(task.seed)
     if task.fixed_observations is not None:  # the card's; the generator draws samples only
         theta, x, _ = task.fixed_observations

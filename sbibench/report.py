@@ -198,6 +198,44 @@ def set_size_table(table: Any) -> list[list[str]]:
     return rows
 
 
+def dimension_ladders(names: Any) -> dict[str, dict[str, int]]:
+    """{family: {task: parameter dimension D}, ordered by D} for each model family that the
+    tasks among ``names`` run at three or more dimensions (the dimension ladder's cards)."""
+    families: dict[str, dict[str, int]] = {}
+    for name, task in _known_tasks(names).items():
+        families.setdefault(task.family, {})[name] = task.dim_parameters
+    return {
+        family: dict(sorted(dims.items(), key=lambda item: item[1]))
+        for family, dims in sorted(families.items())
+        if len(set(dims.values())) >= 3
+    }
+
+
+def dimension_table(table: Any) -> list[list[str]]:
+    """Each method's C2ST and fit-plus-sampling wall time along a dimension ladder (first row:
+    header; only the header when the run has no ladder): rows [family, method, one cell per
+    dimension D], a cell "C2ST mean · seconds" over that rung's records, "stopped" where the
+    method's jobs there did not finish, blank where it did not run."""
+    ladders = dimension_ladders(table["task"].unique())
+    dims = sorted({d for ladder in ladders.values() for d in ladder.values()})
+    rows = [["family", "method", *(f"D = {d}" for d in dims)]]
+    for family, ladder in ladders.items():
+        runs = table[table["task"].isin(list(ladder))]
+        for method, group in runs.groupby("method", sort=True):
+            cells = {}
+            for task, d in ladder.items():
+                rung = group[group["task"] == task]
+                ok = rung[rung["status"] == "ok"]
+                if not ok.empty:
+                    seconds = ok[["time_train", "time_propose", "time_sample"]].fillna(0).sum(1)
+                    c2st = f"{ok['c2st'].mean():.3f} · " if "c2st" in ok else ""
+                    cells[d] = f"{c2st}{seconds.mean():.0f} s"
+                elif not rung.empty:
+                    cells[d] = "stopped"
+            rows.append([family, str(method), *(cells.get(d, "") for d in dims)])
+    return rows
+
+
 _PHASES = ("simulate", "train", "propose", "sample", "score", "calibrate")
 
 
@@ -294,12 +332,20 @@ _BY_SIZE = (
 )
 
 
+_BY_DIMENSION = (
+    "One model family at several parameter dimensions D (the dimension ladder): each method's "
+    "mean C2ST and mean seconds of training and sampling per observation (a fit shared by "
+    "the observations of an amortized method counted in each), per rung."
+)
+
+
 def _sections(table: Any) -> list[tuple[str, str, list[list[str]]]]:
     """The report's sections beside the per-task boards, those with rows: (title, what it
     shows, rows with a header first)."""
     sections = [
         ("Misspecified observations", _MISSPECIFIED, misspecification_table(table)),
         ("Scores by set size", _BY_SIZE, set_size_table(table)),
+        ("Scores by dimension", _BY_DIMENSION, dimension_table(table)),
     ]
     return [section for section in sections if len(section[2]) > 1]
 

@@ -231,8 +231,12 @@ def _load(path: Path, text: str) -> Suite:
     sbc_samples = _whole_numbers(
         path, "sbc.num_posterior_samples", [sbc["num_posterior_samples"]], 1
     )[0]
-    if samples > 10_000:
-        raise SuiteError(f"{path}: num_posterior_samples is at most 10000 (the reference's size)")
+    for task in map(get_task, tasks):  # scored against that many reference draws
+        if samples > task.num_reference_samples:
+            raise SuiteError(
+                f"{path}: num_posterior_samples is {samples}, but task {task.name!r} stores "
+                f"{task.num_reference_samples} reference samples per observation"
+            )
     timeout = raw.get("timeout")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
                                 or not timeout > 0):  # fmt: skip

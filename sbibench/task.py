@@ -21,7 +21,9 @@ from sbibench.models import FAMILIES, Model, get_family
 from sbibench.models.common import check_theta, sample
 from sbibench.paths import data_dir
 
-__all__ = ["Task", "CardError", "get_task", "list_tasks", "load_card"]
+__all__ = ["Task", "CardError", "NUM_REFERENCE_SAMPLES", "get_task", "list_tasks", "load_card"]
+
+NUM_REFERENCE_SAMPLES = 10_000  # exact posterior draws per observation, unless a card says
 
 # The keys of a card, each with what it means; every one is required and no other is allowed.
 CARD_KEYS = {
@@ -39,6 +41,8 @@ OPTIONAL_KEYS = {
     "misspecified": "table: `assumes` (the well-specified task whose model this one shares) and "
     "`process` (how the observations were drawn instead)",
     "failures": "table: `fraction` of simulations that fail, in [0, 1), and `mode`, nan or raise",
+    "num_reference_samples": f"exact posterior draws stored per observation (default "
+    f"{NUM_REFERENCE_SAMPLES:,}; fewer keeps a high-dimensional task's files small)",
 }
 
 
@@ -78,6 +82,7 @@ class Task:
     misspecification: str | None = None
     # the card's [failures]: a stated fraction of simulations fail (sbibench.failures)
     failures: Failures | None = None
+    num_reference_samples: int = NUM_REFERENCE_SAMPLES
 
     @property
     def prior(self) -> Distribution:
@@ -177,7 +182,7 @@ class Task:
         return self._reference().true_parameters[self._check_number(k) - 1]
 
     def reference_samples(self, k: int) -> Tensor:
-        """Exact posterior samples for observation k, shape (10000, D)."""
+        """Exact posterior samples for observation k, shape (num_reference_samples, D)."""
         return self._reference().samples[self._check_number(k) - 1]
 
     def reference_moments(self, k: int) -> tuple[Tensor, Tensor]:
@@ -238,7 +243,9 @@ def load_card(path: str | Path) -> Task:
         raise CardError(
             f"{path}: field 'family' is {card['family']!r}; known: {', '.join(sorted(FAMILIES))}"
         )
-    for key, minimum in (("num_observations", 1), ("seed", 0)):
+    for key, minimum in (("num_observations", 1), ("seed", 0), ("num_reference_samples", 100)):
+        if key not in card:  # num_reference_samples, which is optional
+            continue
         value = card[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise CardError(
@@ -282,6 +289,7 @@ def load_card(path: str | Path) -> Task:
         assumes=assumes,
         misspecification=process,
         failures=failures,
+        num_reference_samples=card.get("num_reference_samples", NUM_REFERENCE_SAMPLES),
     )
 
 

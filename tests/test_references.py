@@ -26,19 +26,22 @@ from sbibench.scoring import FLOOR_SCORES
 
 @pytest.mark.parametrize("name", list_tasks())
 def test_reference_samples_have_the_exact_moments(name):
-    """10,000 exact draws: each sample mean lies within 4.5 standard errors (sd / 100) of the
-    exact mean recorded in the manifest, and each sample variance within 4.5 of its standard
-    error; with ~10 x D such checks per task a false alarm has probability below 1e-3."""
+    """n exact draws (10,000, or the card's num_reference_samples): each sample mean lies
+    within 4.5 standard errors (sd / sqrt(n)) of the exact mean recorded in the manifest, and
+    each sample variance within 4.5 of its standard error; a check fails by chance with
+    probability 7e-6, so even the 1,000 checks of the 100-D task alarm falsely below 1%."""
     task = get_task(name)
     for k in range(1, task.num_observations + 1):
         samples = task.reference_samples(k)
+        n = len(samples)
+        assert n == task.num_reference_samples
         mean, cov = task.reference_moments(k)
         sd = cov.diagonal().sqrt()
-        assert ((samples.mean(0) - mean).abs() < 4.5 * sd / 100).all()
+        assert ((samples.mean(0) - mean).abs() < 4.5 * sd / n**0.5).all()
         # Relative SE of a sample variance: sqrt((kurtosis - 1) / n); Gaussian kurtosis 3,
         # the heavier-tailed Gamma / inverse-gamma here stay below 6.
         relative = (samples.var(0) - cov.diagonal()).abs() / cov.diagonal()
-        assert (relative < 4.5 * (5 / 10_000) ** 0.5).all()
+        assert (relative < 4.5 * (5 / n) ** 0.5).all()
         assert task.prior.support.check(samples).all()
         assert torch.allclose(task.posterior(task.observation(k)).mean, mean, rtol=1e-12)
 

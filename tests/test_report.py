@@ -250,3 +250,66 @@ def test_scores_are_broken_down_by_set_size(tmp_path):
     markdown, page, _ = write_report(tmp_path / "run", tmp_path / "report")
     assert "## Scores by set size" in markdown.read_text()
     assert "<h2>Scores by set size</h2>" in page.read_text()
+
+
+LADDER_SUITE = """\
+name = "rungs"
+description = "three rungs of the dimension ladder"
+tasks = ["linear_gaussian_d2", "linear_gaussian_d5", "linear_gaussian"]
+budgets = [300]
+seeds = [0]
+observations = [1]
+num_posterior_samples = 500
+metrics = ["c2st"]
+
+[sbc]
+num_datasets = 0
+num_posterior_samples = 10
+
+[methods.exact]
+[methods.rej_abc]
+num_accepted = 30
+"""
+
+
+def test_a_dimension_ladder_gets_a_table_and_a_figure(tmp_path):
+    """A real run on three rungs (D = 2, 5, 10): one row per method with a cell per D (its
+    C2ST and seconds), and a figure of C2ST, training and sampling time against D; a run on
+    fewer than three dimensions of a family has neither."""
+    from sbibench.figures import all_figures, overlapping_text
+    from sbibench.report import dimension_ladders, dimension_table
+    from sbibench.runner import run_suite
+    from sbibench.suite import load_suite
+
+    (tmp_path / "rungs.toml").write_text(LADDER_SUITE)
+    run_suite(load_suite(tmp_path / "rungs.toml"), tmp_path / "run", progress=False)
+    table = load_results(tmp_path / "run")
+    assert (table["status"] == "ok").all(), table["error"].tolist()
+    ladder = {"linear_gaussian_d2": 2, "linear_gaussian_d5": 5, "linear_gaussian": 10}
+    assert dimension_ladders(table["task"].unique()) == {"linear_gaussian": ladder}
+    rows = dimension_table(table)
+    assert rows[0] == ["family", "method", "D = 2", "D = 5", "D = 10"]
+    cells = {row[1]: row[2:] for row in rows[1:]}
+    assert set(cells) == {"exact", "rej_abc"}
+    for d, cell in zip((2, 5, 10), cells["rej_abc"], strict=True):
+        task = next(name for name, dim in ladder.items() if dim == d)
+        c2st = table[(table["task"] == task) & (table["method"] == "rej_abc")]["c2st"].mean()
+        assert cell.startswith(f"{c2st:.3f} · ") and cell.endswith(" s")
+    # 500 vs 500 samples: the exact posterior's C2ST is within a few sd (about 0.02) of 0.5
+    assert all(abs(float(cell.split(" · ")[0]) - 0.5) < 0.1 for cell in cells["exact"])
+    figures = dict(all_figures(table, tmp_path / "run"))
+    figure = figures["C2ST, training and sampling time against the parameter dimension"]
+    titles = [axis.get_title() for axis in figure.axes if axis.get_visible()]
+    assert titles == [
+        "linear_gaussian: C2ST",
+        "linear_gaussian: training seconds",
+        "linear_gaussian: sampling seconds",
+    ]
+    assert all(axis.get_xscale() == "log" for axis in figure.axes if axis.get_visible())
+    assert overlapping_text(figure) == []
+    two_rungs = table[table["task"] != "linear_gaussian"]
+    assert dimension_ladders(two_rungs["task"].unique()) == {}
+    assert len(dimension_table(two_rungs)) == 1
+    markdown, page, _ = write_report(tmp_path / "run", tmp_path / "report")
+    assert "## Scores by dimension" in markdown.read_text()
+    assert "<h2>Scores by dimension</h2>" in page.read_text()

@@ -344,6 +344,12 @@ def test_cli_run_exits_non_zero_after_finishing_when_a_run_failed(tmp_path, tiny
             "methods.rej_abc: num_accepted must be a whole number",
         ),
         (lambda s: s.replace('metrics = ["c2st",', 'metrics = ["c2sst",'), "field 'metrics'"),
+        (
+            lambda s: s.replace('"poisson_gamma"]', '"linear_gaussian_d50"]').replace(
+                "num_posterior_samples = 500", "num_posterior_samples = 5000"
+            ),
+            "num_posterior_samples is 5000, but task 'linear_gaussian_d50' stores 2000",
+        ),
     ],
 )
 def test_bad_suites_fail_before_any_work(tmp_path, edit, message, tiny_suite):
@@ -356,13 +362,14 @@ def test_bad_suites_fail_before_any_work(tmp_path, edit, message, tiny_suite):
 
 def test_unknown_suite_name_lists_the_shipped_ones():
     with pytest.raises(
-        SuiteError, match="unknown suite 'quik'; shipped: frontier, full, quick, sbibm, standard"
+        SuiteError,
+        match="unknown suite 'quik'; shipped: frontier, full, ladder, quick, sbibm, standard",
     ):
         load_suite("quik")
 
 
 def test_shipped_suites_load():
-    for name in ("quick", "standard", "full", "sbibm", "frontier"):
+    for name in ("quick", "standard", "full", "sbibm", "frontier", "ladder"):
         assert load_suite(name).jobs()
 
 

@@ -17,6 +17,11 @@ def test_the_shipped_tasks_are_registered():
         "gaussian_linear_uniform",
         "gaussian_mixture",
         "linear_gaussian",
+        "linear_gaussian_d100",
+        "linear_gaussian_d2",
+        "linear_gaussian_d20",
+        "linear_gaussian_d5",
+        "linear_gaussian_d50",
         "linear_gaussian_vae",
         "normal_mean",
         "normal_mean_failing",
@@ -43,6 +48,8 @@ def test_unknown_task_lists_the_known_ones():
         ("normal_mean_misspecified", (1, 10)),
         ("normal_mean_variance", (2, 10)),
         ("linear_gaussian", (10, 10)),
+        ("linear_gaussian_d2", (2, 2)),
+        ("linear_gaussian_d100", (100, 100)),
         ("linear_gaussian_vae", (4, 20)),
         ("gaussian_linear_uniform", (10, 10)),
         ("gaussian_mixture", (2, 2)),
@@ -109,11 +116,17 @@ def test_simulator_matches_log_likelihood(name):
 @pytest.mark.parametrize("name", TASKS)
 def test_observations_and_shapes(name):
     task = get_task(name)
-    assert task.num_observations == 10
-    for k in (1, 10):
+    # ten observations, as sbibm's; the dimension ladder's rungs five, to keep their files small
+    assert task.num_observations == (5 if name.startswith("linear_gaussian_d") else 10)
+    size = (
+        2000
+        if name in ("linear_gaussian_d20", "linear_gaussian_d50", "linear_gaussian_d100")
+        else 10_000
+    )
+    for k in (1, task.num_observations):
         assert task.observation(k).shape == (task.dim_data,)
         assert task.true_parameters(k).shape == (task.dim_parameters,)
-        assert task.reference_samples(k).shape == (10_000, task.dim_parameters)
+        assert task.reference_samples(k).shape == (size, task.dim_parameters)
     posterior = task.posterior(task.observation(1))
     assert posterior.sample((3,)).shape == (3, task.dim_parameters)
     assert task.log_likelihood(task.sample_prior(4), task.observation(1)).shape == (4,)
@@ -171,6 +184,15 @@ def _card(tmp_path, text, name="my_task"):
 def test_a_good_card_loads(tmp_path):
     task = load_card(_card(tmp_path, CARD))
     assert task.name == "my_task" and task.dim_data == 20
+    assert task.num_reference_samples == 10_000  # unless the card says
+
+
+def test_a_card_may_store_fewer_reference_samples(tmp_path):
+    task = load_card(
+        _card(tmp_path, CARD.replace("seed = 5", "seed = 5\nnum_reference_samples = 2000"))
+    )
+    assert task.num_reference_samples == 2000
+    assert get_task("linear_gaussian_d100").num_reference_samples == 2000
 
 
 @pytest.mark.parametrize(
@@ -195,6 +217,14 @@ def test_a_good_card_loads(tmp_path):
         ),
         (lambda c: c.replace("shape = 2.0", "shape = nan"), "field prior.shape must be finite"),
         (lambda c: c.replace("[prior]", "[prior"), "not a valid TOML card"),
+        (
+            lambda c: c.replace("seed = 5", "seed = 5\nnum_reference_samples = 10"),
+            "field 'num_reference_samples' must be a whole number >= 100",
+        ),
+        (
+            lambda c: c.replace("seed = 5", "seed = 5\nnum_reference_samples = 2e3"),
+            "field 'num_reference_samples' must be a whole number",
+        ),
     ],
 )
 def test_broken_cards_name_the_file_and_the_field(tmp_path, edit, message):

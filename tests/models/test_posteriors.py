@@ -11,6 +11,10 @@ from sbibench.references import exact_moments
 
 LOW_DIMENSIONAL = ["poisson_gamma", "normal_mean", "normal_mean_variance"]
 GAUSSIAN = ["linear_gaussian", "linear_gaussian_vae"]
+# The dimension ladder's other rungs (linear_gaussian's family at D = 2..100): the evidence and
+# the Laplace routes at every D; importance sampling, whose weights degenerate as D grows,
+# where D is small.
+LADDER = [f"linear_gaussian_d{d}" for d in (2, 5, 20, 50, 100)]
 # Checked in test_sbibm_models.py: grids, rejection and importance sampling.
 UNIFORM_PRIOR = ["gaussian_linear_uniform", "gaussian_mixture", "two_moons"]
 # Checked in test_bounded_models.py: quadrature on (0, 1) and on the simplex, importance sampling.
@@ -24,7 +28,7 @@ SETS = ["normal_mean_sets"]
 
 def test_every_task_is_checked_by_an_independent_route():
     assert (
-        sorted(LOW_DIMENSIONAL + GAUSSIAN + UNIFORM_PRIOR + BOUNDED + VARIANTS + SETS)
+        sorted(LOW_DIMENSIONAL + GAUSSIAN + LADDER + UNIFORM_PRIOR + BOUNDED + VARIANTS + SETS)
         == list_tasks()
     )
 
@@ -96,7 +100,7 @@ def _gaussian_marginal_log_likelihood(model, x):
     return torch.distributions.MultivariateNormal(mean, cov).log_prob(x)
 
 
-@pytest.mark.parametrize("name", GAUSSIAN + ["normal_mean"])
+@pytest.mark.parametrize("name", GAUSSIAN + LADDER + ["normal_mean"])
 def test_gaussian_posterior_normaliser_is_the_evidence(name):
     task = get_task(name)
     x = task.observation(1)
@@ -128,7 +132,7 @@ def _laplace(task, x):
     return mode, hessian
 
 
-@pytest.mark.parametrize("name", GAUSSIAN)
+@pytest.mark.parametrize("name", GAUSSIAN + LADDER)
 def test_gaussian_posterior_is_the_laplace_approximation(name):
     """For a Gaussian posterior the numerically found mode is the mean and the inverse
     Hessian there is the covariance, exactly."""
@@ -140,7 +144,7 @@ def test_gaussian_posterior_is_the_laplace_approximation(name):
     assert torch.allclose(torch.linalg.inv(hessian), cov, atol=1e-10)
 
 
-@pytest.mark.parametrize("name", GAUSSIAN)
+@pytest.mark.parametrize("name", GAUSSIAN + LADDER[:2])
 def test_gaussian_posterior_moments_by_importance_sampling(name):
     """Self-normalised importance sampling with a heavy-tailed proposal (multivariate t, 5
     degrees of freedom, 1.5x the Laplace scale) weighted by the exact likelihood and prior."""
