@@ -116,6 +116,7 @@ def by_dimension(table: Any, colours: dict[str, Any], ladders: dict[str, dict[st
     and sampling seconds per observation against the parameter dimension D, one line per
     method, mean over the rung's records; D and the seconds log-scaled."""
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullLocator
 
     ok = table[table["status"] == "ok"].copy()
     ok["fit"] = ok[["time_train", "time_propose"]].fillna(0).sum(axis=1)
@@ -131,6 +132,9 @@ def by_dimension(table: Any, colours: dict[str, Any], ladders: dict[str, dict[st
             axis.plot(means.index, means.values, marker="o", color=colours[str(method)])
         axis.set(xscale="log", title=f"{family}: {label}", xlabel="parameter dimension D",
                  ylabel=label)  # fmt: skip
+        rungs = sorted(set(ladders[family].values()))
+        axis.set_xticks(rungs, [str(d) for d in rungs])  # the rungs, not powers of ten
+        axis.xaxis.set_minor_locator(NullLocator())
         if column == "c2st":
             floor = data.groupby("dimension")["c2st_floor"].mean()
             axis.plot(floor.index, floor.values, color="grey", linestyle="--")

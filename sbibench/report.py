@@ -392,21 +392,38 @@ def _latex_escape(text: str) -> str:
         ("%", r"\%"),
         ("&", r"\&"),
         ("#", r"\#"),
+        ("±", r"$\pm$"),
+        ("²", r"$^2$"),
+        ("θ*", r"$\theta^*$"),
+        ("·", r"$\cdot$"),
     ):
         text = text.replace(a, b)
-    return text.replace("±", r"$\pm$").replace("²", r"$^2$").replace("θ*", r"$\theta^*$")
+    return text
 
 
-def _latex(boards: dict, provenance: list) -> str:
+def _latex_table(rows: list[list[str]], caption: str) -> list[str]:
+    """A booktabs table (first row the header), its caption already LaTeX."""
+    out = [r"\begin{table}[t]", r"\centering", r"\small"]
+    out.append(r"\begin{tabular}{" + "l" + "r" * (len(rows[0]) - 1) + "}")
+    out += [r"\toprule", " & ".join(_latex_escape(c) for c in rows[0]) + r" \\", r"\midrule"]
+    out += [" & ".join(_latex_escape(c) for c in row) + r" \\" for row in rows[1:]]
+    return [
+        *out,
+        r"\bottomrule",
+        r"\end{tabular}",
+        r"\caption{" + caption + "}",
+        r"\end{table}",
+        "",
+    ]
+
+
+def _latex(boards: dict, provenance: list, sections: list[tuple[str, str, list[list[str]]]]) -> str:
     out = ["% sbibench leaderboard; " + "; ".join(f"{n}: {v}" for n, v in provenance)]
     for task, rows in boards.items():
-        out += [r"\begin{table}[t]", r"\centering", r"\small"]
-        out.append(r"\begin{tabular}{" + "l" + "r" * (len(rows[0]) - 1) + "}")
-        out += [r"\toprule", " & ".join(_latex_escape(c) for c in rows[0]) + r" \\", r"\midrule"]
-        out += [" & ".join(_latex_escape(c) for c in row) + r" \\" for row in rows[1:]]
-        out += [r"\bottomrule", r"\end{tabular}"]
-        out += [r"\caption{" + _latex_escape(task) + r": mean $\pm$ 95\% interval over "
-                r"observations and seeds; floor: the exact posterior's score.}", r"\end{table}", ""]  # fmt: skip
+        out += _latex_table(rows, _latex_escape(task) + r": mean $\pm$ 95\% interval over "
+                            r"observations and seeds; floor: the exact posterior's score.")  # fmt: skip
+    for title, text, rows in sections:
+        out += _latex_table(rows, _latex_escape(f"{title}. {text}"))
     return "\n".join(out) + "\n"
 
 
@@ -479,5 +496,5 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> list[Path
     sections = _sections(table)
     paths[0].write_text(_markdown(boards, provenance, figures, times, sections))
     paths[1].write_text(_html(boards, provenance, figures, times, sections))
-    paths[2].write_text(_latex(boards, provenance))
+    paths[2].write_text(_latex(boards, provenance, sections))
     return paths

@@ -247,9 +247,10 @@ def test_scores_are_broken_down_by_set_size(tmp_path):
     row = next(row for row in body if row[1] == "exact" and row[3] == "3")
     assert row[5] == _cell(exact)
     assert len(set_size_table(load_results(tmp_path / "run").assign(task="normal_mean"))) == 1
-    markdown, page, _ = write_report(tmp_path / "run", tmp_path / "report")
+    markdown, page, latex = write_report(tmp_path / "run", tmp_path / "report")
     assert "## Scores by set size" in markdown.read_text()
     assert "<h2>Scores by set size</h2>" in page.read_text()
+    assert r"\caption{Scores by set size." in latex.read_text()
 
 
 LADDER_SUITE = """\
@@ -310,6 +311,9 @@ def test_a_dimension_ladder_gets_a_table_and_a_figure(tmp_path):
     two_rungs = table[table["task"] != "linear_gaussian"]
     assert dimension_ladders(two_rungs["task"].unique()) == {}
     assert len(dimension_table(two_rungs)) == 1
-    markdown, page, _ = write_report(tmp_path / "run", tmp_path / "report")
+    markdown, page, latex = write_report(tmp_path / "run", tmp_path / "report")
     assert "## Scores by dimension" in markdown.read_text()
     assert "<h2>Scores by dimension</h2>" in page.read_text()
+    tex = latex.read_text()
+    assert r"\caption{Scores by dimension." in tex and r"D = 10 \\" in tex
+    assert r" $\cdot$ " in tex  # the cells' separator
