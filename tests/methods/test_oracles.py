@@ -39,8 +39,14 @@ def test_unnormalized_log_prob_is_the_exact_one_up_to_a_constant():
     assert torch.allclose(paired, torch.cat(alone), rtol=0, atol=1e-12)
 
 
+# The dimension ladder's high rungs share linear_gaussian's family and prior, checked at D = 10
+# (and D = 2, 5); their slice sampling grows with D (NLE's 2,000 draws: 176 s at D = 50, past
+# 10 minutes at D = 100, in results/ladder), and a per-coordinate test's false alarms with it.
+_HIGH_RUNGS = {"linear_gaussian_d20", "linear_gaussian_d50", "linear_gaussian_d100"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("task_name", list_tasks())
+@pytest.mark.parametrize("task_name", sorted(set(list_tasks()) - _HIGH_RUNGS))
 def test_oracle_mcmc_matches_the_reference_on_every_task(task_name):
     """Default slice sampling on the exact posterior, 2,000 vs 2,000 samples: C2ST <= 0.55, five
     standard deviations (0.011) above chance; what NLE and NRE would reach with exact estimators."""
@@ -124,7 +130,7 @@ _SHORT_CHAINS_FAIL = {"two_moons", "gaussian_mixture"}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task_name", sorted(set(list_tasks()) - _SHORT_CHAINS_FAIL))
+@pytest.mark.parametrize("task_name", sorted(set(list_tasks()) - _SHORT_CHAINS_FAIL - _HIGH_RUNGS))
 def test_batched_calibration_draws_match_the_exact_posterior_on_every_task(task_name):
     """500 datasets x 100 draws, as a suite's SBC draws them. With the exact likelihood: SBC
     chi-square p above 1e-3 in every coordinate (at most D in 1,000 false alarms at this fixed
