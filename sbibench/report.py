@@ -214,8 +214,9 @@ def dimension_ladders(names: Any) -> dict[str, dict[str, int]]:
 def dimension_table(table: Any) -> list[list[str]]:
     """Each method's C2ST and fit-plus-sampling wall time along a dimension ladder (first row:
     header; only the header when the run has no ladder): rows [family, method, one cell per
-    dimension D], a cell "C2ST mean · seconds" over that rung's records, "stopped" where the
-    method's jobs there did not finish, blank where it did not run."""
+    dimension D], a cell "C2ST mean · seconds" over that rung's records, "stopped" where its
+    jobs there ran past the time limit, "failed" where they failed otherwise, blank where it
+    did not run."""
     ladders = dimension_ladders(table["task"].unique())
     dims = sorted({d for ladder in ladders.values() for d in ladder.values()})
     rows = [["family", "method", *(f"D = {d}" for d in dims)]]
@@ -230,8 +231,9 @@ def dimension_table(table: Any) -> list[list[str]]:
                     seconds = ok[["time_train", "time_propose", "time_sample"]].fillna(0).sum(1)
                     c2st = f"{ok['c2st'].mean():.3f} · " if "c2st" in ok else ""
                     cells[d] = f"{c2st}{seconds.mean():.0f} s"
-                elif not rung.empty:
-                    cells[d] = "stopped"
+                elif not rung.empty:  # stopped at the suite's time limit, or failed
+                    timed_out = rung["error"].fillna("").str.startswith("timeout").all()
+                    cells[d] = "stopped" if timed_out else "failed"
             rows.append([family, str(method), *(cells.get(d, "") for d in dims)])
     return rows
 

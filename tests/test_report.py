@@ -308,6 +308,12 @@ def test_a_dimension_ladder_gets_a_table_and_a_figure(tmp_path):
     ]
     assert all(axis.get_xscale() == "log" for axis in figure.axes if axis.get_visible())
     assert overlapping_text(figure) == []
+    broken = table.copy()
+    at_d2 = (broken["task"] == "linear_gaussian_d2") & (broken["method"] == "rej_abc")
+    broken.loc[at_d2, "status"], broken.loc[at_d2, "error"] = "failed", "timeout: past 600 s"
+    assert {r[1]: r[2] for r in dimension_table(broken)[1:]}["rej_abc"] == "stopped"
+    broken.loc[at_d2, "error"] = "ValueError: NaN in the samples"
+    assert {r[1]: r[2] for r in dimension_table(broken)[1:]}["rej_abc"] == "failed"
     two_rungs = table[table["task"] != "linear_gaussian"]
     assert dimension_ladders(two_rungs["task"].unique()) == {}
     assert len(dimension_table(two_rungs)) == 1
