@@ -8,6 +8,7 @@ checked up front and expanded into jobs.
     seeds = [0]
     observations = [1, 2]
     num_posterior_samples = 2000                  # drawn per observation for the scores
+    task_observations = { poisson_gamma = [1] }   # optional: a task that scores fewer
     metrics = ["c2st", "mmd", "wasserstein", "moments"]  # from the score registry
 
     [sbc]                                         # calibration of amortized methods
@@ -52,6 +53,10 @@ KEYS = {
     "metrics": "scores to compute per observation, from the score registry (sbibench.scoring)",
     "sbc": "table: num_datasets (0 for none) and num_posterior_samples",
     "methods": "table of method labels, each a table of its config (and optionally `method`)",
+}
+OPTIONAL = {
+    "timeout": "seconds before a job is stopped",
+    "task_observations": "table: task name -> the observations it scores instead of `observations`",
 }
 
 
@@ -110,6 +115,13 @@ class Suite:
     # label -> the tasks it runs on, where its table names them (a method configured for one
     # kind of data, such as a set embedding); a label not here runs on every task
     method_tasks: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    # task -> the observations it scores, where `task_observations` names it (a task with fewer
+    # observations than the others, such as a high rung of the dimension ladder)
+    task_observations: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+
+    def observations_of(self, task: str) -> tuple[int, ...]:
+        """The observation numbers (1-based) that ``task`` scores in this suite."""
+        return self.task_observations.get(task, self.observations)
 
     def jobs(self, threads: int = 1, timeout: float | None = None) -> list[Job]:
         """Every job of the grid, in a stable order, each to run on ``threads`` torch threads
@@ -123,7 +135,8 @@ class Suite:
                     continue
                 method = get_method(name, **config)
                 amortized = is_amortized(method)
-                groups = [self.observations] if amortized else [(k,) for k in self.observations]
+                observed = self.observations_of(task)
+                groups = [observed] if amortized else [(k,) for k in observed]
                 for budget in self.budgets:
                     for seed in self.seeds:
                         for observations in groups:
@@ -160,6 +173,22 @@ def _whole_numbers(path: Path, key: str, value: Any, minimum: int) -> tuple[int,
     return tuple(value)
 
 
+def _task_observations(path: Path, value: Any, tasks: list[str]) -> dict[str, tuple[int, ...]]:
+    """task -> its observations, from the optional ``task_observations`` table."""
+    if not isinstance(value, dict):
+        raise SuiteError(f"{path}: task_observations must be a table of task = [observations]")
+    strangers = sorted(set(value) - set(tasks))
+    if strangers:
+        raise SuiteError(
+            f"{path}: task_observations names {', '.join(map(repr, strangers))}, not among the "
+            f"suite's tasks ({', '.join(tasks)})"
+        )
+    return {
+        name: _whole_numbers(path, f"task_observations.{name}", numbers, 1)
+        for name, numbers in value.items()
+    }
+
+
 def _methods(
     path: Path, value: Any, tasks: list[str]
 ) -> tuple[dict[str, tuple[str, dict]], dict[str, tuple[str, ...]]]:
@@ -193,10 +222,11 @@ def _load(path: Path, text: str) -> Suite:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SuiteError(f"{path}: not valid TOML: {error}") from None
-    unknown = sorted(set(raw) - set(KEYS) - {"timeout"})
+    unknown = sorted(set(raw) - set(KEYS) - set(OPTIONAL))
     if unknown:
         raise SuiteError(
-            f"{path}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(KEYS)}"
+            f"{path}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(KEYS)}, "
+            f"and optionally {', '.join(OPTIONAL)}"
         )
     missing = [key for key in KEYS if key not in raw]
     if missing:
@@ -205,12 +235,13 @@ def _load(path: Path, text: str) -> Suite:
     if not isinstance(tasks, list) or not tasks:
         raise SuiteError(f"{path}: field 'tasks' must be a list of task names or \"all\"")
     observations = _whole_numbers(path, "observations", raw["observations"], 1)
+    task_observations = _task_observations(path, raw.get("task_observations", {}), tasks)
     for name in tasks:
         try:
             task = get_task(name)
         except ValueError as error:
             raise SuiteError(f"{path}: field 'tasks': {error}") from None
-        if max(observations) > task.num_observations:
+        if max(task_observations.get(name, observations)) > task.num_observations:
             raise SuiteError(f"{path}: task {name!r} has observations 1..{task.num_observations}")
     metrics, known = raw["metrics"], list_metrics(calibration=False)
     if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
@@ -260,6 +291,7 @@ def _load(path: Path, text: str) -> Suite:
         sha256=hashlib.sha256(text.encode()).hexdigest(),
         timeout=float(timeout) if timeout is not None else None,
         method_tasks=method_tasks,
+        task_observations=task_observations,
     )
 
 

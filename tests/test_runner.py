@@ -384,7 +384,8 @@ def test_variants_stay_out_of_the_well_specified_suites():
         assert not variants & set(load_suite(name).tasks), name
     frontier = set(load_suite("frontier").tasks)
     others = {"normal_mean", "beta_binomial", "dirichlet_multinomial", "normal_mean_sets"}
-    assert variants | others == frontier
+    ladder = set(load_suite("ladder").tasks)
+    assert variants | others | ladder == frontier
 
 
 def test_a_method_table_may_name_the_tasks_it_runs_on(tmp_path, tiny_suite):
@@ -540,3 +541,20 @@ def test_sigterm_stops_the_run_and_its_workers_and_keeps_finished_records(tmp_pa
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{written} already done" in resumed.stdout
+
+
+def test_a_task_may_score_fewer_observations_than_the_others(tmp_path, tiny_suite):
+    """`task_observations` gives one task its own observations (a ladder rung with five beside
+    tasks with ten); the other tasks keep the suite's, and each is checked against its task."""
+    text = tiny_suite.replace("[sbc]", "[task_observations]\npoisson_gamma = [2]\n\n[sbc]")
+    suite = _suite(tmp_path, text)
+    observed = {(job.task, job.observations) for job in suite.jobs() if job.method == "exact"}
+    assert observed == {("normal_mean", (1, 2)), ("poisson_gamma", (2,))}
+    assert {job.observations for job in suite.jobs() if job.task == "poisson_gamma"} == {(2,)}
+    for bad, message in [
+        ("two_moons = [1]", "task_observations names 'two_moons', not among the suite's tasks"),
+        ("poisson_gamma = [11]", "task 'poisson_gamma' has observations 1..10"),
+        ("poisson_gamma = []", "task_observations.poisson_gamma' must be a non-empty list"),
+    ]:
+        with pytest.raises(SuiteError, match=message):
+            _suite(tmp_path, tiny_suite.replace("[sbc]", f"[task_observations]\n{bad}\n\n[sbc]"))
