@@ -306,34 +306,44 @@ def run_suite(
 
     bar = tqdm(total=len(todo), desc=f"sbibench {suite.name}", unit="run", disable=not progress)
     futures: dict = {}
-    with (
-        _terminate_as_interrupt(),
-        _callers_threads_kept(),
-        open_executor(executor, workers, threads, scheduler, out / "slurm") as pool,
-        _cancelled_when_left(futures),
-    ):
-        phases = PhaseFiles(out / ".running") if local and progress else None
-        if pool is None:
-            results = _serial(todo, bar)
-        else:
-            for job in todo:
-                futures[pool.submit(execute, job, phases.reporter(job) if phases else None)] = job
-            results = ((job, _result(future)) for job, future in _completed(futures, bar, phases))
-        for job, result in results:
-            bar.update()
-            if result is None:  # the worker died: nothing written, a re-run retries it
-                lost.append(job.key)
-                continue
-            records, ranks = result
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            fields = {**provenance, **expected[job.key], "timestamp": stamp}
-            write_job(out, job.key, [{**fields, **record} for record in records], ranks)
-            finished += 1
-    bar.close()
-    if phases:
-        with contextlib.suppress(OSError):  # left behind only by jobs whose worker died
-            phases.folder.rmdir()
-    table = rebuild_table(out)
+    phases = PhaseFiles(out / ".running") if local and progress else None
+    # Our own process pool cancels its jobs not yet started itself, in its manager thread, as
+    # it stops; cancelling them here first made Python 3.11's pool print an InvalidStateError
+    # traceback when its workers were terminated (Ctrl-C, SIGTERM).
+    cancelled = (
+        contextlib.nullcontext() if executor == "processes" else _cancelled_when_left(futures)
+    )
+    try:
+        with (
+            _terminate_as_interrupt(),
+            _callers_threads_kept(),
+            open_executor(executor, workers, threads, scheduler, out / "slurm") as pool,
+            cancelled,
+        ):
+            if pool is None:
+                results = _serial(todo, bar)
+            else:
+                for job in todo:
+                    report = phases.reporter(job) if phases else None
+                    futures[pool.submit(execute, job, report)] = job
+                completed = _completed(futures, bar, phases)
+                results = ((job, _result(future)) for job, future in completed)
+            for job, result in results:
+                bar.update()
+                if result is None:  # the worker died: nothing written, a re-run retries it
+                    lost.append(job.key)
+                    continue
+                records, ranks = result
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+                fields = {**provenance, **expected[job.key], "timestamp": stamp}
+                write_job(out, job.key, [{**fields, **record} for record in records], ranks)
+                finished += 1
+    finally:  # also when stopped: the bar ends its line, results.csv holds what is finished
+        bar.close()
+        if phases:
+            with contextlib.suppress(OSError):  # left behind only by jobs whose worker died
+                phases.folder.rmdir()
+        table = rebuild_table(out)
     failures = _failures(out, set(expected))
     return RunSummary(
         len(jobs), len(state.done), finished, sum(n for _, _, n in failures), table,
