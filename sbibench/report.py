@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from sbibench.results import load_results
+from sbibench.results import load_results, rebuild_table
 
 __all__ = [
     "leaderboard",
@@ -478,9 +478,12 @@ def _png(figure: Any) -> str:
 def write_report(folder: str | Path, out: str | Path | None = None) -> list[Path]:
     """Write LEADERBOARD.md, report.html (figures embedded) and leaderboard.tex.
 
+    The run folder's results.csv is rebuilt from its records first, so that the table and the
+    report agree even when the run that wrote the records was killed before rebuilding it.
+
     Arguments:
         folder: a run folder written by `sbibench run`.
-        out: where to write (default: the run folder).
+        out: where to write the report (default: the run folder).
     """
     from sbibench.figures import all_figures
 
@@ -490,6 +493,7 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> list[Path
     table = load_results(folder)
     if table.empty:
         raise ValueError(f"{folder}: no records to report")
+    rebuild_table(folder)
     boards = leaderboard(table)
     provenance = _provenance(table)
     figures = [(title, _png(figure)) for title, figure in all_figures(table, folder)]

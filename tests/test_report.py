@@ -323,3 +323,12 @@ def test_a_dimension_ladder_gets_a_table_and_a_figure(tmp_path):
     tex = latex.read_text()
     assert r"\caption{Scores by dimension." in tex and r"D = 10 \\" in tex
     assert r" $\cdot$ " in tex  # the cells' separator
+
+
+def test_a_report_rebuilds_a_stale_results_table(tiny_run, tmp_path):
+    # A run killed before its end leaves results.csv behind its records; the report rebuilds it.
+    table = tiny_run / "results.csv"
+    whole = table.read_text()
+    table.write_text(whole.splitlines()[0] + "\n")
+    write_report(tiny_run, tmp_path)
+    assert table.read_text() == whole
