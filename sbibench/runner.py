@@ -182,8 +182,9 @@ class PhaseFiles:
 
 
 def _running_line(futures: dict, started: dict, phases: PhaseFiles | None) -> str:
-    """Which jobs are running now, in which phase, for how long (concurrent.futures know;
-    submitit's jobs don't say)."""
+    """Which jobs are running now, for how long since each started, and in which phase
+    ("normal_mean/npe/1000 (200 s): scoring observation 3 (3 of 10)"; concurrent.futures
+    know, submitit's jobs don't say)."""
     now = time.monotonic()
     running = []
     for future, job in futures.items():
@@ -192,9 +193,8 @@ def _running_line(futures: dict, started: dict, phases: PhaseFiles | None) -> st
             if phases and not phase:  # queued in a worker, not started
                 continue
             started.setdefault(job.key, now)
-            running.append(
-                f"{_label(job)} {phase} {now - started[job.key]:.0f}s".replace("  ", " ")
-            )
+            line = f"{_label(job)} ({now - started[job.key]:.0f} s)"
+            running.append(f"{line}: {phase}" if phase else line)
     if not running:
         return ""
     return "running: " + ", ".join(running[:4]) + (" ..." if len(running) > 4 else "")

@@ -5,6 +5,7 @@ front."""
 import concurrent.futures
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -493,7 +494,9 @@ def test_progress_names_each_running_job_and_its_phase(tmp_path, tiny_suite):
     future = concurrent.futures.Future()
     future.set_running_or_notify_cancel()
     line = _running_line({future: job}, {}, phases)
-    assert line.startswith("running: normal_mean/rej_abc/200/obs 1 scoring observation 1")
+    # the seconds are the job's since it started, the phase is what it does now
+    expected = r"running: normal_mean/rej_abc/200/obs 1 \(\d+ s\): scoring observation 1 \(1 of 1\)"
+    assert re.fullmatch(expected, line), line
     run_suite(suite, tmp_path / "run", executor="processes", workers=2, progress=True)
     assert not (tmp_path / "run" / ".running").exists()
 
