@@ -2,6 +2,7 @@
 
 import base64
 import re
+import shutil
 import subprocess
 import sys
 
@@ -327,8 +328,10 @@ def test_a_dimension_ladder_gets_a_table_and_a_figure(tmp_path):
 
 def test_a_report_rebuilds_a_stale_results_table(tiny_run, tmp_path):
     # A run killed before its end leaves results.csv behind its records; the report rebuilds it.
-    table = tiny_run / "results.csv"
+    # A copy, so that the shared run folder stays whole for the other tests.
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    table = run / "results.csv"
     whole = table.read_text()
     table.write_text(whole.splitlines()[0] + "\n")
-    write_report(tiny_run, tmp_path)
+    write_report(run, tmp_path / "report")
     assert table.read_text() == whole
