@@ -36,6 +36,34 @@ class C2ST:
     track_abs_error.unit = "accuracy"
 
 
+class C2STCurved:
+    """C2ST time and accuracy where the boundary is curved and the classifier trains longest:
+    two_moons' reference posterior (observation 1) against independent exact draws blurred by
+    Gaussian noise of a tenth of each coordinate's sd, as a kernel density estimate on the
+    crescents would be, 10,000 per set."""
+
+    timeout = 300
+
+    def setup(self) -> None:
+        from sbibench import get_task
+
+        task = get_task("two_moons")
+        self.x = task.reference_samples(1)[:10_000]
+        torch.manual_seed(0)
+        draws = task.posterior(task.observation(1)).sample((10_000,)).to(self.x.dtype)
+        g = torch.Generator().manual_seed(0)
+        noise = torch.randn(draws.shape, generator=g, dtype=draws.dtype)
+        self.y = draws + 0.1 * self.x.std(0) * noise
+
+    def time_c2st(self) -> None:
+        c2st(self.x, self.y, seed=0)
+
+    def track_accuracy(self) -> float:
+        return c2st(self.x, self.y, seed=0).value
+
+    track_accuracy.unit = "accuracy"
+
+
 class Wasserstein:
     """Wasserstein-2 time, and its error against the closed form, per estimator."""
 

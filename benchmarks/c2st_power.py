@@ -33,6 +33,7 @@ CASES = {
     "shift1d": (1, 1.0, 1.0, norm.cdf(0.5)),
     "scale2d": (2, 0.0, 1.5, _bayes_scale(2, 1.5)),
     "shift5d": (5, 1.0, 1.0, norm.cdf(0.5)),
+    "scale10d": (10, 0.0, 1.1, _bayes_scale(10, 1.1)),
 }
 
 

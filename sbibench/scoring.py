@@ -317,7 +317,8 @@ _BUILTIN = (
         "c2st", _c2st,
         (Column("c2st", "C2ST", "lower", Rule("noise", "c2st_null_sd", tolerance=0.02)),
          Column("c2st_null_sd")),
-        floor=True, options="c2st-mlp: 5 folds, seed 0, sbibench defaults, binomial null",
+        floor=True, options="c2st-mlp: 5 folds, seed 0, sbibench defaults (from 1,000 per set: "
+        "Adam 5e-3 with one tenfold decay), binomial null",
     ),
     # sbibm's published recipe, its own column so that a record says which recipe scored it;
     # no stored floor (minutes per score at 10,000 in 10-D): its null sd is the binomial one

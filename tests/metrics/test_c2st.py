@@ -6,6 +6,7 @@ classifier scatters with standard deviation sqrt(a (1 - a) / 2n), 0.0033 at n = 
 also covers the known small bias of cross-validated accuracy around 0.5.
 """
 
+import importlib
 import math
 
 import pytest
@@ -220,7 +221,27 @@ def test_default_recipe_trains_small_sets_for_its_step_floor():
     assert c2st(*small, seed=0).details["epochs"] == 500
     assert c2st(*small, seed=0, max_epochs=3).details["epochs"] == 500
     big = c2st(_normal(1000, 1, 1), _normal(1000, 1, 2, shift=1.0), seed=0)
-    assert big.details["epochs"] < 1000  # early stopping (measured 216), not the cap
+    assert big.details["epochs"] < 1000  # early stopping (measured 131), not the cap
+
+
+def test_default_recipe_decays_the_learning_rate_once_before_it_stops():
+    # From 1,000 per set the first stall of every model's validation loss (patience epochs
+    # without improvement) divides the learning rate by ten and training goes on; only the
+    # second stall ends it. Equal distributions stall at once, so the run with the decay
+    # lasts at least `patience` epochs longer than plain early stopping from the same start.
+    c2st_module = importlib.import_module("sbibench.metrics.c2st")
+    data = torch.cat([_normal(1000, 2, 1), _normal(1000, 2, 2)])
+    idx = torch.randperm(2000, generator=torch.Generator().manual_seed(0))
+    labels = (idx >= 1000).float()
+
+    def epochs(decays):
+        generator = torch.Generator().manual_seed(0)
+        args = (data, idx[None, 200:], labels[None, 200:], idx[None, :200], labels[None, :200])
+        _, ran = c2st_module._train(*args, generator, 1000, 5, 256, 5e-3, decays=decays)
+        return ran
+
+    plain, decayed = epochs(0), epochs(1)
+    assert plain < 1000 and decayed >= plain + 5
 
 
 def test_default_recipe_has_power_at_two_hundred_samples():
