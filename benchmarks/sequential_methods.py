@@ -1,21 +1,46 @@
 """Wall time of sequential methods per observation, by phase, with C2ST: a script, not asv
 (one SNLE run at 10^4 simulations takes about a minute).
 
-    python benchmarks/sequential_methods.py snle snre [--task normal_mean_variance]
+    python benchmarks/sequential_methods.py snle snre [--task normal_mean_variance] [--rounds]
 
 Each method runs on observations 1 and 2 at 10,000 simulations, seed 0, one torch thread;
 printed: total seconds, proposal and training seconds, and C2ST of 10,000 draws against the
 reference. To compare two revisions, run it from each checkout at the same time (one core each)
-or one after the other on an idle machine.
+or one after the other on an idle machine. ``--rounds`` also prints every training run (one per
+round): its rows, the epochs it ran, the epoch whose weights it kept and its seconds; epochs
+after the kept one are early stopping's patience.
 """
 
 import argparse
+import importlib
+import pkgutil
 import time
 
 import torch
 
+import sbibench.methods
+import sbibench.nn
 from sbibench import get_method, get_task
 from sbibench.metrics import c2st
+
+
+def _report_training_runs() -> None:
+    """Wrap the shared training loop, as every method module imported it, to print each run."""
+    original = sbibench.nn.train
+
+    def train(module, loss_fn, tensors, **options):
+        result = original(module, loss_fn, tensors, **options)
+        print(
+            f"  {tensors[0].shape[0]:6d} rows: {result.epochs:4d} epochs, kept epoch "
+            f"{result.best_epoch:4d}, {result.seconds:6.1f} s",
+            flush=True,
+        )
+        return result
+
+    for info in pkgutil.iter_modules(sbibench.methods.__path__):
+        module = importlib.import_module(f"sbibench.methods.{info.name}")
+        if getattr(module, "train", None) is original:
+            module.train = train
 
 
 def main() -> None:
@@ -23,8 +48,11 @@ def main() -> None:
     parser.add_argument("methods", nargs="+")
     parser.add_argument("--task", default="normal_mean_variance")
     parser.add_argument("--simulations", type=int, default=10_000)
+    parser.add_argument("--rounds", action="store_true", help="print every training run")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.rounds:
+        _report_training_runs()
     task = get_task(args.task)
     for name in args.methods:
         for k in (1, 2):
