@@ -102,8 +102,11 @@ def test_bad_arguments_are_named():
 )
 def test_gradient_samplers_recover_exact_posteriors(task_name, sampler):
     """MCMC on the exact likelihood (oracle_mcmc) with HMC and MALA, 2,000 vs 2,000 samples:
-    C2ST <= 0.55, five standard deviations (0.011) above 0.5 (slice: tests/methods/test_oracles)."""
+    C2ST <= 0.55, five standard deviations (0.011) above 0.5 (slice: tests/methods/test_oracles).
+    Every fifth sweep is kept: consecutive MALA draws on linear_gaussian (10-D) are correlated
+    enough that C2ST tells them apart (0.552, 0.531, 0.520, 0.536 over classifier seeds 0-3
+    without thinning; exact draws 0.492-0.514), and this test checks the samplers' target."""
     task = get_task(task_name)
-    posterior = get_method("oracle_mcmc", sampler=sampler).fit(task, 0, 0)
+    posterior = get_method("oracle_mcmc", sampler=sampler, thin=5).fit(task, 0, 0)
     samples = posterior.sample(2000, task.observation(1), seed=0)
     assert c2st(task.reference_samples(1)[:2000], samples, seed=0).value <= 0.55
