@@ -2,17 +2,21 @@
 (one SNLE run at 10^4 simulations takes about a minute).
 
     python benchmarks/sequential_methods.py snle snre [--task normal_mean_variance] [--rounds]
+        [--observations 1 2] [--patience 20 10]
 
-Each method runs on observations 1 and 2 at 10,000 simulations, seed 0, one torch thread;
-printed: total seconds, proposal and training seconds, and C2ST of 10,000 draws against the
-reference. To compare two revisions, run it from each checkout at the same time (one core each)
-or one after the other on an idle machine. ``--rounds`` also prints every training run (one per
-round): its rows, the epochs it ran, the epoch whose weights it kept and its seconds; epochs
-after the kept one are early stopping's patience.
+Each method runs on observations 1 and 2 (or those given) at 10,000 simulations, seed 0, one
+torch thread; printed: total seconds, proposal and training seconds, and C2ST of 10,000 draws
+against the reference. ``--patience`` runs each method at each early-stopping patience given,
+one after the other on each observation, so the times compare within one run. To compare two
+revisions, run it from each checkout at the same time (one core each) or one after the other
+on an idle machine. ``--rounds`` also prints every training run (one per round): its rows, the
+epochs it ran, the epoch whose weights it kept and its seconds; epochs after the kept one are
+early stopping's patience.
 """
 
 import argparse
 import importlib
+import itertools
 import pkgutil
 import time
 
@@ -49,21 +53,26 @@ def main() -> None:
     parser.add_argument("--task", default="normal_mean_variance")
     parser.add_argument("--simulations", type=int, default=10_000)
     parser.add_argument("--rounds", action="store_true", help="print every training run")
+    parser.add_argument("--observations", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--patience", type=int, nargs="+", help="default: the method's own")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.rounds:
         _report_training_runs()
     task = get_task(args.task)
     for name in args.methods:
-        for k in (1, 2):
+        for k, patience in itertools.product(args.observations, args.patience or [None]):
+            config = {} if patience is None else {"patience": patience}
+            label = name if patience is None else f"{name} patience {patience}"
             start = time.perf_counter()
-            posterior = get_method(name).run(task, task.observation(k), args.simulations, 0)
+            method = get_method(name, **config)
+            posterior = method.run(task, task.observation(k), args.simulations, 0)
             seconds = time.perf_counter() - start
             samples = posterior.sample(10_000, task.observation(k), seed=0)
             score = c2st(task.reference_samples(k), samples, seed=0).value
             timings = posterior.timings
             print(
-                f"{name} obs {k}: {seconds:.1f} s (propose {timings.propose:.1f} s, "
+                f"{label} obs {k}: {seconds:.1f} s (propose {timings.propose:.1f} s, "
                 f"train {timings.train:.1f} s), C2ST {score:.4f}",
                 flush=True,
             )
