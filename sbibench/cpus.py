@@ -1,14 +1,16 @@
-"""The CPUs this process may use (affinity mask, cgroup quota) and the workers that fit them."""
+"""The CPUs this process may use (affinity mask, cgroup quota), the workers that fit them, and
+which CPU it is (`cpu_name`, written into every record)."""
 
 from __future__ import annotations
 
 import math
 import os
+import platform
 from pathlib import Path
 
 from sbibench.executors import EXECUTORS
 
-__all__ = ["CGROUP_ROOT", "available_cpus", "cgroup_cpu_limit", "default_workers"]
+__all__ = ["CGROUP_ROOT", "available_cpus", "cgroup_cpu_limit", "cpu_name", "default_workers"]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Where cgroup v1 mounts the CPU controller, relative to the root; "" for the root itself.
@@ -115,3 +117,22 @@ def default_workers(executor: str, threads: int = 1, cpus: int | None = None) ->
     if executor == "serial":
         return 1
     return max(1, (available_cpus() if cpus is None else cpus) // threads)
+
+
+def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """This CPU's model and the instruction set torch's kernels use on it, e.g. ``"AMD EPYC
+    (AVX2)"``. A fit's digits depend on both (vectorised sums round differently on AVX2 and
+    AVX-512), so a record made elsewhere with the same key may differ; records carry this to
+    tell. The model is Linux's ``model name`` line, else what `platform` knows."""
+    import torch
+
+    model = ""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    model = model or platform.processor() or platform.machine() or "unknown CPU"
+    return f"{model} ({torch.backends.cpu.get_cpu_capability()})"

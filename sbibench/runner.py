@@ -20,12 +20,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sbibench.cpus import available_cpus, default_workers
+from sbibench.cpus import available_cpus, cpu_name, default_workers
 from sbibench.evaluate import execute
 from sbibench.executors import check_executor, is_local, open_executor
 from sbibench.provenance import job_provenance
@@ -221,13 +221,21 @@ def _completed(futures: dict, bar: Any, phases: PhaseFiles | None) -> Iterator[t
         bar.set_postfix_str(_running_line(pending, started, phases), refresh=True)
 
 
+def _execute_here(job: Job, report: Callable[[str], None] | None = None) -> tuple[list, dict]:
+    """`execute` in the worker, every record stamped with the worker's CPU (`cpu_name`): on a
+    cluster that is the node the job ran on, not this one."""
+    records, ranks = execute(job, report)
+    cpu = cpu_name()
+    return [{**record, "cpu": cpu} for record in records], ranks
+
+
 def _serial(todo: list[Job], bar: Any) -> Iterator[tuple[Job, Any]]:
     for job in todo:
 
         def report(phase: str, job: Job = job) -> None:
             bar.set_postfix_str(f"running: {_label(job)} {phase}", refresh=True)
 
-        yield job, execute(job, report)
+        yield job, _execute_here(job, report)
 
 
 def run_suite(
@@ -325,7 +333,7 @@ def run_suite(
             else:
                 for job in todo:
                     report = phases.reporter(job) if phases else None
-                    futures[pool.submit(execute, job, report)] = job
+                    futures[pool.submit(_execute_here, job, report)] = job
                 completed = _completed(futures, bar, phases)
                 results = ((job, _result(future)) for job, future in completed)
             for job, result in results:

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from sbibench.cli import main
-from sbibench.cpus import available_cpus, cgroup_cpu_limit, default_workers
+from sbibench.cpus import available_cpus, cgroup_cpu_limit, cpu_name, default_workers
 from sbibench.runner import _warn_oversubscribed
 
 affinity = pytest.mark.skipif(
@@ -95,3 +95,17 @@ def test_more_workers_than_cpus_is_one_line_of_warning(capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert f"{cpus} worker(s) x 2 thread(s) exceed the {cpus} CPU(s)" in err
+
+
+def test_cpu_name_is_the_model_and_torchs_instruction_set(tmp_path):
+    import torch
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nvendor_id\t: X\nmodel name\t: Some CPU 9000\nflags\t: fpu\n"
+    )
+    assert cpu_name(cpuinfo) == f"Some CPU 9000 ({capability})"
+    # no /proc (macOS, Windows): platform's name, still with the instruction set
+    assert cpu_name(tmp_path / "absent").endswith(f" ({capability})")
+    assert cpu_name(tmp_path / "absent") != f" ({capability})"

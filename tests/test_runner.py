@@ -15,6 +15,7 @@ import time
 import pandas
 import pytest
 
+from sbibench.cpus import cpu_name
 from sbibench.methods import get_method
 from sbibench.results import RecordError, completed_keys, load_results, read_records
 from sbibench.runner import run_suite
@@ -456,6 +457,7 @@ def test_records_are_whole_json_files_with_provenance(tiny_run):
             assert record["suite"] == "tiny" and record["sbibench_version"]
             assert record["torch_version"] and record["timestamp"] and record["cores"] >= 1
             assert record["threads"] == 1
+            assert record["cpu"] == cpu_name()  # stamped in the worker that ran the job
 
 
 def test_revisions_are_sbibenchs_only_from_its_checkout_and_the_projects_by_name(tmp_path):
