@@ -1,0 +1,96 @@
+"""Where an SNPE-C training step spends its time, and what Adam's fused kernel would save: a
+script, not asv (it profiles).
+
+    python benchmarks/snpe_c_step.py [--task two_moons] [--steps 200] [--profile]
+
+The step is the one SNPE-C repeats from its second round on: a minibatch of 200 rows, each with
+9 other rows as atoms (2,000 flow evaluations), through SNPE-C's own estimator on 5,000 prior
+simulations, with the clipping and the Adam that `sbibench.nn.train` uses (foreach). One torch
+thread. Printed: FLOPs per step (torch's flop counter: the matrix products, forward and
+backward), ms per step and GFLOP/s with the current Adam and with ``fused=True``, timed in
+alternating blocks so a machine whose speed drifts slows both alike, and the loss each reaches
+(fused is not bit-identical). ``--profile`` adds torch.profiler's ops by self CPU time.
+"""
+
+import argparse
+import time
+
+import torch
+from torch import nn
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
+
+from sbibench import get_method, get_task
+from sbibench.methods.base import unconstrained
+from sbibench.methods.training import build
+
+BATCH = 200
+
+
+def _setup(task_name: str, simulations: int, fused: bool):
+    """SNPE-C's estimator, its atomic loss and an optimiser, all seeded the same way."""
+    torch.manual_seed(0)
+    task, method = get_task(task_name), get_method("snpe_c")
+    generator = torch.Generator().manual_seed(0)
+    theta = task.sample_prior(simulations, generator)
+    x = task.simulate(theta, generator).float()
+    u = unconstrained(task).inv(theta).float()
+    estimator = build(method, task, u, x)
+    loss_fn, tensors = method._loss(estimator, task, u, x, None, first=False)
+    params = [p for p in estimator.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=method.learning_rate, foreach=not fused, fused=fused)
+    return estimator, loss_fn, tensors, params, optimizer
+
+
+def _step(loss_fn, tensors, params, optimizer, k: int) -> float:
+    lo = (k * BATCH) % (tensors[0].shape[0] - BATCH)
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(*(t[lo : lo + BATCH] for t in tensors))
+    loss.backward()
+    nn.utils.clip_grad_norm_(params, 5.0)
+    optimizer.step()
+    return loss.item()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--task", default="two_moons")
+    parser.add_argument("--simulations", type=int, default=5_000)
+    parser.add_argument("--steps", type=int, default=200, help="per variant, in 4 blocks")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    runs = {
+        name: _setup(args.task, args.simulations, name == "fused") for name in ("foreach", "fused")
+    }
+    _, loss_fn, tensors, params, optimizer = _setup(args.task, args.simulations, fused=False)
+    with FlopCounterMode(display=False) as counter:
+        _step(loss_fn, tensors, params, optimizer, 0)
+    flops = counter.get_total_flops()
+    print(f"{args.task}: {BATCH} rows x 10 atoms, {flops / 1e6:.0f} MFLOP per step")
+    seconds = dict.fromkeys(runs, 0.0)
+    losses = dict.fromkeys(runs, 0.0)
+    steps = dict.fromkeys(runs, 0)
+    for _ in range(4):
+        for name, (_, loss_fn, tensors, params, optimizer) in runs.items():
+            start = time.perf_counter()
+            for _ in range(args.steps // 4):
+                losses[name] = _step(loss_fn, tensors, params, optimizer, steps[name])
+                steps[name] += 1
+            seconds[name] += time.perf_counter() - start
+    for name in runs:
+        per_step = seconds[name] / (args.steps // 4 * 4)
+        print(
+            f"Adam {name:7s}: {per_step * 1e3:.2f} ms per step, {flops / per_step / 1e9:.1f} "
+            f"GFLOP/s, loss after {steps[name]} steps {losses[name]:.6f}"
+        )
+    if args.profile:
+        _, loss_fn, tensors, params, optimizer = runs["foreach"]
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for k in range(50):
+                _step(loss_fn, tensors, params, optimizer, k)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+
+
+if __name__ == "__main__":
+    main()
