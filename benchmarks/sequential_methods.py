@@ -2,7 +2,7 @@
 (one SNLE run at 10^4 simulations takes about a minute).
 
     python benchmarks/sequential_methods.py snle snre [--task normal_mean_variance] [--rounds]
-        [--observations 1 2] [--patience 20 10]
+        [--observations 1 2] [--patience 20 10] [--compile]
 
 Each method runs on observations 1 and 2 (or those given) at 10,000 simulations, seed 0, one
 torch thread; printed: total seconds, proposal and training seconds, and C2ST of 10,000 draws
@@ -11,7 +11,10 @@ one after the other on each observation, so the times compare within one run. To
 revisions, run it from each checkout at the same time (one core each) or one after the other
 on an idle machine. ``--rounds`` also prints every training run (one per round): its rows, the
 epochs it ran, the epoch whose weights it kept and its seconds; epochs after the kept one are
-early stopping's patience.
+early stopping's patience. ``--compile`` runs each method a second time on each observation with
+every training loss through ``torch.compile`` (inductor drawing eager's random numbers, so the
+atoms and pairs are the same; its fused arithmetic still rounds differently), compilation
+included in the seconds.
 """
 
 import argparse
@@ -27,18 +30,24 @@ import sbibench.nn
 from sbibench import get_method, get_task
 from sbibench.metrics import c2st
 
+_COMPILE = {"on": False}
 
-def _report_training_runs() -> None:
-    """Wrap the shared training loop, as every method module imported it, to print each run."""
+
+def _wrap_training_runs(report: bool) -> None:
+    """Wrap the shared training loop, as every method module imported it: compile the loss
+    while ``_COMPILE["on"]``, and print each run if ``report``."""
     original = sbibench.nn.train
 
     def train(module, loss_fn, tensors, **options):
+        if _COMPILE["on"]:
+            loss_fn = torch.compile(loss_fn)
         result = original(module, loss_fn, tensors, **options)
-        print(
-            f"  {tensors[0].shape[0]:6d} rows: {result.epochs:4d} epochs, kept epoch "
-            f"{result.best_epoch:4d}, {result.seconds:6.1f} s",
-            flush=True,
-        )
+        if report:
+            print(
+                f"  {tensors[0].shape[0]:6d} rows: {result.epochs:4d} epochs, kept epoch "
+                f"{result.best_epoch:4d}, {result.seconds:6.1f} s",
+                flush=True,
+            )
         return result
 
     for info in pkgutil.iter_modules(sbibench.methods.__path__):
@@ -55,15 +64,23 @@ def main() -> None:
     parser.add_argument("--rounds", action="store_true", help="print every training run")
     parser.add_argument("--observations", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--patience", type=int, nargs="+", help="default: the method's own")
+    parser.add_argument("--compile", action="store_true", help="also with compiled losses")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    if args.rounds:
-        _report_training_runs()
+    if args.compile:
+        import torch._inductor.config as inductor
+
+        inductor.fallback_random = True  # eager's random numbers
+    _wrap_training_runs(report=args.rounds)
     task = get_task(args.task)
+    compiled = [False, True] if args.compile else [False]
     for name in args.methods:
-        for k, patience in itertools.product(args.observations, args.patience or [None]):
+        runs = itertools.product(args.observations, args.patience or [None], compiled)
+        for k, patience, compile_ in runs:
             config = {} if patience is None else {"patience": patience}
             label = name if patience is None else f"{name} patience {patience}"
+            label += " compiled" if compile_ else ""
+            _COMPILE["on"] = compile_
             start = time.perf_counter()
             method = get_method(name, **config)
             posterior = method.run(task, task.observation(k), args.simulations, 0)

@@ -1,7 +1,7 @@
 """Where an SNPE-C training step spends its time, and what Adam's fused kernel would save: a
 script, not asv (it profiles).
 
-    python benchmarks/snpe_c_step.py [--task two_moons] [--steps 200] [--profile]
+    python benchmarks/snpe_c_step.py [--task two_moons] [--steps 200] [--profile] [--compile]
 
 The step is the one SNPE-C repeats from its second round on: a minibatch of 200 rows, each with
 9 other rows as atoms (2,000 flow evaluations), through SNPE-C's own estimator on 5,000 prior
@@ -10,6 +10,12 @@ thread. Printed: FLOPs per step (torch's flop counter: the matrix products, forw
 backward), ms per step and GFLOP/s with the current Adam and with ``fused=True``, timed in
 alternating blocks so a machine whose speed drifts slows both alike, and the loss each reaches
 (fused is not bit-identical). ``--profile`` adds torch.profiler's ops by self CPU time.
+
+Also printed: the step's matrix products alone (each ``mm``/``addmm`` of one step, replayed on
+copies of its inputs), the part of the step that no rewrite of the rest could remove.
+``--compile`` adds a third variant, the loss (forward and backward) through ``torch.compile``,
+and the seconds its compilation took; its atoms come from inductor's own random numbers, so its
+loss is not comparable step for step.
 """
 
 import argparse
@@ -18,6 +24,7 @@ import time
 import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from sbibench import get_method, get_task
@@ -25,6 +32,23 @@ from sbibench.methods.base import unconstrained
 from sbibench.methods.training import build
 
 BATCH = 200
+
+
+_PRODUCTS = ("aten.mm.default", "aten.addmm.default")
+
+
+class _Products(TorchDispatchMode):
+    """Keeps each matrix product of the ops it sees, with copies of its inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if str(func) in _PRODUCTS:
+            copies = [a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args]
+            self.calls.append((func, copies, kwargs or {}))
+        return func(*args, **(kwargs or {}))
 
 
 def _setup(task_name: str, simulations: int, fused: bool):
@@ -58,6 +82,7 @@ def main() -> None:
     parser.add_argument("--simulations", type=int, default=5_000)
     parser.add_argument("--steps", type=int, default=200, help="per variant, in 4 blocks")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="time a torch.compile'd loss too")
     args = parser.parse_args()
     torch.set_num_threads(1)
     runs = {
@@ -68,13 +93,28 @@ def main() -> None:
         _step(loss_fn, tensors, params, optimizer, 0)
     flops = counter.get_total_flops()
     print(f"{args.task}: {BATCH} rows x 10 atoms, {flops / 1e6:.0f} MFLOP per step")
+    with _Products() as products:
+        _step(loss_fn, tensors, params, optimizer, 1)
+    if args.compile:
+        loss_fn, tensors, params, optimizer = _setup(args.task, args.simulations, fused=False)
+        loss_fn = torch.compile(loss_fn, dynamic=False)
+        start = time.perf_counter()
+        _step(loss_fn, tensors, params, optimizer, 0)
+        print(f"torch.compile: {time.perf_counter() - start:.1f} s to compile the loss")
+        runs["compiled"] = (loss_fn, tensors, params, optimizer)
     seconds = dict.fromkeys(runs, 0.0)
     losses = dict.fromkeys(runs, 0.0)
     steps = dict.fromkeys(runs, 0)
     # the atoms are drawn from torch's global RNG: each variant keeps its own stream, so both
     # see the same atoms and their losses differ only by the optimiser's arithmetic
     rng = {name: torch.manual_seed(0).get_state() for name in runs}
+    product_seconds = 0.0
     for _ in range(4):
+        start = time.perf_counter()
+        for _ in range(args.steps // 4):
+            for func, inputs, kwargs in products.calls:
+                func(*inputs, **kwargs)
+        product_seconds += time.perf_counter() - start
         for name, (loss_fn, tensors, params, optimizer) in runs.items():
             torch.set_rng_state(rng[name])
             start = time.perf_counter()
@@ -83,12 +123,23 @@ def main() -> None:
                 steps[name] += 1
             seconds[name] += time.perf_counter() - start
             rng[name] = torch.get_rng_state()
+    labels = {
+        "foreach": "Adam foreach          ",
+        "fused": "Adam fused            ",
+        "compiled": "compiled loss, foreach",
+    }
     for name in runs:
         per_step = seconds[name] / (args.steps // 4 * 4)
         print(
-            f"Adam {name:7s}: {per_step * 1e3:.2f} ms per step, {flops / per_step / 1e9:.1f} "
+            f"{labels[name]}: {per_step * 1e3:.2f} ms per step, {flops / per_step / 1e9:.1f} "
             f"GFLOP/s, loss after {steps[name]} steps {losses[name]:.6f}"
         )
+    per_step = product_seconds / (args.steps // 4 * 4)
+    share = per_step / (seconds["foreach"] / (args.steps // 4 * 4))
+    print(
+        f"matrix products alone: {per_step * 1e3:.2f} ms per step ({len(products.calls)} "
+        f"products, {share:.0%} of the foreach step)"
+    )
     if args.profile:
         loss_fn, tensors, params, optimizer = runs["foreach"]
         with profile(activities=[ProfilerActivity.CPU]) as prof:
