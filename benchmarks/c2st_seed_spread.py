@@ -1,0 +1,60 @@
+"""How much C2ST moves with its classifier's seed alone, on fixed draws of real fits, against the
+binomial sd that `sbibench check` records as a score's noise: a script, not asv.
+
+    python benchmarks/c2st_seed_spread.py [--cells two_moons:npe:1000 normal_mean:npe:1000]
+        [--sizes 2000 10000] [--seeds 6]
+
+Each cell (task:method:simulations) is fitted once (seed 0; a sequential method runs on
+observation 1), and n draws for observation 1 (draw seed 0) are scored against the first n
+reference samples with C2ST seeds 0 .. seeds - 1. Printed per cell and n: the accuracies, their
+sd, the binomial sd 0.5 / sqrt(2 n) and the ratio. One torch thread.
+"""
+
+import argparse
+import statistics
+
+import torch
+
+from sbibench import get_method, get_task
+from sbibench.metrics import c2st
+
+CELLS = [
+    "two_moons:npe:1000",
+    "two_moons:rej_abc:10000",
+    "two_moons:snpe_c:1000",
+    "normal_mean:npe:1000",
+    "gaussian_mixture:npe:1000",
+    "gaussian_linear_uniform:nle:1000",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cells", nargs="+", default=CELLS, help="task:method:simulations")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 10_000])
+    parser.add_argument("--seeds", type=int, default=6)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    for cell in args.cells:
+        task_name, method_name, budget = cell.split(":")
+        task, method = get_task(task_name), get_method(method_name)
+        x = task.observation(1)
+        if hasattr(method, "fit"):
+            posterior = method.fit(task, int(budget), 0)
+        else:
+            posterior = method.run(task, x, int(budget), 0)
+        reference = task.reference_samples(1)
+        for n in args.sizes:
+            samples = posterior.sample(n, x, seed=0)
+            values = [c2st(reference[:n], samples, seed=s).value for s in range(args.seeds)]
+            spread, binomial = statistics.stdev(values), 0.5 / (2 * n) ** 0.5
+            print(
+                f"{cell:34s} n={n:6d}: C2ST "
+                + " ".join(f"{v:.4f}" for v in values)
+                + f" | sd {spread:.4f}, binomial sd {binomial:.4f}, ratio {spread / binomial:.1f}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
