@@ -2,12 +2,13 @@
 (one SNLE run at 10^4 simulations takes about a minute).
 
     python benchmarks/sequential_methods.py snle snre [--task normal_mean_variance] [--rounds]
-        [--observations 1 2] [--patience 20 10] [--compile]
+        [--observations 1 2] [--settings patience=20 patience=10,batch_size=500] [--compile]
 
 Each method runs on observations 1 and 2 (or those given) at 10,000 simulations, seed 0, one
 torch thread; printed: total seconds, proposal and training seconds, and C2ST of 10,000 draws
-against the reference. ``--patience`` runs each method at each early-stopping patience given,
-one after the other on each observation, so the times compare within one run. To compare two
+against the reference. ``--settings`` runs each method with each set of settings given (the
+method's own keyword arguments, ``key=value`` joined by commas; ``default`` for none), one after
+the other on each observation, so the times compare within one run. To compare two
 revisions, run it from each checkout at the same time (one core each) or one after the other
 on an idle machine. ``--rounds`` also prints every training run (one per round): its rows, the
 epochs it ran, the epoch whose weights it kept and its seconds; epochs after the kept one are
@@ -56,6 +57,27 @@ def _wrap_training_runs(report: bool) -> None:
             module.train = train
 
 
+def _parse_settings(text: str) -> dict:
+    """``"patience=10,batch_size=500"`` -> ``{"patience": 10, "batch_size": 500}``; numbers
+    become int or float, anything else stays a string; ``"default"`` -> ``{}``."""
+    if text == "default":
+        return {}
+    config = {}
+    for pair in text.split(","):
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--settings: expected key=value, got {pair!r} in {text!r}")
+        for kind in (int, float):
+            try:
+                config[key] = kind(value)
+                break
+            except ValueError:
+                continue
+        else:
+            config[key] = value
+    return config
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("methods", nargs="+")
@@ -63,7 +85,9 @@ def main() -> None:
     parser.add_argument("--simulations", type=int, default=10_000)
     parser.add_argument("--rounds", action="store_true", help="print every training run")
     parser.add_argument("--observations", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--patience", type=int, nargs="+", help="default: the method's own")
+    parser.add_argument(
+        "--settings", nargs="+", default=["default"], help="e.g. default patience=10,batch_size=500"
+    )
     parser.add_argument("--compile", action="store_true", help="also with compiled losses")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -75,10 +99,10 @@ def main() -> None:
     task = get_task(args.task)
     compiled = [False, True] if args.compile else [False]
     for name in args.methods:
-        runs = itertools.product(args.observations, args.patience or [None], compiled)
-        for k, patience, compile_ in runs:
-            config = {} if patience is None else {"patience": patience}
-            label = name if patience is None else f"{name} patience {patience}"
+        runs = itertools.product(args.observations, args.settings, compiled)
+        for k, settings, compile_ in runs:
+            config = _parse_settings(settings)
+            label = name if not config else f"{name} {settings}"
             label += " compiled" if compile_ else ""
             _COMPILE["on"] = compile_
             start = time.perf_counter()
