@@ -1,5 +1,5 @@
-"""Where an SNPE-C training step spends its time, and what Adam's fused kernel would save: a
-script, not asv (it profiles).
+"""Where an SNPE-C training step spends its time, and what Adam's fused kernel or a compiled loss
+would save: a script, not asv (it profiles).
 
     python benchmarks/snpe_c_step.py [--task two_moons] [--steps 200] [--profile] [--compile]
 
