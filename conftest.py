@@ -22,6 +22,6 @@ def _few_threads():
 def pytest_xdist_auto_num_workers(config):
     """`-n auto` starts one test process per CPU this process may use (affinity mask, cgroup
     quota), not per CPU of the host: each test runs one torch thread."""
-    from sbibench.cpus import available_cpus
+    from sbibench.run.cpus import available_cpus
 
     return available_cpus()

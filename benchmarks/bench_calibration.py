@@ -2,7 +2,7 @@
 
 NLE (default configuration) is fitted once on ``linear_gaussian`` (D = 10) with 10,000
 simulations (seed 0). ``time_calibrate`` runs what a suite runs for it
-(`sbibench.evaluate._calibrate`): 1,000 prior-predictive datasets x 100 posterior draws in one
+(`sbibench.run.worker._calibrate`): 1,000 prior-predictive datasets x 100 posterior draws in one
 vectorised MCMC run (`MCMCPosterior.sample_batch`), SBC ranks, and HPD coverage from the
 unnormalised density in batched calls. ``time_seeded_sample_per_dataset`` is the path that
 calibration took before: a seeded ``sample`` of 100 draws for 2 datasets, one full MCMC (500
@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import torch
 
 from sbibench import get_method, get_task
-from sbibench.evaluate import _calibrate
+from sbibench.run.worker import _calibrate
 from sbibench.methods.base import Timings
 from sbibench.methods.mcmc_posterior import MCMCPosterior
 from sbibench.methods.nle import likelihood_potential

@@ -125,7 +125,7 @@ class ScoreObservation:
         from pathlib import Path
 
         from sbibench import get_task
-        from sbibench.suite import load_suite
+        from sbibench.run.suite import load_suite
 
         torch.set_num_threads(1)
         folder = Path(tempfile.mkdtemp())

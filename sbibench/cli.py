@@ -36,7 +36,7 @@ def _per_task(args: argparse.Namespace, function: Any, *extra: Any) -> Iterator[
     import concurrent.futures
     import multiprocessing
 
-    from sbibench.cpus import available_cpus
+    from sbibench.run.cpus import available_cpus
     from sbibench.task import get_task, list_tasks
 
     names = args.task or list_tasks()
@@ -62,14 +62,14 @@ def _one_thread() -> None:
 
 
 def _build_one(name: str) -> str:
-    from sbibench.references import build_reference
+    from sbibench.reference.build import build_reference
     from sbibench.task import get_task
 
     return str(build_reference(get_task(name)))
 
 
 def _verify_one(name: str, floors: bool) -> list[str]:
-    from sbibench.references import verify_reference
+    from sbibench.reference.build import verify_reference
     from sbibench.task import get_task
 
     return verify_reference(get_task(name), floors=floors)
@@ -94,8 +94,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sbibench.runner import run_suite
-    from sbibench.suite import load_suite
+    from sbibench.run.runner import run_suite
+    from sbibench.run.suite import load_suite
 
     suite = load_suite(args.suite)
     out = args.out or f"runs/{suite.name}"
@@ -113,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
         f"{summary.jobs} runs: {summary.skipped} already done, {summary.finished} finished, "
         f"{summary.failed_records} failed records; table: {summary.table}"
     )
-    from sbibench.report import summary_table
+    from sbibench.report.render import summary_table
 
     print(summary_table(summary.table))
     print(f"next: sbibench report {out}  (leaderboards, figures and calibration plots)")
@@ -125,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from sbibench.report import write_report
+    from sbibench.report.render import write_report
 
     for path in write_report(args.folder, args.out):
         print(f"wrote {path}")
@@ -133,7 +133,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from sbibench.check import check, format_verdict
+    from sbibench.report.check import check, format_verdict
 
     verdict = check(args.baseline, args.candidate, args.tolerance, alpha=args.alpha, k=args.k)
     print(format_verdict(verdict))
@@ -141,12 +141,12 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _check_rules() -> str:
-    """The check's rules and exit codes, for its --help: `sbibench.check`'s docstring, read
+    """The check's rules and exit codes, for its --help: `sbibench.report.check`'s docstring, read
     without importing it (it imports pandas)."""
     import ast
     from pathlib import Path
 
-    source = (Path(__file__).parent / "check.py").read_text()
+    source = (Path(__file__).parent / "report" / "check.py").read_text()
     return ast.get_docstring(ast.parse(source)) or ""
 
 
@@ -163,7 +163,7 @@ def _at_least_one(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     from sbibench import __version__
-    from sbibench.executors import EXECUTORS
+    from sbibench.run.executors import EXECUTORS
 
     parser = argparse.ArgumentParser(
         prog="sbibench",

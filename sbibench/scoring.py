@@ -7,12 +7,12 @@ judges a change), whether it has a noise floor, and the options that fix its val
 score is one call to `register_metric` (or an entry point in the ``sbibench.scores`` group
 naming a `Metric`); nothing else is edited:
 
-- suite validation accepts its name in ``metrics`` (`sbibench.suite`);
+- suite validation accepts its name in ``metrics`` (`sbibench.run.suite`);
 - evaluation calls its function for every observation, or once per fit over the SBC
-  datasets for a calibration score (`sbibench.evaluate`);
-- its columns join the record schema, in registry order (`sbibench.results`);
-- the leaderboard shows every column with a label (`sbibench.report`);
-- ``sbibench check`` judges every column with a `Rule` (`sbibench.check`).
+  datasets for a calibration score (`sbibench.run.worker`);
+- its columns join the record schema, in registry order (`sbibench.records`);
+- the leaderboard shows every column with a label (`sbibench.report.render`);
+- ``sbibench check`` judges every column with a `Rule` (`sbibench.report.check`).
 
 A score of one observation is a function of a `Draws`; a calibration score of a
 `Calibration`. Either returns ``{column: value}`` for the columns it declares (a subset:
@@ -21,7 +21,7 @@ A score of one observation is a function of a `Draws`; a calibration score of a
 Noise floors. A score with ``floor=True`` is a function of the two sample sets alone (and
 its options), so the same function between the reference and as many fresh exact draws is what
 a perfect method scores: its noise floor. Floors are computed once and stored beside the
-reference posteriors (`sbibench.references`), with `SCORE_OPTIONS` (the floor scores'
+reference posteriors (`sbibench.reference.build`), with `SCORE_OPTIONS` (the floor scores'
 ``options``, `score_options`); floors stored under other options are refused rather than compared with today's
 scores, so registering a new floor score means rebuilding the references
 (``sbibench reference build``). Both the score and its floor go through `sample_scores`, with
@@ -63,7 +63,7 @@ RULES = ("noise", "p_value", "binomial")
 
 @dataclass(frozen=True)
 class Rule:
-    """How ``sbibench check`` judges a change in a column (the rules: `sbibench.check`).
+    """How ``sbibench check`` judges a change in a column (the rules: `sbibench.report.check`).
 
     Attributes:
         kind: ``"noise"``: the paired mean change against ``k`` times its noise sd, from
@@ -381,7 +381,7 @@ def register_metric(metric: Metric, replace: bool = False) -> Metric:
     """
     if not isinstance(metric, Metric):
         raise TypeError(f"register_metric needs a Metric, got {type(metric).__name__}")
-    from sbibench.results import IDENTITY, TRAILER  # every record's columns
+    from sbibench.records import IDENTITY, TRAILER  # every record's columns
 
     if metric.name in _REGISTRY and not replace:
         raise ValueError(f"score {metric.name!r} is registered already")
@@ -463,7 +463,7 @@ def score_options() -> dict[str, str]:
 
 def __getattr__(name: str) -> Any:
     # ``FLOOR_SCORES`` and ``SCORE_OPTIONS``: `floor_scores()` and `score_options()` as names
-    # (read by `sbibench.references`), derived when asked so that they follow registrations.
+    # (read by `sbibench.reference.build`), derived when asked so that they follow registrations.
     if name == "FLOOR_SCORES":
         return floor_scores()
     if name == "SCORE_OPTIONS":

@@ -161,7 +161,7 @@ class Task:
         return self.model.posterior(x)
 
     def _reference(self):  # returns references.Reference (import cycle)
-        from sbibench.references import load_reference
+        from sbibench.reference.build import load_reference
 
         return load_reference(self)
 

@@ -27,8 +27,8 @@ max_epochs = 3
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A finished run folder of a small real grid, shared by the report and check tests."""
-    from sbibench.runner import run_suite
-    from sbibench.suite import load_suite
+    from sbibench.run.runner import run_suite
+    from sbibench.run.suite import load_suite
 
     folder = tmp_path_factory.mktemp("tiny")
     (folder / "tiny.toml").write_text(TINY_SUITE)

@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from sbibench.check import check, format_verdict
+from sbibench.report.check import check, format_verdict
 
 
 def _csv(run, tmp_path, name, edit=None):

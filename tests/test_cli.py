@@ -82,10 +82,10 @@ def test_help_and_plain_import_stay_light():
 
 def test_check_is_callable_however_often_it_is_asked_for():
     import sbibench
-    import sbibench.check  # binds the submodule to the package's attribute
+    import sbibench.report.check  # binds the submodule to the package's attribute
 
     assert callable(sbibench.check_results) and callable(sbibench.check_results)
-    assert sbibench.check_results is sbibench.check.check
+    assert sbibench.check_results is sbibench.report.check.check
 
 
 def test_check_names_the_missing_argument(tmp_path, capsys):
@@ -134,7 +134,7 @@ def test_run_offers_the_executors_of_sbibench_executors_and_checks_their_options
     tmp_path, capsys, monkeypatch, tiny_suite
 ):
     from sbibench.cli import main
-    from sbibench.executors import EXECUTORS
+    from sbibench.run.executors import EXECUTORS
 
     monkeypatch.setattr(sys, "path", list(sys.path))  # main() puts the working directory on it
     monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))

@@ -9,7 +9,7 @@ import torch
 from sbibench import get_task
 from sbibench.failures import Failures, SimulationError, simulate_or_nan
 from sbibench.methods.base import SimulationBudget, Timings
-from sbibench.references import load_reference
+from sbibench.reference.build import load_reference
 from sbibench.task import CardError, load_card
 
 CARD = """\
@@ -177,9 +177,9 @@ def test_records_count_the_failed_simulations(tmp_path):
     """Through the runner: each record says all 200 simulations were used and about 20% of
     them invalid (Binomial(200, 0.2), sd 5.7; 4 sd either side of 40 is 17-63), and the
     amortized fit is calibrated on the datasets whose simulations did not fail."""
-    from sbibench.results import load_results
-    from sbibench.runner import run_suite
-    from sbibench.suite import load_suite
+    from sbibench.records import load_results
+    from sbibench.run.runner import run_suite
+    from sbibench.run.suite import load_suite
 
     (tmp_path / "failing.toml").write_text(FAILING_SUITE)
     run_suite(load_suite(tmp_path / "failing.toml"), tmp_path / "run", progress=False)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from sbibench import get_task, list_tasks
-from sbibench.references import (
+from sbibench.reference.build import (
     FLOOR_SIZES,
     ReferenceError,
     _npz_bytes,

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from sbibench.results import RecordError, StaleRecordsError, completed_keys, load_results
-from sbibench.runner import run_suite
-from sbibench.suite import load_suite
+from sbibench.records import RecordError, StaleRecordsError, completed_keys, load_results
+from sbibench.run.runner import run_suite
+from sbibench.run.suite import load_suite
 
 SMALL = """\
 name = "small"

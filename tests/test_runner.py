@@ -15,11 +15,11 @@ import time
 import pandas
 import pytest
 
-from sbibench.cpus import cpu_name
+from sbibench.run.cpus import cpu_name
 from sbibench.methods import get_method
-from sbibench.results import RecordError, completed_keys, load_results, read_records
-from sbibench.runner import run_suite
-from sbibench.suite import SuiteError, load_suite
+from sbibench.records import RecordError, completed_keys, load_results, read_records
+from sbibench.run.runner import run_suite
+from sbibench.run.suite import SuiteError, load_suite
 
 # Columns that are a pure function of the configuration and seeds (not of time or place).
 RESULT_COLUMNS = [
@@ -173,7 +173,7 @@ def test_your_own_dask_clients_executor_gives_the_named_executors_records(tmp_pa
 def test_a_run_that_stops_early_cancels_its_queued_jobs_and_leaves_your_pool_open(
     tmp_path, monkeypatch
 ):
-    import sbibench.runner
+    import sbibench.run.runner
 
     class Pool(concurrent.futures.ThreadPoolExecutor):
         """A thread pool that keeps the futures it hands out."""
@@ -190,7 +190,7 @@ def test_a_run_that_stops_early_cancels_its_queued_jobs_and_leaves_your_pool_ope
     def full_disk(*args, **kwargs):
         raise OSError("no space left on device")
 
-    monkeypatch.setattr(sbibench.runner, "write_job", full_disk)
+    monkeypatch.setattr(sbibench.run.runner, "write_job", full_disk)
     suite = _suite(tmp_path, OWN_EXECUTOR_SUITE)
     with Pool(1) as pool:
         with pytest.raises(OSError, match="no space left"):
@@ -476,7 +476,7 @@ def test_revisions_are_sbibenchs_only_from_its_checkout_and_the_projects_by_name
     user_commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=project, capture_output=True, text=True
     ).stdout.strip()
-    code = "from sbibench.results import environment as e; r = e(); print(r['git_revision'], '|', r['project_revision'])"
+    code = "from sbibench.records import environment as e; r = e(); print(r['git_revision'], '|', r['project_revision'])"
     env = {**os.environ, "PYTHONPATH": str(project / "site")}
     out = subprocess.run([sys.executable, "-c", code], cwd=project, env=env, capture_output=True,
                          text=True, check=True).stdout.split("|")  # fmt: skip
@@ -486,7 +486,7 @@ def test_revisions_are_sbibenchs_only_from_its_checkout_and_the_projects_by_name
 def test_progress_names_each_running_job_and_its_phase(tmp_path, tiny_suite):
     """Workers write their job's phase where the driver reads it for the progress line; the
     files go when the jobs are done."""
-    from sbibench.runner import PhaseFiles, _running_line
+    from sbibench.run.runner import PhaseFiles, _running_line
 
     suite = _suite(tmp_path, tiny_suite)
     job = next(j for j in suite.jobs() if j.method == "rej_abc")

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from sbibench import scoring
-from sbibench.check import check
-from sbibench.report import leaderboard, write_report
-from sbibench.results import load_results, record_columns
-from sbibench.runner import run_suite
+from sbibench.report.check import check
+from sbibench.report.render import leaderboard, write_report
+from sbibench.records import load_results, record_columns
+from sbibench.run.runner import run_suite
 from sbibench.scoring import Column, Draws, Metric, Rule, compute, get_metric, register_metric
-from sbibench.suite import SuiteError, load_suite
+from sbibench.run.suite import SuiteError, load_suite
 from sbibench.task import get_task
 
 
@@ -153,7 +153,7 @@ def test_the_floor_scores_are_those_of_the_stored_noise_floors():
 
 def test_old_records_without_a_new_column_still_load(tiny_run, tmp_path):
     """Records of earlier code (no sbc_num_parameters) load, empty there, and are checked."""
-    from sbibench.results import read_job, write_job
+    from sbibench.records import read_job, write_job
 
     for path in sorted((tiny_run / "records").glob("*.json")):
         records = [

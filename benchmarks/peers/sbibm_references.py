@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from sbibench import get_task
-from sbibench.references import noise_floors
+from sbibench.reference.build import noise_floors
 from sbibench.scoring import sample_scores
 
 __all__ = ["SBIBM_NAMES", "compare", "sbibm_files"]

@@ -14,7 +14,7 @@ from scipy import stats
 from scipy.special import betaln, gammaln
 
 from sbibench import get_task
-from sbibench.references import exact_moments
+from sbibench.reference.build import exact_moments
 from sbibench.task import CardError, load_card
 
 BOUNDED = ["beta_binomial", "dirichlet_multinomial"]

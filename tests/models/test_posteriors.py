@@ -7,7 +7,7 @@ import torch
 from scipy import stats
 
 from sbibench import get_task, list_tasks
-from sbibench.references import exact_moments
+from sbibench.reference.build import exact_moments
 
 LOW_DIMENSIONAL = ["poisson_gamma", "normal_mean", "normal_mean_variance"]
 GAUSSIAN = ["linear_gaussian", "linear_gaussian_vae"]

@@ -10,7 +10,7 @@ from scipy import integrate, stats
 
 from sbibench import get_task
 from sbibench.models.uniform_mixture import TruncatedNormal
-from sbibench.references import exact_moments
+from sbibench.reference.build import exact_moments
 
 D = torch.float64
 

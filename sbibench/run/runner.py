@@ -1,6 +1,6 @@
 """Run a suite's grid on any executor, writing every job's records as it finishes; resume.
 
-The grid runs on an executor named in `sbibench.executors` (``serial``, ``processes``, ``dask``,
+The grid runs on an executor named in `sbibench.run.executors` (``serial``, ``processes``, ``dask``,
 ``slurm``), which the runner builds and shuts down, or on the caller's own executor object (a
 ``concurrent.futures.ProcessPoolExecutor``, a Dask ``Client(...).get_executor()``, submitit's),
 which it only submits to. Only this process writes the run folder: workers return records and
@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sbibench.cpus import available_cpus, cpu_name, default_workers
-from sbibench.evaluate import execute
-from sbibench.executors import check_executor, is_local, open_executor
-from sbibench.provenance import job_provenance
-from sbibench.results import (
+from sbibench.run.cpus import available_cpus, cpu_name, default_workers
+from sbibench.run.worker import execute
+from sbibench.run.executors import check_executor, is_local, open_executor
+from sbibench.run.provenance import job_provenance
+from sbibench.records import (
     RecordError,
     StaleRecordsError,
     completed_keys,
@@ -40,7 +40,7 @@ from sbibench.results import (
     write_atomic,
     write_job,
 )
-from sbibench.suite import Job, Suite
+from sbibench.run.suite import Job, Suite
 
 __all__ = ["RunSummary", "prepare_folder", "run_suite"]
 
@@ -252,7 +252,7 @@ def run_suite(
     """Run every job of ``suite`` not yet done in ``out``; write records; rebuild results.csv.
 
     A job is done when its record file is whole, every record is ok, and it was made by
-    today's sbibench version, code and task data (`sbibench.provenance`). Failed jobs and
+    today's sbibench version, code and task data (`sbibench.run.provenance`). Failed jobs and
     unreadable record files (moved to ``out/broken/``) are run again. Records made by other
     code or data stop the run before any work, naming them, unless ``rerun_stale``: then they
     move to ``out/stale/<time>/`` and are run again.
@@ -265,7 +265,7 @@ def run_suite(
             ``ProcessPoolExecutor`` or a Dask ``Client(...).get_executor()``, or an object with
             ``submit(fn, *args)`` whose futures have ``done()`` and ``result()``, such as
             ``submitit.AutoExecutor``): jobs are submitted to it and it is left running (jobs
-            not yet started are cancelled if the run stops early). See `sbibench.executors`.
+            not yet started are cancelled if the run stops early). See `sbibench.run.executors`.
         workers: parallel workers (processes, Dask workers, concurrent SLURM tasks) of a named
             executor; default `default_workers`: 1 serial, else the CPUs this process may use
             // ``threads``. Not with your own executor: you sized it.
@@ -382,7 +382,7 @@ def _stale_message(out: Path, stale: dict[str, str]) -> str:
 
 def _failures(out: Path, keys: set[str]) -> list[tuple[Path, str, int]]:
     """(record file, the error's last line, failed records) of each failed job of the grid."""
-    from sbibench.results import read_job
+    from sbibench.records import read_job
 
     found = []
     for key in sorted(completed_keys(out) & keys):

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from sbibench.results import load_results
+from sbibench.records import load_results
 
 __all__ = ["Cell", "Verdict", "check", "format_verdict"]
 

@@ -8,7 +8,7 @@ import os
 import platform
 from pathlib import Path
 
-from sbibench.executors import EXECUTORS
+from sbibench.run.executors import EXECUTORS
 
 __all__ = ["CGROUP_ROOT", "available_cpus", "cgroup_cpu_limit", "cpu_name", "default_workers"]
 

@@ -102,7 +102,7 @@ def open_executor(
     Arguments:
         executor: a name from `EXECUTORS`, or an executor object.
         workers: processes, Dask workers or concurrent SLURM tasks to start (names only);
-            default `sbibench.cpus.default_workers`.
+            default `sbibench.run.cpus.default_workers`.
         threads: torch threads per job: SLURM's ``cpus_per_task`` (each job sets its own).
         scheduler: with ``dask``, the address of a running scheduler; default a LocalCluster.
         folder: with ``slurm``, where submitit keeps its job files and logs.
@@ -125,7 +125,7 @@ def open_executor(
         yield executor
         return
     if workers is None:
-        from sbibench.cpus import default_workers
+        from sbibench.run.cpus import default_workers
 
         workers = default_workers(executor, threads)
     if executor == "serial":

@@ -17,12 +17,12 @@ import torch
 
 from sbibench.failures import simulate_or_nan
 from sbibench.methods import HasLogProb, HasSampleBatch, HasUnnormalizedLogProb, get_method
-from sbibench.references import noise_floors
+from sbibench.reference.build import noise_floors
 from sbibench.scoring import Calibration, Draws, compute, mmd_bandwidth, registered
 from sbibench.task import Task, get_task
 
 if TYPE_CHECKING:
-    from sbibench.suite import Job
+    from sbibench.run.suite import Job
 
 __all__ = ["JobTimeout", "execute"]
 

@@ -64,12 +64,12 @@ def record_columns() -> list[str]:
 def __getattr__(name: str) -> Any:
     if name == "COLUMNS":  # `record_columns()`, derived when asked: it follows registrations
         return record_columns()
-    raise AttributeError(f"module 'sbibench.results' has no attribute {name!r}")
+    raise AttributeError(f"module 'sbibench.records' has no attribute {name!r}")
 
 
 # Fields every record has, whatever its status.
 REQUIRED = ("key", "task", "method", "budget", "seed", "observation", "status")
-# What a record must share with today's code and data to be reused (`sbibench.provenance`).
+# What a record must share with today's code and data to be reused (`sbibench.run.provenance`).
 PROVENANCE = ("sbibench_version", "code_digest", "task_digest")
 
 

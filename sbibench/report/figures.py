@@ -212,7 +212,7 @@ def all_figures(table: Any, folder: Path) -> list[tuple[str, Any]]:
             ("C2ST against simulation budget", c2st_by_budget(table, colours)),
             ("C2ST against wall time", accuracy_by_time(table, colours)),
         ]
-        from sbibench.report import dimension_ladders
+        from sbibench.report.render import dimension_ladders
 
         ladders = dimension_ladders(table["task"].unique())
         if ladders:

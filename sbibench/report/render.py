@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from sbibench.results import load_results, rebuild_table
+from sbibench.records import load_results, rebuild_table
 
 __all__ = [
     "leaderboard",
@@ -485,7 +485,7 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> list[Path
         folder: a run folder written by `sbibench run`.
         out: where to write the report (default: the run folder).
     """
-    from sbibench.figures import all_figures
+    from sbibench.report.figures import all_figures
 
     folder = Path(folder)
     out = Path(out) if out is not None else folder

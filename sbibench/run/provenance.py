@@ -2,7 +2,7 @@
 task's files; a record is reused on resume only where these are the same as today's.
 
 ``code_digest`` hashes the source of every sbibench module that the job's computation can run:
-the method's module, the task's model family and `sbibench.evaluate` (fitting, sampling,
+the method's module, the task's model family and `sbibench.run.worker` (fitting, sampling,
 scoring, calibration), with every sbibench module they import, transitively, read statically
 from their import statements (lazy imports inside functions count). Editing the report, the
 CLI or another method leaves a record's digest unchanged; editing anything its numbers went
@@ -22,7 +22,7 @@ from pathlib import Path
 
 __all__ = ["code_digest", "job_provenance", "module_closure", "task_digest"]
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent
 
 
 def _source(module: str) -> Path | None:
@@ -90,14 +90,14 @@ def module_closure(*roots: str) -> tuple[str, ...]:
 def code_digest(method_module: str, family_module: str) -> str:
     """sha256 (16 hex digits) of the sources a job of this method on this family runs."""
     digest = hashlib.sha256()
-    for module in module_closure(method_module, family_module, "sbibench.evaluate"):
+    for module in module_closure(method_module, family_module, "sbibench.run.worker"):
         digest.update(module.encode() + b"\0" + _source(module).read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 
 def task_digest(task_name: str) -> str:
     """sha256 (16 hex digits) of the task card and its reference folder's MANIFEST.json."""
-    from sbibench.references import reference_dir
+    from sbibench.reference.build import reference_dir
     from sbibench.task import get_task
 
     task = get_task(task_name)

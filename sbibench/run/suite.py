@@ -41,7 +41,7 @@ from sbibench.task import get_task, list_tasks
 
 __all__ = ["Job", "Suite", "SuiteError", "load_suite", "list_suites"]
 
-SUITES_DIR = Path(__file__).resolve().parent / "suites"
+SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 KEYS = {
     "name": "the suite's name",
     "description": "one line",
