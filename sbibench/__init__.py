@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 __version__ = "0.1.0"
@@ -28,8 +27,9 @@ __all__ = ["__version__", *_EXPORTS]
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        module, attribute = _EXPORTS[name].split(":")
-        return getattr(importlib.import_module(module), attribute)
+        from sbibench.registry import load  # the standard library only, like this module
+
+        return load(_EXPORTS[name])
     raise AttributeError(f"module 'sbibench' has no attribute {name!r}")
 
 

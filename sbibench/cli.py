@@ -27,6 +27,20 @@ def _tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _suites(args: argparse.Namespace) -> int:
+    from sbibench.registry import list_suites
+    from sbibench.run.suite import load_suite
+
+    rows = [("name", "jobs", "description")]
+    for name in list_suites():
+        suite = load_suite(name)
+        rows.append((name, str(len(suite.jobs())), suite.description))
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    for name, jobs, description in rows:
+        print(f"{name.ljust(widths[0])}  {jobs.rjust(widths[1])}  {description}")
+    return 0
+
+
 def _per_task(args: argparse.Namespace, function: Any, *extra: Any) -> Iterator[tuple]:
     """(task name, ``function(name, *extra)``) for the selected tasks (``--task``, else
     all), in their order, computed by ``--workers`` processes on one torch thread each
@@ -163,6 +177,7 @@ def _at_least_one(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     from sbibench import __version__
+    from sbibench.registry import list_suites
     from sbibench.run.executors import EXECUTORS
 
     parser = argparse.ArgumentParser(
@@ -174,6 +189,9 @@ def _parser() -> argparse.ArgumentParser:
 
     tasks = commands.add_parser("tasks", help="list the tasks: dimensions and description")
     tasks.set_defaults(handler=_tasks)
+
+    suites = commands.add_parser("suites", help="list the shipped suites: jobs and description")
+    suites.set_defaults(handler=_suites)
 
     reference = commands.add_parser("reference", help="build or verify reference posteriors")
     actions = reference.add_subparsers(dest="action", required=True)
@@ -195,10 +213,20 @@ def _parser() -> argparse.ArgumentParser:
                 help="do not regenerate the noise floors (seconds per observation); "
                 "their checksums are still checked",
             )  # fmt: skip
-    run = commands.add_parser("run", help="run a suite's grid: quick, standard, full or a file")
-    run.add_argument("suite", help="a shipped suite's name or a suite TOML file")
+    shipped = ", ".join(list_suites())
+    run = commands.add_parser("run", help=f"run a suite's grid: {shipped}, or a file")
+    run.add_argument(
+        "suite", help=f"a shipped suite's name ({shipped}; `sbibench suites` lists them) or a "
+        "suite TOML file",
+    )  # fmt: skip
     run.add_argument("--out", help="run folder (default runs/<suite>); re-running resumes")
-    run.add_argument("--executor", default="serial", choices=EXECUTORS)
+    run.add_argument(
+        "--executor", choices=EXECUTORS,
+        help="where jobs run: serial (this process), processes (a local pool), dask (a "
+        "LocalCluster, or --scheduler's), slurm (submitit; needs sbibench[slurm]); default: "
+        "processes where the CPUs this process may use hold two or more jobs of --threads, "
+        "else serial. Records are the same whichever runs them",
+    )  # fmt: skip
     run.add_argument(
         "--workers", type=_at_least_one,
         help="parallel workers (default: the CPUs this process may use // --threads; 1 serial)",

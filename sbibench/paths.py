@@ -1,11 +1,12 @@
-"""Where sbibench finds its data: task cards and reference posteriors."""
+"""Where sbibench finds its data (task cards, reference posteriors), and how it writes a file
+so that a killed process leaves it whole or absent (`write_atomic`)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-__all__ = ["data_dir"]
+__all__ = ["data_dir", "write_atomic"]
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -30,3 +31,14 @@ def data_dir() -> Path:
         f"no tasks/ folder in {_PACKAGE / '_data'} or {_PACKAGE.parent}; "
         "reinstall sbibench or set SBIBENCH_DATA_DIR"
     )
+
+
+def write_atomic(path: Path, content: bytes) -> None:
+    """Write ``content`` to ``path`` through a temporary file beside it, fsync and rename: a
+    reader sees the old file or the new one, never half of it."""
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(temporary, "wb") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)

@@ -20,6 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from sbibench.paths import write_atomic
+from sbibench.scoring import registered, score_columns
+
 __all__ = [
     "FolderState",
     "PROVENANCE",
@@ -55,9 +58,16 @@ TRAILER = [
 
 
 def record_columns() -> list[str]:
-    """The columns of results.csv, in order, for the scores registered now."""
-    from sbibench.scoring import score_columns
+    """The columns of results.csv, in order, for the scores registered now.
 
+    Raises:
+        ValueError: a registered score writes a column that every record has.
+    """
+    fixed = {*IDENTITY, *TRAILER}
+    for metric in registered():
+        for name in (*metric.column_names, *metric.arrays):
+            if name in fixed:
+                raise ValueError(f"score {metric.name!r}: column {name!r} is every record's")
     return [*IDENTITY, *score_columns(), *TRAILER]
 
 
@@ -159,16 +169,6 @@ def set_aside_stale(folder: Path, keys: list[str]) -> Path:
     for key in keys:
         _move_aside(Path(folder), key, into)
     return into
-
-
-def write_atomic(path: Path, content: bytes) -> None:
-    """Write ``content`` to ``path`` through a temporary file, fsync and rename."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def write_job(folder: Path, key: str, records: list[dict], ranks: dict | None = None) -> None:

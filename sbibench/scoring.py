@@ -31,11 +31,12 @@ its reference samples), not of the pair, so the score and its floor use the same
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from sbibench.registry import load, with_entry_points
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -225,8 +226,7 @@ class Metric:
         """The function, imported if given as ``"module:attribute"``."""
         if callable(self.function):
             return self.function
-        module, _, attribute = self.function.partition(":")
-        return getattr(importlib.import_module(module), attribute)
+        return load(self.function, f"score {self.name!r}'s function")
 
 
 # --- the built-in scores ------------------------------------------------------------------
@@ -377,18 +377,15 @@ def register_metric(metric: Metric, replace: bool = False) -> Metric:
 
     Raises:
         ValueError: the name is taken (unless ``replace``), or a column is already written
-            by another score or is one of the columns every record has.
+            by another score. (A column named like one every record has is refused by the
+            record schema, `sbibench.records.record_columns`, when a run starts.)
     """
     if not isinstance(metric, Metric):
         raise TypeError(f"register_metric needs a Metric, got {type(metric).__name__}")
-    from sbibench.records import IDENTITY, TRAILER  # every record's columns
-
     if metric.name in _REGISTRY and not replace:
         raise ValueError(f"score {metric.name!r} is registered already")
     taken = {c: m.name for m in _REGISTRY.values() if m.name != metric.name for c in m.column_names}
     for name in (*metric.column_names, *metric.arrays):
-        if name in IDENTITY or name in TRAILER:
-            raise ValueError(f"score {metric.name!r}: column {name!r} is every record's")
         if name in taken:
             raise ValueError(
                 f"score {metric.name!r}: column {name!r} is written by {taken[name]!r}"
@@ -406,11 +403,9 @@ def _load_entry_points() -> None:
     if _LOADED_ENTRY_POINTS:
         return
     _LOADED_ENTRY_POINTS = True
-    from importlib.metadata import entry_points
-
-    for entry in entry_points(group="sbibench.scores"):
-        if entry.name not in _REGISTRY:
-            register_metric(entry.load())
+    for name, path in with_entry_points({}, "scores").items():
+        if name not in _REGISTRY:
+            register_metric(load(path, "score"))
 
 
 def registered(calibration: bool | None = None) -> list[Metric]:

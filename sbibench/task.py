@@ -7,7 +7,6 @@ import functools
 import hashlib
 import tomllib
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,8 @@ from sbibench.failures import Failures
 from sbibench.models import FAMILIES, Model, get_family
 from sbibench.models.common import check_theta, sample
 from sbibench.paths import data_dir
+from sbibench.reference.store import Reference, load_reference
+from sbibench.registry import load, with_entry_points
 
 __all__ = ["Task", "CardError", "NUM_REFERENCE_SAMPLES", "get_task", "list_tasks", "load_card"]
 
@@ -160,9 +161,7 @@ class Task:
         """Exact posterior given (M,) or (K, M) data: batch shape () or (K,), event (D,)."""
         return self.model.posterior(x)
 
-    def _reference(self):  # returns references.Reference (import cycle)
-        from sbibench.reference.build import load_reference
-
+    def _reference(self) -> Reference:
         return load_reference(self)
 
     def _check_number(self, k: int) -> int:
@@ -344,7 +343,7 @@ def _card_folders() -> list[Path]:
     """The packaged ``tasks/`` folder, then folders other packages register under the
     ``sbibench.tasks`` entry-point group (each entry point loads a path to a folder of cards)."""
     folders = [data_dir() / "tasks"]
-    folders += [Path(entry.load()) for entry in entry_points(group="sbibench.tasks")]
+    folders += [Path(load(path, "task folder")) for path in with_entry_points({}, "tasks").values()]
     return folders
 
 

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from sbibench.cli import main
-from sbibench.run.cpus import available_cpus, cgroup_cpu_limit, cpu_name, default_workers
+from sbibench.run.cpus import available_cpus, cgroup_cpu_limit, cpu_name
+from sbibench.run.executors import default_workers
 from sbibench.run.runner import _warn_oversubscribed
 
 affinity = pytest.mark.skipif(
@@ -21,7 +22,8 @@ affinity = pytest.mark.skipif(
 def test_a_process_pinned_to_one_cpu_sees_one_and_runs_one_worker():
     code = (
         "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
-        "from sbibench.run.cpus import available_cpus, default_workers\n"
+        "from sbibench.run.cpus import available_cpus\n"
+        "from sbibench.run.executors import default_workers\n"
         "print(os.cpu_count(), available_cpus(), default_workers('processes'),"
         " default_workers('dask'), default_workers('serial'))\n"
     )

@@ -9,7 +9,7 @@ import torch
 from sbibench import get_task
 from sbibench.failures import Failures, SimulationError, simulate_or_nan
 from sbibench.methods.base import SimulationBudget, Timings
-from sbibench.reference.build import load_reference
+from sbibench.reference.store import load_reference
 from sbibench.task import CardError, load_card
 
 CARD = """\

@@ -11,16 +11,8 @@ import pytest
 import torch
 
 from sbibench import get_task, list_tasks
-from sbibench.reference.build import (
-    FLOOR_SIZES,
-    ReferenceError,
-    _npz_bytes,
-    build_reference,
-    load_reference,
-    noise_floors,
-    reference_dir,
-    verify_reference,
-)
+from sbibench.reference.build import FLOOR_SIZES, build_reference, noise_floors, verify_reference
+from sbibench.reference.store import ReferenceError, _npz_bytes, load_reference, reference_dir
 from sbibench.scoring import FLOOR_SCORES
 
 

@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from sbibench.report.render import leaderboard, summary_table, time_table, write_report
 from sbibench.records import load_results
+from sbibench.report.render import summary_table, write_report
+from sbibench.report.tables import leaderboard, time_table
 
 
 def test_report_files_hold_tables_figures_and_provenance(tiny_run, tmp_path):
@@ -68,7 +69,8 @@ def test_time_table_counts_a_fit_once_and_every_scoring(tiny_run):
 def test_intervals_are_student_t_and_absent_for_one_value():
     from scipy.stats import t
 
-    from sbibench.report.render import _cell, _interval
+    from sbibench.report.tables import _cell
+    from sbibench.report.tables import interval as _interval
 
     mean, half = _interval([0.5, 0.6])
     assert mean == pytest.approx(0.55)
@@ -175,7 +177,7 @@ def test_misspecified_tasks_sit_beside_the_task_they_assume(tiny_run):
     row holds the well-specified cell, then the misspecified one."""
     import pandas
 
-    from sbibench.report.render import _cell, misspecification_table
+    from sbibench.report.tables import _cell, misspecification_table
 
     table = load_results(tiny_run)
     variant = table[table["task"] == "normal_mean"].copy()
@@ -189,7 +191,9 @@ def test_misspecified_tasks_sit_beside_the_task_they_assume(tiny_run):
     npe = table[(table["task"] == "normal_mean") & (table["method"] == "npe")]["c2st"]
     assert body["npe"][4:6] == [_cell(npe), _cell(npe + 0.1)]
     assert len(misspecification_table(table)) == 1  # no pair, only the header
-    from sbibench.report.render import _markdown, _provenance, _sections
+    from sbibench.report.render import _markdown
+    from sbibench.report.tables import provenance as _provenance
+    from sbibench.report.tables import sections as _sections
 
     sections = _sections(both)
     assert [title for title, _, _ in sections] == ["Misspecified observations"]
@@ -227,7 +231,7 @@ warmup = 10
 def test_scores_are_broken_down_by_set_size(tmp_path):
     """A real run on normal_mean_sets (observations 1, 6 have n = 1; 2, 7 have n = 3): one
     row per method, budget and n, each the mean of that n's records; in both reports."""
-    from sbibench.report.render import _cell, set_size_table
+    from sbibench.report.tables import _cell, set_size_table
     from sbibench.run.runner import run_suite
     from sbibench.run.suite import load_suite
 
@@ -279,7 +283,7 @@ def test_a_dimension_ladder_gets_a_table_and_a_figure(tmp_path):
     C2ST and seconds), and a figure of C2ST, training and sampling time against D; a run on
     fewer than three dimensions of a family has neither."""
     from sbibench.report.figures import all_figures, overlapping_text
-    from sbibench.report.render import dimension_ladders, dimension_table
+    from sbibench.report.tables import dimension_ladders, dimension_table
     from sbibench.run.runner import run_suite
     from sbibench.run.suite import load_suite
 

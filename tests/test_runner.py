@@ -15,9 +15,9 @@ import time
 import pandas
 import pytest
 
-from sbibench.run.cpus import cpu_name
 from sbibench.methods import get_method
 from sbibench.records import RecordError, completed_keys, load_results, read_records
+from sbibench.run.cpus import cpu_name
 from sbibench.run.runner import run_suite
 from sbibench.run.suite import SuiteError, load_suite
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sbibench import get_task, list_tasks
-from sbibench.reference.build import load_reference
+from sbibench.reference.store import load_reference
 from sbibench.task import CardError, load_card
 
 TASKS = list_tasks()

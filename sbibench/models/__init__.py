@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
-
 from sbibench.models.common import Family, Model
+from sbibench.registry import lookup
 
 __all__ = ["FAMILIES", "Family", "Model", "get_family"]
 
@@ -25,7 +24,4 @@ FAMILIES = {
 
 def get_family(name: str) -> Family:
     """The family called ``name``; ValueError listing the known ones otherwise."""
-    if name not in FAMILIES:
-        raise ValueError(f"unknown model family {name!r}; known: {', '.join(sorted(FAMILIES))}")
-    module, attribute = FAMILIES[name].split(":")
-    return getattr(importlib.import_module(module), attribute)
+    return lookup(FAMILIES, name, "model family")

@@ -21,8 +21,9 @@ Train any of them with :func:`train`.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from sbibench.registry import lookup
 
 from .base import Estimator, ZScore, mlp
 from .embeddings import MLP, DeepSet, pad_sets
@@ -82,7 +83,4 @@ def build_estimator(name: str, features: int, context: int = 0, **options: Any) 
         >>> build_estimator("nsf", 2, 3, transforms=2).sample(4, torch.zeros(3)).shape
         torch.Size([4, 2])
     """
-    if name not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {name!r}; known: {sorted(ESTIMATORS)}")
-    module, attribute = ESTIMATORS[name].split(":")
-    return getattr(importlib.import_module(module), attribute)(features, context, **options)
+    return lookup(ESTIMATORS, name, "estimator")(features, context, **options)

@@ -1,16 +1,5 @@
-"""Reference posteriors: generate them from a task's card, write them, load and verify them.
-
-A task's folder ``reference_posteriors/<task>/`` holds
-
-- ``observations.csv``: columns ``observation, x_1..x_M``, one row per observation k = 1..K;
-- ``true_parameters.csv``: columns ``observation`` and the parameter names;
-- ``samples.npz``: arrays ``observation_<k>`` of shape (N, D), float64, exact posterior draws,
-  N the card's ``num_reference_samples`` (10,000 unless it says);
-- ``noise_floors.json``: for every observation and each size in ``FLOOR_SIZES``, the scores
-  of ``FLOOR_SCORES`` between the first n reference samples and n fresh exact draws (what a
-  perfect method scores at that sample size), under the options ``SCORE_OPTIONS`` it records;
-- ``MANIFEST.json``: the card's sha256, versions, the seed, the sha256 of every file above, and
-  the exact posterior mean and covariance of every observation.
+"""Building reference posteriors from a task's card, their noise floors, and verifying the
+stored files against a regeneration (the files' format is `sbibench.reference.store`'s).
 
 Generation is a pure function of the card: one ``torch.Generator`` seeded with the card's
 ``seed`` draws the K true parameters from the prior, then simulates the K observations, then
@@ -29,14 +18,10 @@ size), so they are independent of the reference samples.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
-import json
 import math
-import os
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,48 +29,36 @@ import torch
 from torch import Tensor
 from torch.distributions import Dirichlet, Distribution
 
+from sbibench import __version__
 from sbibench.models.common import sample
+from sbibench.reference.store import (
+    FILES,
+    Reference,
+    ReferenceError,
+    file_contents,
+    load_reference,
+    read_floors,
+    read_manifest,
+    reference_dir,
+    sha256,
+    write_reference,
+)
+from sbibench.scoring import FLOOR_SCORES, SCORE_OPTIONS, mmd_bandwidth, sample_scores
 from sbibench.task import NUM_REFERENCE_SAMPLES, Task
 
 __all__ = [
     "FLOOR_SIZES",
     "NUM_SAMPLES",
-    "Reference",
-    "ReferenceError",
     "build_reference",
     "exact_moments",
     "generate_reference",
-    "load_reference",
     "noise_floors",
-    "reference_dir",
     "verify_reference",
 ]
 
+
 NUM_SAMPLES = NUM_REFERENCE_SAMPLES  # per observation, unless the card says fewer
 FLOOR_SIZES = (2000, 10_000)  # the scoring sample sizes of the shipped suites, where stored
-FILES = ("observations.csv", "true_parameters.csv", "samples.npz", "noise_floors.json")
-
-
-class ReferenceError(ValueError):
-    """A reference posterior folder is missing, corrupted or out of date; names the file."""
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A task's reference data, float64. K observations, M data dims, D parameters, N samples."""
-
-    observations: Tensor  # (K, M)
-    true_parameters: Tensor  # (K, D)
-    samples: Tensor  # (K, N, D)
-    means: Tensor  # (K, D) exact posterior means
-    covariances: Tensor  # (K, D, D) exact posterior covariances
-    manifest: dict
-    floors: dict  # the content of noise_floors.json (empty while generating without floors)
-
-
-def reference_dir(task: Task) -> Path:
-    """``reference_posteriors/<task name>`` beside the ``tasks/`` folder holding its card."""
-    return task.card_path.parent.parent / "reference_posteriors" / task.name
 
 
 def exact_moments(posterior: Distribution) -> tuple[Tensor, Tensor]:
@@ -124,8 +97,6 @@ def generate_reference(
     means, covariances = exact_moments(posterior)
     table = {}
     if floors:
-        from sbibench.scoring import SCORE_OPTIONS
-
         rows = [
             _floor_row(task, x[k - 1], samples[k - 1], k, n)
             for k in range(1, len(x) + 1)
@@ -138,8 +109,6 @@ def generate_reference(
 
 def _floor_row(task: Task, x: Tensor, reference: Tensor, k: int, n: int) -> dict:
     """The floor scores of observation k at sample size n: reference[:n] vs n exact draws."""
-    from sbibench.scoring import FLOOR_SCORES, mmd_bandwidth, sample_scores
-
     digest = hashlib.sha256(f"noise-floor:{task.seed}:{k}:{n}".encode()).digest()
     generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
     exact = sample(task.posterior(x), n, generator)
@@ -169,8 +138,6 @@ def noise_floors(task: Task, k: int, n: int, folder: Path | None = None) -> dict
     Raises:
         ReferenceError: the stored floors were computed under other score options.
     """
-    from sbibench.scoring import FLOOR_SCORES, SCORE_OPTIONS
-
     folder = Path(folder) if folder is not None else reference_dir(task)
     table = load_reference(task, folder).floors
     if table["options"] != SCORE_OPTIONS:
@@ -185,51 +152,7 @@ def noise_floors(task: Task, k: int, n: int, folder: Path | None = None) -> dict
     return {name: row[name] for name in FLOOR_SCORES}
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _csv_bytes(first: str, names: tuple[str, ...], rows: Tensor) -> bytes:
-    lines = [",".join((first, *names))]
-    for k, row in enumerate(rows.tolist(), start=1):
-        lines.append(",".join([str(k), *(repr(float(v)) for v in row)]))
-    return ("\n".join(lines) + "\n").encode()
-
-
-def _npz_bytes(samples: Tensor) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-        for k, array in enumerate(samples.numpy(), start=1):
-            info = zipfile.ZipInfo(f"observation_{k}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            with archive.open(info, "w", force_zip64=True) as handle:
-                np.lib.format.write_array(handle, np.ascontiguousarray(array), allow_pickle=False)
-    return buffer.getvalue()
-
-
-def _file_contents(task: Task, reference: Reference) -> dict[str, bytes]:
-    data_names = tuple(f"x_{i + 1}" for i in range(task.dim_data))
-    return {
-        "observations.csv": _csv_bytes("observation", data_names, reference.observations),
-        "true_parameters.csv": _csv_bytes(
-            "observation", task.parameter_names, reference.true_parameters
-        ),
-        "samples.npz": _npz_bytes(reference.samples),
-        "noise_floors.json": (json.dumps(reference.floors, indent=1) + "\n").encode(),
-    }
-
-
-def _write_atomic(path: Path, content: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
 def _manifest(task: Task, reference: Reference, contents: dict[str, bytes]) -> dict:
-    from sbibench import __version__
-
     return {
         "task": task.name,
         "card_sha256": task.card_sha256,
@@ -267,110 +190,11 @@ def build_reference(task: Task, folder: Path | None = None) -> Path:
     interrupted build leaves checksums that `verify_reference` reports as wrong.
     """
     folder = Path(folder) if folder is not None else reference_dir(task)
-    folder.mkdir(parents=True, exist_ok=True)
     reference = generate_reference(task)
-    contents = _file_contents(task, reference)
-    for name, content in contents.items():
-        _write_atomic(folder / name, content)
-    manifest = json.dumps(_manifest(task, reference, contents), indent=1) + "\n"
-    _write_atomic(folder / "MANIFEST.json", manifest.encode())
-    _load.cache_clear()
+    contents = file_contents(task, reference)
+    write_reference(folder, contents, _manifest(task, reference, contents))
     _COMPUTED_FLOORS.clear()
     return folder
-
-
-def _read_manifest(folder: Path) -> dict:
-    path = folder / "MANIFEST.json"
-    if not path.is_file():
-        raise ReferenceError(f"{path}: missing; run `sbibench reference build`")
-    try:
-        manifest = json.loads(path.read_text())
-        files, posterior = manifest["files"], manifest["posterior"]
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as error:
-        raise ReferenceError(f"{path}: not a valid manifest: {error!r}") from None
-    if set(files) != set(FILES) or not isinstance(posterior, list):
-        raise ReferenceError(f"{path}: must list the files {FILES} and a posterior list")
-    return manifest
-
-
-def _read_csv(path: Path, names: tuple[str, ...], rows: int) -> Tensor:
-    lines = path.read_text().splitlines()
-    header = ",".join(("observation", *names))
-    if not lines or lines[0] != header:
-        raise ReferenceError(f"{path}: header must be {header!r}")
-    if len(lines) - 1 != rows:
-        raise ReferenceError(f"{path}: expected {rows} rows, found {len(lines) - 1}")
-    try:
-        values = np.array([[float(v) for v in line.split(",")] for line in lines[1:]])
-    except ValueError as error:
-        raise ReferenceError(f"{path}: {error}") from None
-    if values.shape[1] != len(names) + 1 or list(values[:, 0]) != list(range(1, rows + 1)):
-        raise ReferenceError(
-            f"{path}: rows must be observations 1..{rows} with {len(names)} values"
-        )
-    return torch.from_numpy(values[:, 1:])
-
-
-@functools.lru_cache(maxsize=16)
-def _load(folder: Path, names: tuple[str, ...], data_dim: int, rows: int) -> Reference:
-    manifest = _read_manifest(folder)
-    for name, expected in manifest["files"].items():
-        path = folder / name
-        if not path.is_file():
-            raise ReferenceError(f"{path}: missing; run `sbibench reference build`")
-        if _sha256(path) != expected:
-            raise ReferenceError(
-                f"{path}: sha256 differs from MANIFEST.json: the file is corrupted or stale; "
-                "run `sbibench reference verify`"
-            )
-    observations = _read_csv(
-        folder / "observations.csv", tuple(f"x_{i + 1}" for i in range(data_dim)), rows
-    )
-    true_parameters = _read_csv(folder / "true_parameters.csv", names, rows)
-    with np.load(folder / "samples.npz", allow_pickle=False) as archive:
-        keys = [f"observation_{k}" for k in range(1, rows + 1)]
-        if sorted(archive.files) != sorted(keys):
-            raise ReferenceError(f"{folder / 'samples.npz'}: arrays must be {keys}")
-        samples = torch.from_numpy(np.stack([archive[key] for key in keys]))
-    if samples.dtype != torch.float64 or samples.shape[-1] != len(names):
-        raise ReferenceError(f"{folder / 'samples.npz'}: arrays must be float64 (N, {len(names)})")
-    posterior = manifest["posterior"]
-    means = torch.tensor([entry["mean"] for entry in posterior], dtype=torch.float64)
-    covariances = torch.tensor([entry["covariance"] for entry in posterior], dtype=torch.float64)
-    floors = _read_floors(folder / "noise_floors.json")
-    return Reference(observations, true_parameters, samples, means, covariances, manifest, floors)
-
-
-def _read_floors(path: Path) -> dict:
-    try:
-        table = json.loads(path.read_text())
-        rows = table["floors"]
-        options = table["options"]
-        for row in rows:
-            int(row["observation"]), int(row["num_samples"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise ReferenceError(f"{path}: not a valid noise-floor table: {error!r}") from None
-    if not isinstance(options, dict):
-        raise ReferenceError(f"{path}: 'options' must be a table of score options")
-    return table
-
-
-def load_reference(task: Task, folder: Path | None = None) -> Reference:
-    """Read a task's reference folder, checking every file against the manifest's sha256.
-
-    Raises:
-        ReferenceError: a file is missing, corrupted (checksum) or malformed, or the folder was
-            built from another version of the task's card; names the file.
-    """
-    folder = Path(folder) if folder is not None else reference_dir(task)
-    reference = _load(folder, task.parameter_names, task.dim_data, task.num_observations)
-    if reference.manifest.get("card_sha256") != task.card_sha256:
-        raise ReferenceError(
-            f"{folder / 'MANIFEST.json'}: built from another version of {task.card_path} "
-            "(its card_sha256 differs): the references do not belong to this card; run "
-            f"`sbibench reference build --task {task.name}`"
-        )
-    return reference
 
 
 # Regenerated on another CPU, float64 draws differ in their last bits (vectorised kernels
@@ -420,7 +244,7 @@ def verify_reference(task: Task, folder: Path | None = None, floors: bool = True
     """
     folder = Path(folder) if folder is not None else reference_dir(task)
     try:
-        manifest = _read_manifest(folder)
+        manifest = read_manifest(folder)
     except ReferenceError as error:
         return [str(error)]
     problems = []
@@ -428,14 +252,14 @@ def verify_reference(task: Task, folder: Path | None = None, floors: bool = True
         path = folder / name
         if not path.is_file():
             problems.append(f"{path}: missing")
-        elif _sha256(path) != manifest["files"][name]:
+        elif sha256(path) != manifest["files"][name]:
             problems.append(f"{path}: sha256 differs from MANIFEST.json (corrupted or edited)")
     if manifest.get("card_sha256") != task.card_sha256:
         problems.append(
             f"{folder / 'MANIFEST.json'}: built from another version of {task.card_path}"
         )
     expected = generate_reference(task, floors=floors)
-    for name, content in _file_contents(task, expected).items():
+    for name, content in file_contents(task, expected).items():
         path = folder / name
         if name == "noise_floors.json":
             if floors and path.is_file():
@@ -479,7 +303,7 @@ def _same_floor(name: str, stored: float | None, regenerated: float, n: int) -> 
 def _compare_floors(path: Path, expected: dict) -> list[str]:
     """Problems between stored noise floors and regenerated ones, naming each observation."""
     try:
-        stored = _read_floors(path)
+        stored = read_floors(path)
     except ReferenceError as error:
         return [str(error)]
     if stored["options"] != expected["options"]:

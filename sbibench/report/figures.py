@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from sbibench.report.tables import dimension_ladders
+
 __all__ = ["all_figures", "method_colours", "overlapping_text"]
 
 
@@ -212,8 +214,6 @@ def all_figures(table: Any, folder: Path) -> list[tuple[str, Any]]:
             ("C2ST against simulation budget", c2st_by_budget(table, colours)),
             ("C2ST against wall time", accuracy_by_time(table, colours)),
         ]
-        from sbibench.report.render import dimension_ladders
-
         ladders = dimension_ladders(table["task"].unique())
         if ladders:
             figures.append(

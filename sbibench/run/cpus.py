@@ -1,5 +1,5 @@
-"""The CPUs this process may use (affinity mask, cgroup quota), the workers that fit them, and
-which CPU it is (`cpu_name`, written into every record)."""
+"""The CPUs this process may use (affinity mask, cgroup quota) and which CPU it is (`cpu_name`,
+written into every record)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import os
 import platform
 from pathlib import Path
 
-from sbibench.run.executors import EXECUTORS
-
-__all__ = ["CGROUP_ROOT", "available_cpus", "cgroup_cpu_limit", "cpu_name", "default_workers"]
+__all__ = ["CGROUP_ROOT", "available_cpus", "cgroup_cpu_limit", "cpu_name"]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Where cgroup v1 mounts the CPU controller, relative to the root; "" for the root itself.
@@ -96,27 +94,6 @@ def available_cpus(cgroup_root: str | Path = CGROUP_ROOT) -> int:
         count = getattr(os, "process_cpu_count", os.cpu_count)() or 1
     limit = cgroup_cpu_limit(cgroup_root)
     return max(1, min(count, limit) if limit is not None else count)
-
-
-def default_workers(executor: str, threads: int = 1, cpus: int | None = None) -> int:
-    """The default number of parallel workers: 1 serial, else ``cpus // threads`` (>= 1).
-
-    Arguments:
-        executor: ``serial``, ``processes``, ``dask`` or ``slurm``.
-        threads: torch threads per worker.
-        cpus: the CPUs to fill; default `available_cpus()`.
-
-    Example:
-        >>> default_workers("processes", threads=2, cpus=6), default_workers("serial", cpus=6)
-        (3, 1)
-    """
-    if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
-    if executor == "serial":
-        return 1
-    return max(1, (available_cpus() if cpus is None else cpus) // threads)
 
 
 def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:

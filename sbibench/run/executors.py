@@ -21,9 +21,54 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXECUTORS", "check_executor", "is_local", "open_executor"]
+from sbibench.run.cpus import available_cpus
+
+__all__ = [
+    "EXECUTORS",
+    "check_executor",
+    "default_executor",
+    "default_workers",
+    "is_local",
+    "open_executor",
+]
 
 EXECUTORS = ("serial", "processes", "dask", "slurm")
+
+
+def default_executor(threads: int = 1, cpus: int | None = None) -> str:
+    """The executor a run uses when none is named: ``processes`` where the CPUs hold two or
+    more jobs of ``threads`` torch threads each, else ``serial``.
+
+    Arguments:
+        threads: torch threads per job.
+        cpus: the CPUs to fill; default `available_cpus()` (affinity mask, cgroup quota).
+
+    Example:
+        >>> default_executor(threads=1, cpus=2), default_executor(threads=2, cpus=2)
+        ('processes', 'serial')
+    """
+    return "processes" if (available_cpus() if cpus is None else cpus) // threads >= 2 else "serial"
+
+
+def default_workers(executor: str, threads: int = 1, cpus: int | None = None) -> int:
+    """The default number of parallel workers: 1 serial, else ``cpus // threads`` (>= 1).
+
+    Arguments:
+        executor: ``serial``, ``processes``, ``dask`` or ``slurm``.
+        threads: torch threads per worker.
+        cpus: the CPUs to fill; default `available_cpus()`.
+
+    Example:
+        >>> default_workers("processes", threads=2, cpus=6), default_workers("serial", cpus=6)
+        (3, 1)
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
+    if executor == "serial":
+        return 1
+    return max(1, (available_cpus() if cpus is None else cpus) // threads)
 
 
 def _is_object(executor: Any) -> bool:
@@ -102,7 +147,7 @@ def open_executor(
     Arguments:
         executor: a name from `EXECUTORS`, or an executor object.
         workers: processes, Dask workers or concurrent SLURM tasks to start (names only);
-            default `sbibench.run.cpus.default_workers`.
+            default `default_workers`.
         threads: torch threads per job: SLURM's ``cpus_per_task`` (each job sets its own).
         scheduler: with ``dask``, the address of a running scheduler; default a LocalCluster.
         folder: with ``slurm``, where submitit keeps its job files and logs.
@@ -125,8 +170,6 @@ def open_executor(
         yield executor
         return
     if workers is None:
-        from sbibench.run.cpus import default_workers
-
         workers = default_workers(executor, threads)
     if executor == "serial":
         yield None

@@ -97,7 +97,7 @@ def code_digest(method_module: str, family_module: str) -> str:
 
 def task_digest(task_name: str) -> str:
     """sha256 (16 hex digits) of the task card and its reference folder's MANIFEST.json."""
-    from sbibench.reference.build import reference_dir
+    from sbibench.reference.store import reference_dir
     from sbibench.task import get_task
 
     task = get_task(task_name)

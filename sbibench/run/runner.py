@@ -25,22 +25,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sbibench.run.cpus import available_cpus, cpu_name, default_workers
-from sbibench.run.worker import execute
-from sbibench.run.executors import check_executor, is_local, open_executor
-from sbibench.run.provenance import job_provenance
+from sbibench.paths import write_atomic
 from sbibench.records import (
     RecordError,
     StaleRecordsError,
     completed_keys,
     environment,
+    read_job,
     rebuild_table,
+    record_columns,
     scan_records,
     set_aside_stale,
-    write_atomic,
     write_job,
 )
+from sbibench.run.cpus import available_cpus, cpu_name
+from sbibench.run.executors import (
+    check_executor,
+    default_executor,
+    default_workers,
+    is_local,
+    open_executor,
+)
+from sbibench.run.provenance import job_provenance
 from sbibench.run.suite import Job, Suite
+from sbibench.run.worker import execute
 
 __all__ = ["RunSummary", "prepare_folder", "run_suite"]
 
@@ -241,7 +249,7 @@ def _serial(todo: list[Job], bar: Any) -> Iterator[tuple[Job, Any]]:
 def run_suite(
     suite: Suite,
     out: str | Path,
-    executor: str | concurrent.futures.Executor = "serial",
+    executor: str | concurrent.futures.Executor | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
     progress: bool = True,
@@ -261,7 +269,9 @@ def run_suite(
         suite: the checked suite.
         out: the run folder (created; must be this suite's if it exists).
         executor: ``serial``, ``processes``, ``dask`` or ``slurm``, built here and shut down
-            at the end; or your own executor (any ``concurrent.futures.Executor``, such as a
+            at the end; default `default_executor`: a process pool where the CPUs this process
+            may use hold two or more jobs of ``threads`` threads, else serial (records are
+            the same either way: each job fixes its own threads); or your own executor (any ``concurrent.futures.Executor``, such as a
             ``ProcessPoolExecutor`` or a Dask ``Client(...).get_executor()``, or an object with
             ``submit(fn, *args)`` whose futures have ``done()`` and ``result()``, such as
             ``submitit.AutoExecutor``): jobs are submitted to it and it is left running (jobs
@@ -285,7 +295,10 @@ def run_suite(
         StaleRecordsError: stale records and not ``rerun_stale``; nothing was run.
     """
     out = Path(out)
+    if executor is None:
+        executor = default_executor(threads)
     check_executor(executor, workers, scheduler)
+    record_columns()  # a score column named like a record's own is refused before any work
     named = isinstance(executor, str)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
@@ -382,8 +395,6 @@ def _stale_message(out: Path, stale: dict[str, str]) -> str:
 
 def _failures(out: Path, keys: set[str]) -> list[tuple[Path, str, int]]:
     """(record file, the error's last line, failed records) of each failed job of the grid."""
-    from sbibench.records import read_job
-
     found = []
     for key in sorted(completed_keys(out) & keys):
         path = out / "records" / f"{key}.json"

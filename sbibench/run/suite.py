@@ -2,7 +2,7 @@
 checked up front and expanded into jobs.
 
     name = "quick"
-    description = "..."
+    description = "..."                           # optional
     tasks = ["normal_mean", "poisson_gamma"]      # or "all"
     budgets = [1000]
     seeds = [0]
@@ -11,9 +11,9 @@ checked up front and expanded into jobs.
     task_observations = { poisson_gamma = [1] }   # optional: a task that scores fewer
     metrics = ["c2st", "mmd", "wasserstein", "moments"]  # from the score registry
 
-    [sbc]                                         # calibration of amortized methods
-    num_datasets = 200
-    num_posterior_samples = 100
+    [sbc]                                         # optional: calibration of amortized
+    num_datasets = 200                            # methods (these are the defaults;
+    num_posterior_samples = 100                   # num_datasets = 0 turns it off)
 
     [methods.npe]                                 # a label; its method is the label ...
     estimator = "maf"
@@ -36,28 +36,34 @@ from pathlib import Path
 from typing import Any
 
 from sbibench.methods import config_hash, get_method, is_amortized
+from sbibench.registry import SUITES_DIR, list_suites
 from sbibench.scoring import list_metrics
 from sbibench.task import get_task, list_tasks
 
 __all__ = ["Job", "Suite", "SuiteError", "load_suite", "list_suites"]
 
-SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 KEYS = {
     "name": "the suite's name",
-    "description": "one line",
     "tasks": 'task names, or "all"',
     "budgets": "simulation budgets",
     "seeds": "seeds",
     "observations": "observation numbers, 1-based",
     "num_posterior_samples": "posterior samples drawn per observation for the scores",
     "metrics": "scores to compute per observation, from the score registry (sbibench.scoring)",
-    "sbc": "table: num_datasets (0 for none) and num_posterior_samples",
     "methods": "table of method labels, each a table of its config (and optionally `method`)",
 }
 OPTIONAL = {
+    "description": 'one line (default "")',
+    "sbc": "table: num_datasets (default 200; 0 for no calibration) and num_posterior_samples "
+    "(default 100)",
     "timeout": "seconds before a job is stopped",
     "task_observations": "table: task name -> the observations it scores instead of `observations`",
 }
+
+
+# Calibration of amortized methods when a suite has no [sbc] table, or sets one key of it:
+# SBC and coverage over 200 prior-predictive datasets, 100 posterior draws each.
+SBC_DEFAULTS = {"num_datasets": 200, "num_posterior_samples": 100}
 
 
 class SuiteError(ValueError):
@@ -254,9 +260,11 @@ def _load(path: Path, text: str) -> Suite:
             f"{path}: field 'metrics': unknown score(s) {', '.join(map(repr, unknown))}{hint}; "
             f"known: {', '.join(known)}"
         )
-    sbc = raw["sbc"]
-    if not isinstance(sbc, dict) or set(sbc) != {"num_datasets", "num_posterior_samples"}:
-        raise SuiteError(f"{path}: [sbc] must set exactly num_datasets and num_posterior_samples")
+    sbc = {**SBC_DEFAULTS, **raw.get("sbc", {})} if isinstance(raw.get("sbc", {}), dict) else None
+    if sbc is None or set(sbc) != set(SBC_DEFAULTS):
+        raise SuiteError(
+            f"{path}: [sbc] may set only num_datasets and num_posterior_samples, got {raw['sbc']!r}"
+        )
     samples = _whole_numbers(path, "num_posterior_samples", [raw["num_posterior_samples"]], 2)[0]
     datasets = _whole_numbers(path, "sbc.num_datasets", [sbc["num_datasets"]], 0)[0]
     sbc_samples = _whole_numbers(
@@ -277,7 +285,7 @@ def _load(path: Path, text: str) -> Suite:
     methods, method_tasks = _methods(path, raw["methods"], tasks)
     return Suite(
         name=str(raw["name"]),
-        description=str(raw["description"]),
+        description=str(raw.get("description", "")),
         tasks=tuple(tasks),
         methods=methods,
         budgets=_whole_numbers(path, "budgets", raw["budgets"], 1),
@@ -293,11 +301,6 @@ def _load(path: Path, text: str) -> Suite:
         method_tasks=method_tasks,
         task_observations=task_observations,
     )
-
-
-def list_suites() -> list[str]:
-    """Names of the suites that ship with sbibench."""
-    return sorted(path.stem for path in SUITES_DIR.glob("*.toml"))
 
 
 def load_suite(name_or_path: str | Path) -> Suite:

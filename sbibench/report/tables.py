@@ -1,0 +1,330 @@
+"""The report's tables from a run's records: per-task leaderboards, the misspecification,
+set-size and dimension sections, where the time went, and the run's provenance.
+
+Every cell is the mean over observations and seeds with a 95% Student-t interval (mean +-
+t(0.975, n - 1) standard errors; no interval for a single value); each score's columns, labels
+and directions come from the score registry (`sbibench.scoring`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from sbibench.scoring import registered
+from sbibench.task import get_task
+
+__all__ = [
+    "dimension_ladders",
+    "dimension_table",
+    "directions",
+    "interval",
+    "leaderboard",
+    "misspecification_table",
+    "provenance",
+    "sections",
+    "set_size_table",
+    "time_table",
+    "titles",
+]
+
+
+def _reported() -> list[tuple[str, str, bool]]:
+    """(column, label, whether one value per job) of every registered score's labelled column
+    (`sbibench.scoring`), in registry order; its noise floor is ``<column>_floor``. A
+    calibration score's columns are of a whole job (over prior-predictive datasets), repeated
+    in each of its records: averaged over jobs (fits), not records, so one fit shows no
+    interval."""
+    return [
+        (column.name, column.label, metric.calibration)
+        for metric in registered()
+        for column in metric.columns
+        if column.label is not None
+    ]
+
+
+def directions() -> str:
+    """Which direction is better, per labelled score (from the registry)."""
+    labels: dict[str, list[str]] = {"lower": [], "higher": []}
+    for metric in registered():
+        for column in metric.columns:
+            if column.label is not None and column.better is not None:
+                labels[column.better].append(column.label)
+    return "; ".join(
+        f"{side} is better: {', '.join(names)}" for side, names in labels.items() if names
+    )
+
+
+def interval(values: Any) -> tuple[float, float]:
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return math.nan, math.nan
+    if len(values) == 1:
+        return float(values[0]), math.nan
+    from scipy.stats import t  # scipy loads in a fraction of a second, only when needed
+
+    # Student's t, not 1.96: with 2 observations the 95% half-width is 6.5x the normal one
+    half = t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    return float(values.mean()), float(half)
+
+
+def _cell(values: Any) -> str:
+    mean, half = interval(values)
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.3g}" if math.isnan(half) else f"{mean:.3g} ± {half:.2g}"
+
+
+def leaderboard(table: Any) -> dict[str, list[list[str]]]:
+    """Per task, rows [method, budget, runs, failed, metric cells...] (first row: header)."""
+    boards = {}
+    ok = table[table["status"] == "ok"]
+    for task in sorted(table["task"].unique()):
+        header = ["method", "budget", "runs", "failed"]
+        present = [m for m in _reported() if m[0] in table and table[m[0]].notna().any()]
+        for column, label, _ in present:
+            floor = f"{column}_floor"
+            header.append(label)
+            if floor in table and table[floor].notna().any():
+                header.append(f"{label} floor")
+        rows = [header]
+        groups = table[table["task"] == task].groupby(["method", "budget"], sort=True)
+        for (method, budget), group in groups:
+            good = ok[(ok["task"] == task) & (ok["method"] == method) & (ok["budget"] == budget)]
+            row = [str(method), str(budget), str(len(group)), str((group["status"] != "ok").sum())]
+            for column, _, per_job in present:
+                values = good.drop_duplicates("key") if per_job else good
+                row.append(_cell(values[column]))
+                floor = f"{column}_floor"
+                if floor in table and table[floor].notna().any():
+                    row.append(_cell(good[floor]))
+            rows.append(row)
+        boards[task] = rows
+    return boards
+
+
+def _known_tasks(names: Any) -> dict[str, Any]:
+    """{name: Task} for the names that are known tasks (a run's cards may since have gone)."""
+    tasks = {}
+    for name in map(str, names):
+        try:
+            tasks[name] = get_task(name)
+        except ValueError:
+            continue
+    return tasks
+
+
+def _assumed_tasks(names: Any) -> dict[str, str]:
+    """{misspecified task: the well-specified task it assumes} among ``names``."""
+    return {n: t.assumes for n, t in _known_tasks(names).items() if t.assumes is not None}
+
+
+def _per_record_scores(table: Any) -> list[tuple[str, str]]:
+    """(column, label) of the labelled per-observation scores the table holds."""
+    return [
+        (column, label)
+        for column, label, per_job in _reported()
+        if not per_job and column in table and table[column].notna().any()
+    ]
+
+
+def misspecification_table(table: Any) -> list[list[str]]:
+    """Each method's scores on a misspecified task beside the same scores on the
+    well-specified task it assumes (same model, same method settings and budget), for every
+    pair of tasks both in the run (first row: header; only the header when there is none).
+
+    Misspecified observations come from another process than the model; both are scored
+    against the assumed model's exact posterior, so the gap is what misspecification costs.
+    """
+    present = _per_record_scores(table)
+    header = ["task", "assumes", "method", "budget"]
+    for _, label in present:
+        header += [f"{label} well-specified", f"{label} misspecified"]
+    rows = [header]
+    ok = table[table["status"] == "ok"]
+    for task, assumed in sorted(_assumed_tasks(table["task"].unique()).items()):
+        if assumed not in set(table["task"]):
+            continue
+        for (method, budget), group in ok[ok["task"] == task].groupby(["method", "budget"]):
+            twin = ok[(ok["task"] == assumed) & (ok["method"] == method) & (ok["budget"] == budget)]
+            row = [task, assumed, str(method), str(budget)]
+            for column, _ in present:
+                row += [_cell(twin[column]), _cell(group[column])]
+            rows.append(row)
+    return rows
+
+
+def _observation_sizes(names: Any) -> dict[str, tuple[int, ...]]:
+    """{task: n of observations 1..K} for the tasks among ``names`` whose observations are
+    i.i.d. sets of stated sizes (``padded_sets``)."""
+    known = _known_tasks(names).items()
+    return {n: t.model.observation_sizes for n, t in known if t.padded_sets}
+
+
+def set_size_table(table: Any) -> list[list[str]]:
+    """Each method's per-observation scores on a task of i.i.d. sets of varying size, broken
+    down by the set size n of the observations (the card's ``observation_sizes``): rows
+    [task, method, budget, n, records, score cells (and floors)...], mean over the
+    observations of that size and the seeds (first row: header; only the header when no
+    such task is in the run). Calibration scores, over prior-predictive datasets of every n,
+    are not broken down.
+    """
+    present = _per_record_scores(table)
+    header = ["task", "method", "budget", "n", "records"]
+    for column, label in present:
+        header.append(label)
+        if f"{column}_floor" in table and table[f"{column}_floor"].notna().any():
+            header.append(f"{label} floor")
+    rows = [header]
+    ok = table[table["status"] == "ok"]
+    for task, sizes in sorted(_observation_sizes(table["task"].unique()).items()):
+        records = ok[ok["task"] == task]
+        size = records["observation"].map(lambda k, sizes=sizes: sizes[int(k) - 1])
+        groups = records.assign(_n=size).groupby(["method", "budget", "_n"], sort=True)
+        for (method, budget, n), group in groups:
+            row = [task, str(method), str(budget), str(n), str(len(group))]
+            for column, _ in present:
+                row.append(_cell(group[column]))
+                if f"{column}_floor" in table and table[f"{column}_floor"].notna().any():
+                    row.append(_cell(group[f"{column}_floor"]))
+            rows.append(row)
+    return rows
+
+
+def dimension_ladders(names: Any) -> dict[str, dict[str, int]]:
+    """{family: {task: parameter dimension D}, ordered by D} for each model family that the
+    tasks among ``names`` run at three or more dimensions (the dimension ladder's cards)."""
+    families: dict[str, dict[str, int]] = {}
+    for name, task in _known_tasks(names).items():
+        families.setdefault(task.family, {})[name] = task.dim_parameters
+    return {
+        family: dict(sorted(dims.items(), key=lambda item: item[1]))
+        for family, dims in sorted(families.items())
+        if len(set(dims.values())) >= 3
+    }
+
+
+def dimension_table(table: Any) -> list[list[str]]:
+    """Each method's C2ST and fit-plus-sampling wall time along a dimension ladder (first row:
+    header; only the header when the run has no ladder): rows [family, method, one cell per
+    dimension D], a cell "C2ST mean · seconds" over that rung's records, "stopped" where its
+    jobs there ran past the time limit, "failed" where they failed otherwise, blank where it
+    did not run."""
+    ladders = dimension_ladders(table["task"].unique())
+    dims = sorted({d for ladder in ladders.values() for d in ladder.values()})
+    rows = [["family", "method", *(f"D = {d}" for d in dims)]]
+    for family, ladder in ladders.items():
+        runs = table[table["task"].isin(list(ladder))]
+        for method, group in runs.groupby("method", sort=True):
+            cells = {}
+            for task, d in ladder.items():
+                rung = group[group["task"] == task]
+                ok = rung[rung["status"] == "ok"]
+                if not ok.empty:
+                    seconds = ok[["time_train", "time_propose", "time_sample"]].fillna(0).sum(1)
+                    c2st = f"{ok['c2st'].mean():.3f} · " if "c2st" in ok else ""
+                    cells[d] = f"{c2st}{seconds.mean():.0f} s"
+                elif not rung.empty:  # stopped at the suite's time limit, or failed
+                    timed_out = rung["error"].fillna("").str.startswith("timeout").all()
+                    cells[d] = "stopped" if timed_out else "failed"
+            rows.append([family, str(method), *(cells.get(d, "") for d in dims)])
+    return rows
+
+
+_PHASES = ("simulate", "train", "propose", "sample", "score", "calibrate")
+
+
+def time_table(table: Any) -> list[list[str]]:
+    """Where the worker time went, per method, from the records' own timings (first row:
+    header): jobs, seconds per phase summed over the run, the total and its share.
+
+    A job's fit (``time_simulate``, ``time_train``, ``time_propose``: a sequential method's
+    proposals) and calibration are shared by the
+    records of its observations and counted once; sampling and scoring are per record.
+    Worker seconds, so the wall time of a run is about the total over the workers.
+    """
+    columns = {phase: f"time_{phase}" for phase in _PHASES}
+    per_job = [c for p, c in columns.items() if p in ("simulate", "train", "propose", "calibrate")]
+    rows = []
+    for method, group in table.groupby("method", sort=True):
+        jobs = group.groupby("key").first()
+        seconds = {
+            phase: float((jobs if column in per_job else group)[column].fillna(0).sum())
+            if column in group
+            else 0.0
+            for phase, column in columns.items()
+        }
+        rows.append((str(method), len(jobs), seconds, sum(seconds.values())))
+    grand = sum(total for *_, total in rows) or 1.0
+    out = [["method", "jobs", *(f"{p} (s)" for p in _PHASES), "total (s)", "share"]]
+    for method, jobs, seconds, total in sorted(rows, key=lambda row: -row[3]):
+        cells = [f"{seconds[p]:.0f}" for p in _PHASES]
+        out.append([method, str(jobs), *cells, f"{total:.0f}", f"{total / grand:.0%}"])
+    return out
+
+
+def provenance(table: Any) -> list[tuple[str, str]]:
+    def values(column: str) -> str:
+        if column not in table:
+            return "–"
+        found = table[column].dropna().unique()
+        numbers = all(isinstance(v, int | float | np.integer | np.floating) for v in found)
+        return ", ".join(str(v) for v in sorted(found, key=None if numbers else str))
+
+    return [
+        ("suite", values("suite")),
+        ("sbibench", values("sbibench_version")),
+        ("git revision", values("git_revision") or "–"),
+        ("torch / python", f"{values('torch_version')} / {values('python_version')}"),
+        ("budgets", values("budget")),
+        ("seeds", values("seed")),
+        ("observations", values("observation")),
+        ("posterior samples per observation", values("num_posterior_samples")),
+        ("machine (CPU, cores)", f"{values('machine')}, {values('cores')}"),
+        (
+            "date",
+            f"{table['timestamp'].min()} – {table['timestamp'].max()}"
+            if "timestamp" in table
+            else "–",
+        ),
+    ]
+
+
+_MISSPECIFIED = (
+    "Each method on tasks whose observations come from another process than the model "
+    "(the task's card says which), beside the same method on the well-specified task that "
+    "assumes the same model; both scored against the assumed model's exact posterior."
+)
+
+_BY_SIZE = (
+    "Tasks whose observations are i.i.d. sets of varying size n (NaN-padded): each method's "
+    "scores over the observations of each n (the exact posterior narrows as n grows), one "
+    "amortized fit serving every n."
+)
+
+
+_BY_DIMENSION = (
+    "One model family at several parameter dimensions D (the dimension ladder): each method's "
+    "mean C2ST and mean seconds of training and sampling per observation (a fit shared by "
+    "the observations of an amortized method counted in each), per rung."
+)
+
+
+def sections(table: Any) -> list[tuple[str, str, list[list[str]]]]:
+    """The report's sections beside the per-task boards, those with rows: (title, what it
+    shows, rows with a header first)."""
+    found = [
+        ("Misspecified observations", _MISSPECIFIED, misspecification_table(table)),
+        ("Scores by set size", _BY_SIZE, set_size_table(table)),
+        ("Scores by dimension", _BY_DIMENSION, dimension_table(table)),
+    ]
+    return [section for section in found if len(section[2]) > 1]
+
+
+def titles(boards: dict) -> dict[str, str]:
+    """Each board's heading: its task, marked where the task is a misspecified variant."""
+    assumed = _assumed_tasks(boards)
+    return {t: f"{t} (misspecified: assumes {assumed[t]})" if t in assumed else t for t in boards}
