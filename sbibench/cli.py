@@ -179,6 +179,7 @@ def _parser() -> argparse.ArgumentParser:
     from sbibench import __version__
     from sbibench.registry import list_suites
     from sbibench.run.executors import EXECUTORS
+    from sbibench.scoring import headline
 
     parser = argparse.ArgumentParser(
         prog="sbibench",
@@ -261,7 +262,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--candidate", required=True, help="run folder or results.csv")
     check.add_argument(
         "--tolerance", type=float,
-        help="C2ST change tolerated before noise is considered (default 0.02)",
+        help=f"{headline().columns[0].label} change tolerated before noise is considered "
+        f"(default {headline().columns[0].rule.tolerance:g})",
     )  # fmt: skip
     check.add_argument("--k", type=float, default=3.0, help="noise sds a change must exceed")
     check.add_argument(

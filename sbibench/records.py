@@ -1,10 +1,17 @@
-"""Run records: the schema, atomic writes, and a run folder read back as a table.
+"""Run records: the record's schema (every column, typed) and the run folder's format, the one
+owner of both.
 
-A run folder holds ``suite.toml`` (the suite it belongs to), ``records/<key>.json`` (one file
-per finished job: its records, one per observation) with ``records/<key>.sbc.npz`` beside it
-(SBC ranks, where calibrated), and ``results.csv``, the tidy table of every record, rebuilt from
-the record files. Record files are written to a temporary name, fsynced and renamed, so a
-killed run leaves each record complete or absent, never half-written.
+A run folder (`RunFolder`) holds ``suite.toml`` (the suite it belongs to),
+``records/<key>.json`` (one file per finished job: its records, one per observation) with
+``records/<key>.sbc.npz`` beside it (SBC ranks, where calibrated), and ``results.csv``, the
+tidy table of every record, rebuilt from the record files; ``broken/`` and ``stale/<time>/``
+keep record files set aside, ``.running/`` the jobs' current phases, ``slurm/`` submitit's
+logs. Record files are written to a temporary name, fsynced and renamed, so a killed run
+leaves each record complete or absent, never half-written.
+
+A record is a flat dict: the `IDENTITY` columns, every registered score's columns
+(`sbibench.scoring`), then the `TRAILER` columns (timings and provenance). `new_record` makes
+one; `read_job` checks each record it reads against the schema's types.
 """
 
 from __future__ import annotations
@@ -24,37 +31,141 @@ from sbibench.paths import write_atomic
 from sbibench.scoring import registered, score_columns
 
 __all__ = [
-    "FolderState",
+    "IDENTITY",
     "PROVENANCE",
+    "TRAILER",
+    "FolderState",
     "RecordError",
+    "RunFolder",
     "StaleRecordsError",
     "completed_keys",
     "environment",
     "load_results",
+    "new_record",
     "read_job",
+    "read_ranks",
     "read_records",
     "rebuild_table",
     "record_columns",
     "scan_records",
     "set_aside_stale",
     "write_job",
-    "write_atomic",
 ]
 
-# The columns of results.csv, in order: the run's identity, every registered score's columns
-# (`sbibench.scoring`, registry order, floors beside their scores), timings and provenance.
-# Scores absent for a method (e.g. NLL without a density) are empty; a record of older code that
-# lacks a column reads as empty there, and columns no score declares are kept, after these.
-IDENTITY = [
-    "suite", "task", "method", "method_name", "config_hash", "config", "budget", "seed",
-    "observation", "status", "error",
-    "num_simulations_used", "num_invalid_simulations", "num_posterior_samples",
-]  # fmt: skip
-TRAILER = [
-    "time_simulate", "time_train", "time_propose", "time_sample", "time_score", "time_calibrate",
-    "sbibench_version", "code_digest", "task_digest", "torch_version", "python_version",
-    "git_revision", "project_revision", "machine", "cores", "threads", "timestamp", "key",
-]  # fmt: skip
+# The columns every record has, with their types (a float column may be empty: NaN), in the
+# order of results.csv: the run's identity first, every registered score's columns next
+# (`sbibench.scoring`, registry order, floors beside their scores), then timings and
+# provenance. Scores absent for a method (e.g. NLL without a density) are empty; a record of
+# older code that lacks a column reads as empty there, and columns no score declares are kept,
+# after these.
+IDENTITY: dict[str, type] = {
+    "suite": str, "task": str, "method": str, "method_name": str, "config_hash": str,
+    "config": str, "budget": int, "seed": int, "observation": int,
+    "status": str,  # "ok" or "failed"
+    "error": str,  # the error's text where failed, else ""
+    "num_simulations_used": int, "num_invalid_simulations": int,
+    "num_posterior_samples": int,
+    # the task's facts the report groups by, as they were when the job ran
+    "task_family": str, "task_dim": int,
+    "task_assumes": str,  # a misspecified task: the well-specified one it assumes, else ""
+    "observation_size": int,  # observations of i.i.d. sets of stated sizes: this one's n
+}  # fmt: skip
+TRAILER: dict[str, type] = {
+    # worker seconds per phase (`sbibench.run.worker.execute` says which are per fit)
+    "time_simulate": float, "time_train": float, "time_propose": float, "time_sample": float,
+    "time_score": float, "time_calibrate": float,
+    # what must equal today's for a record to be reused (`PROVENANCE`)
+    "sbibench_version": str, "code_digest": str, "task_digest": str,
+    # where and how it ran (`environment`), and the CPU of the worker that ran it
+    "torch_version": str, "python_version": str, "git_revision": str, "project_revision": str,
+    "machine": str, "cores": int, "threads": int, "timestamp": str, "cpu": str,
+    "key": str,
+}  # fmt: skip
+STATUSES = ("ok", "failed")
+
+# Fields every record has, whatever its status.
+REQUIRED = ("key", "task", "method", "budget", "seed", "observation", "status")
+# What a record must share with today's code and data to be reused (`sbibench.run.provenance`).
+PROVENANCE = ("sbibench_version", "code_digest", "task_digest")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFolder:
+    """Where each file of a run folder lives.
+
+    Example:
+        >>> RunFolder("runs/quick").ranks("ab12")
+        PosixPath('runs/quick/records/ab12.sbc.npz')
+    """
+
+    path: Path
+
+    def __init__(self, path: str | Path) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    @property
+    def records(self) -> Path:
+        return self.path / "records"
+
+    def record(self, key: str) -> Path:
+        return self.records / f"{key}.json"
+
+    def ranks(self, key: str) -> Path:
+        return self.records / f"{key}.sbc.npz"
+
+    @property
+    def suite(self) -> Path:
+        return self.path / "suite.toml"
+
+    @property
+    def table(self) -> Path:
+        return self.path / "results.csv"
+
+    @property
+    def broken(self) -> Path:
+        return self.path / "broken"
+
+    @property
+    def stale(self) -> Path:
+        return self.path / "stale"
+
+    @property
+    def running(self) -> Path:
+        return self.path / ".running"
+
+    @property
+    def slurm(self) -> Path:
+        return self.path / "slurm"
+
+
+def new_record(job: dict[str, Any], observation: int, error: str = "", **fields: Any) -> dict:
+    """One record: ``job``'s shared fields (identity, config, threads, key), the observation,
+    ``status`` "failed" with ``error`` where an error is given, else "ok", and ``fields``
+    (scores, counts, timings) in the order given."""
+    if not isinstance(observation, int) or isinstance(observation, bool):
+        raise TypeError(f"observation must be a whole number, got {observation!r}")
+    status = "failed" if error else "ok"
+    return {**job, "observation": observation, "status": status, "error": error, **fields}
+
+
+def _check_types(record: dict, where: str) -> None:
+    """RecordError naming ``where`` and the field unless every schema column present has its
+    type (an int may stand for a float; a float column may hold None or NaN)."""
+    for name, kind in (*IDENTITY.items(), *TRAILER.items()):
+        value = record.get(name)
+        if value is None:
+            continue
+        ok = (
+            isinstance(value, int | float) and not isinstance(value, bool)
+            if kind is float
+            else isinstance(value, kind) and not isinstance(value, bool)
+        )
+        if kind is int and isinstance(value, float) and value.is_integer():
+            ok = True
+        if not ok:
+            raise RecordError(f"{where}: field {name!r} must be {kind.__name__}, got {value!r}")
+    if record["status"] not in STATUSES:
+        raise RecordError(f"{where}: status must be one of {STATUSES}, got {record['status']!r}")
 
 
 def record_columns() -> list[str]:
@@ -121,17 +232,18 @@ def read_job(path: Path) -> list[dict]:
         missing = [f for f in REQUIRED if not isinstance(record, dict) or f not in record]
         if missing:
             raise RecordError(f"{path}: record {i} lacks field(s) {', '.join(missing)}")
+        _check_types(record, f"{path}: record {i}")
     return records
 
 
 def _move_aside(folder: Path, key: str, into: Path) -> Path:
     """Move a job's record file (and SBC ranks) from ``folder/records`` into ``into``."""
     into.mkdir(parents=True, exist_ok=True)
-    for suffix in (".json", ".sbc.npz"):
-        path = folder / "records" / f"{key}{suffix}"
+    run = RunFolder(folder)
+    for path in (run.record(key), run.ranks(key)):
         if path.exists():
             os.replace(path, into / path.name)
-    return into / f"{key}.json"
+    return into / run.record(key).name
 
 
 def scan_records(folder: Path, expected: dict[str, dict]) -> FolderState:
@@ -143,11 +255,10 @@ def scan_records(folder: Path, expected: dict[str, dict]) -> FolderState:
     folder = Path(folder)
     state = FolderState(set(), set(), {}, [])
     for key in sorted(completed_keys(folder) & set(expected)):
-        path = folder / "records" / f"{key}.json"
         try:
-            records = read_job(path)
+            records = read_job(RunFolder(folder).record(key))
         except RecordError:
-            state.broken.append(_move_aside(folder, key, folder / "broken"))
+            state.broken.append(_move_aside(folder, key, RunFolder(folder).broken))
             continue
         differing = [
             f"{field} {records[0].get(field)!r}, today {expected[key][field]!r}"
@@ -165,7 +276,7 @@ def scan_records(folder: Path, expected: dict[str, dict]) -> FolderState:
 
 def set_aside_stale(folder: Path, keys: list[str]) -> Path:
     """Move stale records to ``folder/stale/<time>/`` (kept, out of the table); returns it."""
-    into = Path(folder) / "stale" / time.strftime("%Y%m%dT%H%M%S")
+    into = RunFolder(folder).stale / time.strftime("%Y%m%dT%H%M%S")
     for key in keys:
         _move_aside(Path(folder), key, into)
     return into
@@ -176,16 +287,16 @@ def write_job(folder: Path, key: str, records: list[dict], ranks: dict | None = 
 
     The ranks go first and the JSON last: a job counts as complete once its JSON exists.
     """
-    directory = Path(folder) / "records"
-    directory.mkdir(parents=True, exist_ok=True)
+    run = RunFolder(folder)
+    run.records.mkdir(parents=True, exist_ok=True)
     if ranks:
         import io
 
         buffer = io.BytesIO()
         np.savez(buffer, **{name: np.asarray(value) for name, value in ranks.items()})
-        write_atomic(directory / f"{key}.sbc.npz", buffer.getvalue())
+        write_atomic(run.ranks(key), buffer.getvalue())
     text = json.dumps({"key": key, "records": records}, indent=1, default=_plain) + "\n"
-    write_atomic(directory / f"{key}.json", text.encode())
+    write_atomic(run.record(key), text.encode())
 
 
 def _plain(value: Any) -> Any:
@@ -194,9 +305,18 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def read_ranks(folder: Path, key: str) -> dict[str, np.ndarray] | None:
+    """The SBC arrays kept beside job ``key``'s records; None where it kept none."""
+    path = RunFolder(folder).ranks(key)
+    if not path.is_file():
+        return None
+    with np.load(path) as archive:
+        return dict(archive)
+
+
 def completed_keys(folder: Path) -> set[str]:
     """Keys of the jobs whose records are on disk."""
-    directory = Path(folder) / "records"
+    directory = RunFolder(folder).records
     if not directory.is_dir():
         return set()
     return {path.stem for path in directory.glob("*.json") if not path.name.startswith(".")}
@@ -211,7 +331,7 @@ def read_records(folder: Path) -> list[dict]:
     """
     records = []
     for key in sorted(completed_keys(folder)):
-        records.extend(read_job(Path(folder) / "records" / f"{key}.json"))
+        records.extend(read_job(RunFolder(folder).record(key)))
     return records
 
 
@@ -220,7 +340,7 @@ def rebuild_table(folder: Path) -> Path:
     import pandas as pd
 
     table = _ordered(pd.DataFrame(read_records(folder)))
-    path = Path(folder) / "results.csv"
+    path = RunFolder(folder).table
     write_atomic(path, table.to_csv(index=False).encode())
     return path
 
@@ -231,7 +351,7 @@ def load_results(path: str | Path) -> Any:
 
     path = Path(path)
     if path.is_dir():
-        if not (path / "records").is_dir():
+        if not RunFolder(path).records.is_dir():
             raise RecordError(f"{path}: not a run folder (no records/)")
         return _ordered(pd.DataFrame(read_records(path)))
     return pd.read_csv(path)

@@ -50,6 +50,7 @@ __all__ = [
     "compute",
     "floor_scores",
     "get_metric",
+    "headline",
     "list_metrics",
     "mmd_bandwidth",
     "register_metric",
@@ -178,6 +179,11 @@ class Metric:
             fit's records, and it is not listed in a suite's ``metrics``.
         arrays: calibration only: returned arrays kept beside the records (``.sbc.npz``),
             not written into them.
+        headline: the score a run's one-line summaries lead with (the terminal's summary
+            table, the figures against budget, time and dimension, ``check --tolerance``);
+            the first registered headline score is used.
+        retrained: its estimator trains a network (C2ST's classifier), so on another CPU its
+            floor reproduces to within its binomial noise, not to the last digits.
 
     Example:
         >>> def spread(draws: Draws) -> dict:
@@ -195,6 +201,8 @@ class Metric:
     options: str = ""
     calibration: bool = False
     arrays: tuple[str, ...] = ()
+    headline: bool = False
+    retrained: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
@@ -319,6 +327,7 @@ _BUILTIN = (
          Column("c2st_null_sd")),
         floor=True, options="c2st-mlp: 5 folds, seed 0, sbibench defaults (from 1,000 per set: "
         "Adam 5e-3 with one tenfold decay), binomial null",
+        headline=True, retrained=True,
     ),
     # sbibm's published recipe, its own column so that a record says which recipe scored it;
     # no stored floor (minutes per score at 10,000 in 10-D): its null sd is the binomial one
@@ -328,6 +337,7 @@ _BUILTIN = (
                 Rule("noise", "c2st_sbibm_null_sd", tolerance=0.02)),
          Column("c2st_sbibm_null_sd")),
         options="c2st-sbibm: sbibm 1.1.0's MLPClassifier recipe, 5 folds, seed 0, binomial null",
+        retrained=True,
     ),
     Metric(
         "mmd", _mmd, (Column("mmd", "MMD²", "lower"),), floor=True,
@@ -413,6 +423,11 @@ def registered(calibration: bool | None = None) -> list[Metric]:
     per-observation ones (False) if asked."""
     _load_entry_points()
     return [m for m in _REGISTRY.values() if calibration is None or m.calibration == calibration]
+
+
+def headline() -> Metric:
+    """The score a run's summaries lead with: the first registered with ``headline=True``."""
+    return next(metric for metric in registered() if metric.headline)
 
 
 def list_metrics(calibration: bool | None = None) -> list[str]:

@@ -14,19 +14,8 @@ A task's folder ``reference_posteriors/<task>/`` holds
 - ``MANIFEST.json``: the card's sha256, versions, the seed, the sha256 of every file above, and
   the exact posterior mean and covariance of every observation.
 
-Generation is a pure function of the card: one ``torch.Generator`` seeded with the card's
-``seed`` draws the K true parameters from the prior, then simulates the K observations, then
-draws the posterior samples of observation 1, 2, ..., K in turn. A card with an
-``[observations]`` table (another benchmark's observations, its source named) supplies the
-true parameters and observations itself, and the generator draws only the samples. The
-observations come from the model's simulator, which never fails: a card's ``[failures]``
-(`sbibench.failures`) are those of the simulator the methods run, so a failing variant of a
-task with the same seed has that task's observations and samples. A model with
-``simulate_observations`` (i.i.d. sets of stated sizes, `sbibench.models.iid_sets`) draws the
-observations with it, each at the size its card states. Files are written
-byte-for-byte reproducibly (fixed zip timestamps, shortest round-trip float text). The exact
-draws behind a noise floor come from their own generator, seeded by (card seed, observation,
-size), so they are independent of the reference samples.
+Files are written byte-for-byte reproducibly (fixed zip timestamps, shortest round-trip
+float text); reading one checks its sha256 against the manifest first.
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from sbibench.records import load_results
+from sbibench.scoring import headline, registered
 
 __all__ = ["Cell", "Verdict", "check", "format_verdict"]
 
@@ -129,8 +130,6 @@ def _table(source: str | Path) -> Any:
 
 def _judged() -> list[tuple[Any, bool]]:
     """(column, per fit) of every registered column with a rule."""
-    from sbibench.scoring import registered
-
     return [
         (column, metric.calibration)
         for metric in registered()
@@ -312,7 +311,7 @@ def check(
                              f"those are {', '.join(tolerances)}")  # fmt: skip
         tolerances.update(tolerance)
     elif tolerance is not None:
-        tolerances["c2st"] = float(tolerance)
+        tolerances[headline().columns[0].name] = float(tolerance)
     if any(not value >= 0 for value in tolerances.values()):
         raise ValueError(f"tolerances must be >= 0, got {tolerances}")
     for name, path in (("baseline", baseline), ("candidate", candidate)):

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from sbibench.records import read_ranks
 from sbibench.report.tables import dimension_ladders
+from sbibench.scoring import headline
 
 __all__ = ["all_figures", "method_colours", "overlapping_text"]
 
@@ -67,27 +69,37 @@ def _legend(
                   fontsize=8, frameon=False)  # fmt: skip
 
 
-def c2st_by_budget(table: Any, colours: dict[str, Any]) -> Any:
-    """C2ST against the simulation budget per task, one line per method, floor dashed."""
+def _headline() -> tuple[str, str]:
+    """(column, label) of the registry's headline score (`sbibench.scoring.headline`)."""
+    column = headline().columns[0]
+    return column.name, column.label or column.name
+
+
+def score_by_budget(table: Any, colours: dict[str, Any]) -> Any:
+    """The headline score against the simulation budget per task, one line per method, its
+    floor dashed."""
     from matplotlib.lines import Line2D
 
+    column, label = _headline()
     ok = table[table["status"] == "ok"]
     tasks = sorted(ok["task"].unique())
     figure, axes = _grid(len(tasks))
     for axis, task in zip(axes, tasks, strict=False):
         data = ok[ok["task"] == task]
         for method, group in data.groupby("method"):
-            means = group.groupby("budget")["c2st"].mean()
+            means = group.groupby("budget")[column].mean()
             axis.plot(means.index, means.values, marker="o", color=colours[str(method)])
-        axis.axhline(data["c2st_floor"].mean(), color="grey", linestyle="--")
-        axis.set(xscale="log", title=task, ylim=(0.45, 1.0), xlabel="simulations", ylabel="C2ST")
+        if f"{column}_floor" in data:
+            axis.axhline(data[f"{column}_floor"].mean(), color="grey", linestyle="--")
+        axis.set(xscale="log", title=task, xlabel="simulations", ylabel=label)
     floor = Line2D([], [], color="grey", linestyle="--", label="exact posterior's floor")
     _legend(figure, colours, set(ok["method"].astype(str)), [floor])
     return figure
 
 
 def accuracy_by_time(table: Any, colours: dict[str, Any]) -> Any:
-    """C2ST against wall time (simulate + train + propose + sample) per task."""
+    """The headline score against wall time (simulate + train + propose + sample) per task."""
+    column, label = _headline()
     ok = table[table["status"] == "ok"].copy()
     ok["seconds"] = (
         ok[["time_simulate", "time_train", "time_propose", "time_sample"]]
@@ -100,36 +112,36 @@ def accuracy_by_time(table: Any, colours: dict[str, Any]) -> Any:
     for axis, task in zip(axes, tasks, strict=False):
         data = ok[ok["task"] == task]
         for method, group in data.groupby("method"):
-            axis.scatter(group["seconds"], group["c2st"], s=10, color=colours[str(method)])
-        axis.set(xscale="log", title=task, xlabel="wall time (s)", ylabel="C2ST")
+            axis.scatter(group["seconds"], group[column], s=10, color=colours[str(method)])
+        axis.set(xscale="log", title=task, xlabel="wall time (s)", ylabel=label)
     _legend(figure, colours, set(ok["method"].astype(str)))
     return figure
 
 
-_LADDER_PANELS = (
-    ("c2st", "C2ST"),
+_TIME_PANELS = (
     ("fit", "training seconds"),  # time_train + time_propose (a sequential method's rounds)
     ("time_sample", "sampling seconds"),
 )
 
 
 def by_dimension(table: Any, colours: dict[str, Any], ladders: dict[str, dict[str, int]]) -> Any:
-    """Along each dimension ladder (``{family: {task: D}}``): C2ST (floor dashed), training
-    and sampling seconds per observation against the parameter dimension D, one line per
+    """Along each dimension ladder (``{family: {task: D}}``): the headline score (floor
+    dashed), training and sampling seconds per observation against the parameter dimension D, one line per
     method, mean over the rung's records; D and the seconds log-scaled."""
     from matplotlib.lines import Line2D
     from matplotlib.ticker import NullLocator
 
     ok = table[table["status"] == "ok"].copy()
     ok["fit"] = ok[["time_train", "time_propose"]].fillna(0).sum(axis=1)
-    panels = [(family, column, label) for family in ladders for column, label in _LADDER_PANELS]
+    score = _headline()
+    panels = [(family, *panel) for family in ladders for panel in (score, *_TIME_PANELS)]
     figure, axes = _grid(len(panels))
     for axis, (family, column, label) in zip(axes, panels, strict=False):
         data = ok[ok["task"].isin(list(ladders[family]))]
         data = data.assign(dimension=data["task"].map(ladders[family]))
         for method, group in data.groupby("method"):
             means = group.groupby("dimension")[column].mean()
-            if column != "c2st":
+            if column != score[0]:
                 means = means.clip(lower=1e-2)  # on a log axis; ABC's "training" is zero
             axis.plot(means.index, means.values, marker="o", color=colours[str(method)])
         axis.set(xscale="log", title=f"{family}: {label}", xlabel="parameter dimension D",
@@ -137,10 +149,10 @@ def by_dimension(table: Any, colours: dict[str, Any], ladders: dict[str, dict[st
         rungs = sorted(set(ladders[family].values()))
         axis.set_xticks(rungs, [str(d) for d in rungs])  # the rungs, not powers of ten
         axis.xaxis.set_minor_locator(NullLocator())
-        if column == "c2st":
-            floor = data.groupby("dimension")["c2st_floor"].mean()
-            axis.plot(floor.index, floor.values, color="grey", linestyle="--")
-            axis.set_ylim(0.45, 1.0)
+        if column == score[0]:
+            if f"{column}_floor" in data:
+                floor = data.groupby("dimension")[f"{column}_floor"].mean()
+                axis.plot(floor.index, floor.values, color="grey", linestyle="--")
         else:
             axis.set_yscale("log")
     floor = Line2D([], [], color="grey", linestyle="--", label="exact posterior's floor")
@@ -157,10 +169,9 @@ def _calibrated(table: Any, folder: Path) -> list[tuple[str, str, dict]]:
     largest = calibrated.groupby("task")["budget"].transform("max")
     calibrated = calibrated[calibrated["budget"] == largest]
     for _, row in calibrated.sort_values(["task", "method"]).iterrows():
-        path = folder / "records" / f"{row['key']}.sbc.npz"
-        if path.is_file():
-            with np.load(path) as archive:
-                found.append((row["task"], str(row["method"]), dict(archive)))
+        arrays = read_ranks(folder, row["key"])
+        if arrays is not None:
+            found.append((row["task"], str(row["method"]), arrays))
     return found
 
 
@@ -206,19 +217,21 @@ def coverage_curves(calibrated: list, colours: dict[str, Any]) -> Any:
 
 
 def all_figures(table: Any, folder: Path) -> list[tuple[str, Any]]:
-    """Every figure the report shows, titled (the C2ST ones where the suite scored C2ST)."""
+    """Every figure the report shows, titled (those of the headline score where the suite
+    scored it)."""
     colours = method_colours(table["method"])
     figures = []
-    if "c2st" in table and table["c2st"].notna().any():
+    column, label = _headline()
+    if column in table and table[column].notna().any():
         figures += [
-            ("C2ST against simulation budget", c2st_by_budget(table, colours)),
-            ("C2ST against wall time", accuracy_by_time(table, colours)),
+            (f"{label} against simulation budget", score_by_budget(table, colours)),
+            (f"{label} against wall time", accuracy_by_time(table, colours)),
         ]
-        ladders = dimension_ladders(table["task"].unique())
+        ladders = dimension_ladders(table)
         if ladders:
             figures.append(
                 (
-                    "C2ST, training and sampling time against the parameter dimension",
+                    f"{label}, training and sampling time against the parameter dimension",
                     by_dimension(table, colours, ladders),
                 )
             )

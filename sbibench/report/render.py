@@ -15,31 +15,37 @@ from typing import Any
 from sbibench.records import load_results, rebuild_table
 from sbibench.report import tables
 from sbibench.report.figures import all_figures
+from sbibench.scoring import headline
 
 __all__ = ["summary_table", "write_report"]
 
 
 def summary_table(results: str | Path) -> str:
-    """A short text table for the terminal: C2ST (and its floor) by task and method."""
+    """A short text table for the terminal: the headline score (`sbibench.scoring.headline`)
+    and its floor by task and method."""
     table = load_results(results)
+    column = headline().columns[0]
+    name, label = column.name, column.label or column.name
     # columns as wide as their longest entry, and a space apart
     tw = max([len("task"), *map(len, table["task"].astype(str))]) + 2
     mw = max([len("method"), *map(len, table["method"].astype(str))]) + 2
     lines = [
-        "C2ST: mean over observations and seeds ± the half-width of its 95% Student-t interval "
-        "(none for one value);",
-        "floor: what the exact posterior scores at the same sample size (0.5 is chance).",
-        f"{'task':{tw}}{'method':{mw}}{'budget':>8}{'C2ST':>16}{'floor':>8}{'failed':>8}",
+        f"{label}: mean over observations and seeds ± the half-width of its 95% Student-t "
+        "interval (none for one value);",
+        "floor: what the exact posterior scores at the same sample size.",
+        f"{'task':{tw}}{'method':{mw}}{'budget':>8}{label:>16}{'floor':>8}{'failed':>8}",
     ]
     for (task, method, budget), group in table.groupby(["task", "method", "budget"]):
         good = group[group["status"] == "ok"]
-        mean, half = tables.interval(good["c2st"]) if "c2st" in good else (math.nan, 0)
-        floor, _ = tables.interval(good["c2st_floor"]) if "c2st_floor" in good else (math.nan, 0)
-        c2st = "–" if math.isnan(mean) else f"{mean:.3f}"
-        c2st += "" if math.isnan(half) else f" ± {half:.3f}"
+        mean, half = tables.interval(good[name]) if name in good else (math.nan, 0)
+        floor, _ = (
+            tables.interval(good[f"{name}_floor"]) if f"{name}_floor" in good else (math.nan, 0)
+        )
+        score = "–" if math.isnan(mean) else f"{mean:.3f}"
+        score += "" if math.isnan(half) else f" ± {half:.3f}"
         failed = int((group["status"] != "ok").sum())
         floor = "–" if math.isnan(floor) else f"{floor:.3f}"
-        lines.append(f"{task:{tw}}{method:{mw}}{budget:>8}{c2st:>16}{floor:>8}{failed:>8}")
+        lines.append(f"{task:{tw}}{method:{mw}}{budget:>8}{score:>16}{floor:>8}{failed:>8}")
     return "\n".join(lines)
 
 
@@ -60,9 +66,8 @@ def _markdown(
     out += ["", "Mean ± 95% interval over observations and seeds; *floor*: the same score of "
             "the exact posterior at the same sample size (what a perfect method gets); "
             f"{tables.directions()}.", ""]  # fmt: skip
-    titles = tables.titles(boards)
-    for task, rows in boards.items():
-        out += [f"## {titles[task]}", "", *_markdown_table(rows), ""]
+    for title, rows in boards.items():
+        out += [f"## {title}", "", *_markdown_table(rows), ""]
     for title, text, rows in sections:
         out += [f"## {title}", "", text, "", *_markdown_table(rows), ""]
     out += ["## Where the time went", "", "Worker seconds per method and phase, summed over "
@@ -137,9 +142,8 @@ def _html(
     ]
     parts += [f"<li><b>{html.escape(n)}</b>: {html.escape(str(v))}</li>" for n, v in provenance]
     parts.append("</ul>")
-    titles = tables.titles(boards)
-    for task, rows in boards.items():
-        parts += [f"<h2>{html.escape(titles[task])}</h2>", *_html_table(rows)]
+    for title, rows in boards.items():
+        parts += [f"<h2>{html.escape(title)}</h2>", *_html_table(rows)]
     for title, text, rows in sections:
         parts += [f"<h2>{html.escape(title)}</h2>", f"<p>{html.escape(text)}</p>"]
         parts += _html_table(rows)
@@ -178,6 +182,8 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> list[Path
         raise ValueError(f"{folder}: no records to report")
     rebuild_table(folder)
     boards = tables.leaderboard(table)
+    titles = tables.titles(boards, table)  # each task, marked where it is misspecified
+    boards = {titles[task]: rows for task, rows in boards.items()}
     provenance = tables.provenance(table)
     figures = [(title, _png(figure)) for title, figure in all_figures(table, folder)]
     paths = [out / "LEADERBOARD.md", out / "report.html", out / "leaderboard.tex"]

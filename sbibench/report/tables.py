@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from sbibench.scoring import registered
-from sbibench.task import get_task
+from sbibench.scoring import headline, registered
 
 __all__ = [
     "dimension_ladders",
@@ -106,20 +105,29 @@ def leaderboard(table: Any) -> dict[str, list[list[str]]]:
     return boards
 
 
-def _known_tasks(names: Any) -> dict[str, Any]:
-    """{name: Task} for the names that are known tasks (a run's cards may since have gone)."""
-    tasks = {}
-    for name in map(str, names):
-        try:
-            tasks[name] = get_task(name)
-        except ValueError:
+def _facts(table: Any, column: str, of_card: Any) -> dict[str, Any]:
+    """{task: its value in ``column``} for every task of the table: the value its records
+    carry, else (records written before the column existed) ``of_card(task)`` of today's card
+    where the task still exists."""
+    found = {}
+    for name, group in table.groupby("task", sort=True):
+        values = group[column].dropna() if column in group else []
+        if len(values):
+            found[str(name)] = values.iloc[0]
             continue
-    return tasks
+        from sbibench.task import get_task  # only for older records: cards load torch
+
+        try:
+            found[str(name)] = of_card(get_task(str(name)))
+        except ValueError:  # the task's card has gone since
+            continue
+    return found
 
 
-def _assumed_tasks(names: Any) -> dict[str, str]:
-    """{misspecified task: the well-specified task it assumes} among ``names``."""
-    return {n: t.assumes for n, t in _known_tasks(names).items() if t.assumes is not None}
+def _assumed_tasks(table: Any) -> dict[str, str]:
+    """{misspecified task: the well-specified task it assumes} among the table's tasks."""
+    assumed = _facts(table, "task_assumes", lambda task: task.assumes or "")
+    return {name: str(value) for name, value in assumed.items() if value}
 
 
 def _per_record_scores(table: Any) -> list[tuple[str, str]]:
@@ -145,7 +153,7 @@ def misspecification_table(table: Any) -> list[list[str]]:
         header += [f"{label} well-specified", f"{label} misspecified"]
     rows = [header]
     ok = table[table["status"] == "ok"]
-    for task, assumed in sorted(_assumed_tasks(table["task"].unique()).items()):
+    for task, assumed in sorted(_assumed_tasks(table).items()):
         if assumed not in set(table["task"]):
             continue
         for (method, budget), group in ok[ok["task"] == task].groupby(["method", "budget"]):
@@ -157,11 +165,26 @@ def misspecification_table(table: Any) -> list[list[str]]:
     return rows
 
 
-def _observation_sizes(names: Any) -> dict[str, tuple[int, ...]]:
-    """{task: n of observations 1..K} for the tasks among ``names`` whose observations are
-    i.i.d. sets of stated sizes (``padded_sets``)."""
-    known = _known_tasks(names).items()
-    return {n: t.model.observation_sizes for n, t in known if t.padded_sets}
+def _observation_sizes(table: Any) -> Any:
+    """Each record's set size n where its task's observations are i.i.d. sets of stated
+    sizes (``padded_sets``), else NaN: the records' own, or today's card's for older ones."""
+    sizes = table["observation_size"] if "observation_size" in table else None
+    if sizes is not None and sizes.notna().any():
+        return sizes
+    from sbibench.task import get_task  # only for older records: cards load torch
+
+    def of_card(row: Any) -> float:
+        try:
+            task = get_task(str(row["task"]))
+        except ValueError:
+            return float("nan")
+        return (
+            task.model.observation_sizes[int(row["observation"]) - 1]
+            if task.padded_sets
+            else float("nan")
+        )
+
+    return table.apply(of_card, axis=1) if len(table) else table["observation"] * float("nan")
 
 
 def set_size_table(table: Any) -> list[list[str]]:
@@ -180,26 +203,27 @@ def set_size_table(table: Any) -> list[list[str]]:
             header.append(f"{label} floor")
     rows = [header]
     ok = table[table["status"] == "ok"]
-    for task, sizes in sorted(_observation_sizes(table["task"].unique()).items()):
-        records = ok[ok["task"] == task]
-        size = records["observation"].map(lambda k, sizes=sizes: sizes[int(k) - 1])
-        groups = records.assign(_n=size).groupby(["method", "budget", "_n"], sort=True)
-        for (method, budget, n), group in groups:
-            row = [task, str(method), str(budget), str(n), str(len(group))]
-            for column, _ in present:
-                row.append(_cell(group[column]))
-                if f"{column}_floor" in table and table[f"{column}_floor"].notna().any():
-                    row.append(_cell(group[f"{column}_floor"]))
-            rows.append(row)
+    ok = ok.assign(_n=_observation_sizes(ok))
+    ok = ok[ok["_n"].notna()]
+    cells = ["task", "method", "budget", "_n"]
+    for (task, method, budget, n), group in ok.groupby(cells, sort=True):
+        row = [task, str(method), str(budget), str(int(n)), str(len(group))]
+        for column, _ in present:
+            row.append(_cell(group[column]))
+            if f"{column}_floor" in table and table[f"{column}_floor"].notna().any():
+                row.append(_cell(group[f"{column}_floor"]))
+        rows.append(row)
     return rows
 
 
-def dimension_ladders(names: Any) -> dict[str, dict[str, int]]:
+def dimension_ladders(table: Any) -> dict[str, dict[str, int]]:
     """{family: {task: parameter dimension D}, ordered by D} for each model family that the
-    tasks among ``names`` run at three or more dimensions (the dimension ladder's cards)."""
+    table's tasks run at three or more dimensions (the dimension ladder's cards)."""
+    family = _facts(table, "task_family", lambda task: task.family)
+    dim = _facts(table, "task_dim", lambda task: task.dim_parameters)
     families: dict[str, dict[str, int]] = {}
-    for name, task in _known_tasks(names).items():
-        families.setdefault(task.family, {})[name] = task.dim_parameters
+    for name in family.keys() & dim.keys():
+        families.setdefault(str(family[name]), {})[name] = int(dim[name])
     return {
         family: dict(sorted(dims.items(), key=lambda item: item[1]))
         for family, dims in sorted(families.items())
@@ -208,12 +232,13 @@ def dimension_ladders(names: Any) -> dict[str, dict[str, int]]:
 
 
 def dimension_table(table: Any) -> list[list[str]]:
-    """Each method's C2ST and fit-plus-sampling wall time along a dimension ladder (first row:
+    """Each method's headline score (C2ST) and fit-plus-sampling wall time along a dimension ladder (first row:
     header; only the header when the run has no ladder): rows [family, method, one cell per
     dimension D], a cell "C2ST mean · seconds" over that rung's records, "stopped" where its
     jobs there ran past the time limit, "failed" where they failed otherwise, blank where it
     did not run."""
-    ladders = dimension_ladders(table["task"].unique())
+    column = headline().columns[0].name
+    ladders = dimension_ladders(table)
     dims = sorted({d for ladder in ladders.values() for d in ladder.values()})
     rows = [["family", "method", *(f"D = {d}" for d in dims)]]
     for family, ladder in ladders.items():
@@ -225,8 +250,8 @@ def dimension_table(table: Any) -> list[list[str]]:
                 ok = rung[rung["status"] == "ok"]
                 if not ok.empty:
                     seconds = ok[["time_train", "time_propose", "time_sample"]].fillna(0).sum(1)
-                    c2st = f"{ok['c2st'].mean():.3f} · " if "c2st" in ok else ""
-                    cells[d] = f"{c2st}{seconds.mean():.0f} s"
+                    score = f"{ok[column].mean():.3f} · " if column in ok else ""
+                    cells[d] = f"{score}{seconds.mean():.0f} s"
                 elif not rung.empty:  # stopped at the suite's time limit, or failed
                     timed_out = rung["error"].fillna("").str.startswith("timeout").all()
                     cells[d] = "stopped" if timed_out else "failed"
@@ -308,7 +333,7 @@ _BY_SIZE = (
 
 _BY_DIMENSION = (
     "One model family at several parameter dimensions D (the dimension ladder): each method's "
-    "mean C2ST and mean seconds of training and sampling per observation (a fit shared by "
+    "mean headline score and mean seconds of training and sampling per observation (a fit shared by "
     "the observations of an amortized method counted in each), per rung."
 )
 
@@ -324,7 +349,7 @@ def sections(table: Any) -> list[tuple[str, str, list[list[str]]]]:
     return [section for section in found if len(section[2]) > 1]
 
 
-def titles(boards: dict) -> dict[str, str]:
+def titles(boards: dict, table: Any) -> dict[str, str]:
     """Each board's heading: its task, marked where the task is a misspecified variant."""
-    assumed = _assumed_tasks(boards)
+    assumed = _assumed_tasks(table)
     return {t: f"{t} (misspecified: assumes {assumed[t]})" if t in assumed else t for t in boards}

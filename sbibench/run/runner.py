@@ -20,7 +20,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from typing import Any
 from sbibench.paths import write_atomic
 from sbibench.records import (
     RecordError,
+    RunFolder,
     StaleRecordsError,
     completed_keys,
     environment,
@@ -38,7 +39,7 @@ from sbibench.records import (
     set_aside_stale,
     write_job,
 )
-from sbibench.run.cpus import available_cpus, cpu_name
+from sbibench.run.cpus import available_cpus
 from sbibench.run.executors import (
     check_executor,
     default_executor,
@@ -88,7 +89,7 @@ class RunSummary:
 def prepare_folder(suite: Suite, out: Path) -> None:
     """Make ``out`` a run folder of ``suite``; refuse one that holds another suite's records."""
     out.mkdir(parents=True, exist_ok=True)
-    stored = out / "suite.toml"
+    stored = RunFolder(out).suite
     if stored.exists():
         if stored.read_text() != suite.text:
             raise RecordError(
@@ -229,21 +230,13 @@ def _completed(futures: dict, bar: Any, phases: PhaseFiles | None) -> Iterator[t
         bar.set_postfix_str(_running_line(pending, started, phases), refresh=True)
 
 
-def _execute_here(job: Job, report: Callable[[str], None] | None = None) -> tuple[list, dict]:
-    """`execute` in the worker, every record stamped with the worker's CPU (`cpu_name`): on a
-    cluster that is the node the job ran on, not this one."""
-    records, ranks = execute(job, report)
-    cpu = cpu_name()
-    return [{**record, "cpu": cpu} for record in records], ranks
-
-
 def _serial(todo: list[Job], bar: Any) -> Iterator[tuple[Job, Any]]:
     for job in todo:
 
         def report(phase: str, job: Job = job) -> None:
             bar.set_postfix_str(f"running: {_label(job)} {phase}", refresh=True)
 
-        yield job, _execute_here(job, report)
+        yield job, execute(job, report)
 
 
 def run_suite(
@@ -327,7 +320,7 @@ def run_suite(
 
     bar = tqdm(total=len(todo), desc=f"sbibench {suite.name}", unit="run", disable=not progress)
     futures: dict = {}
-    phases = PhaseFiles(out / ".running") if local and progress else None
+    phases = PhaseFiles(RunFolder(out).running) if local and progress else None
     # Our own process pool cancels its jobs not yet started itself, in its manager thread, as
     # it stops; cancelling them here first made Python 3.11's pool print an InvalidStateError
     # traceback when its workers were terminated (Ctrl-C, SIGTERM).
@@ -338,7 +331,7 @@ def run_suite(
         with (
             _terminate_as_interrupt(),
             _callers_threads_kept(),
-            open_executor(executor, workers, threads, scheduler, out / "slurm") as pool,
+            open_executor(executor, workers, threads, scheduler, RunFolder(out).slurm) as pool,
             cancelled,
         ):
             if pool is None:
@@ -346,7 +339,7 @@ def run_suite(
             else:
                 for job in todo:
                     report = phases.reporter(job) if phases else None
-                    futures[pool.submit(_execute_here, job, report)] = job
+                    futures[pool.submit(execute, job, report)] = job
                 completed = _completed(futures, bar, phases)
                 results = ((job, _result(future)) for job, future in completed)
             for job, result in results:
@@ -397,7 +390,7 @@ def _failures(out: Path, keys: set[str]) -> list[tuple[Path, str, int]]:
     """(record file, the error's last line, failed records) of each failed job of the grid."""
     found = []
     for key in sorted(completed_keys(out) & keys):
-        path = out / "records" / f"{key}.json"
+        path = RunFolder(out).record(key)
         failed = [r for r in read_job(path) if r["status"] != "ok"]
         if failed:
             lines = str(failed[0].get("error") or "no error text").strip().splitlines()

@@ -17,7 +17,9 @@ import torch
 
 from sbibench.failures import simulate_or_nan
 from sbibench.methods import HasLogProb, HasSampleBatch, HasUnnormalizedLogProb, get_method
+from sbibench.records import new_record
 from sbibench.reference.build import noise_floors
+from sbibench.run.cpus import cpu_name
 from sbibench.scoring import Calibration, Draws, compute, mmd_bandwidth, registered
 from sbibench.task import Task, get_task
 
@@ -177,26 +179,40 @@ def execute(job: Job, report: Callable[[str], None] | None = None) -> tuple[list
             return _execute(job, report or (lambda phase: None))
     except JobTimeout:
         error = f"timeout: the job ran past its limit of {job.timeout:g} s and was stopped"
-        return [
-            {**_base(job), "observation": k, "status": "failed", "error": error}
-            for k in job.observations
-        ], {}
+        return [new_record(_base(job), k, error) for k in job.observations], {}
 
 
 def _base(job: Job) -> dict[str, Any]:
-    """The fields every record of the job shares."""
+    """The fields every record of the job shares, the CPU of the worker running it included
+    (on a cluster, the node's, not the driver's)."""
     return {
         "task": job.task, "method": job.method, "method_name": job.method_name,
         "config_hash": job.config_hash, "config": _json(job.config), "budget": job.budget,
         "seed": job.seed, "num_posterior_samples": job.num_posterior_samples, "key": job.key,
-        "threads": job.threads,
+        "threads": job.threads, "cpu": cpu_name(),
     }  # fmt: skip
+
+
+def task_facts(task: Task) -> dict[str, Any]:
+    """The task's facts every record carries, so a report needs no task card to group by
+    them: its model family, parameter dimension and the task it assumes (misspecified)."""
+    return {
+        "task_family": task.family,
+        "task_dim": task.dim_parameters,
+        "task_assumes": task.assumes or "",
+    }
+
+
+def observation_size(task: Task, k: int) -> int | None:
+    """The set size n of observation k of a task of i.i.d. sets of stated sizes, else None."""
+    return task.model.observation_sizes[k - 1] if task.padded_sets else None
 
 
 def _execute(job: Job, report: Callable[[str], None]) -> tuple[list[dict], dict]:
     base = _base(job)
     try:
         task = get_task(job.task)
+        base.update(task_facts(task))
         method = get_method(job.method_name, **job.config)
         report("fitting" if job.amortized else "running the method")
         if job.amortized:
@@ -208,14 +224,11 @@ def _execute(job: Job, report: Callable[[str], None]) -> tuple[list[dict], dict]
                 for k in job.observations
             }
     except Exception as error:  # a failing method fails its run, not the grid
-        return [
-            {**base, "observation": k, "status": "failed", "error": _error_text(error)}
-            for k in job.observations
-        ], {}
+        return [new_record(base, k, _error_text(error)) for k in job.observations], {}
     records = []
     for i, (k, posterior) in enumerate(posteriors.items()):
         report(f"scoring observation {k} ({i + 1} of {len(posteriors)})")
-        record = {**base, "observation": k, "status": "ok", "error": ""}
+        record = new_record(base, k, observation_size=observation_size(task, k))
         sampled_before = posterior.timings.sample
         try:
             record.update(_score(task, k, posterior, job))
