@@ -18,10 +18,10 @@ from types import SimpleNamespace
 import torch
 
 from sbibench import get_method, get_task
-from sbibench.run.worker import _calibrate
 from sbibench.methods.base import Timings
 from sbibench.methods.mcmc_posterior import MCMCPosterior
 from sbibench.methods.nle import likelihood_potential
+from sbibench.run.worker import _calibrate
 
 THREADS = 2
 DATASETS = 1_000

@@ -383,15 +383,20 @@ def _revision(folder: Path) -> str:
 
 
 def sbibench_revision() -> str:
-    """sbibench's own commit, only when it runs from its source checkout (the package folder
-    sits at the top of a git work tree beside sbibench's pyproject.toml); "" when installed
-    (an installed copy inside someone else's repository must not record their commit)."""
-    root = Path(__file__).resolve().parent.parent
+    """sbibench's own commit: from its source checkout when it runs from one (the package
+    folder sits at the top of a git work tree beside sbibench's pyproject.toml), else the
+    commit its wheel was built from (``_data/REVISION``, written at build time); "" when
+    neither is known. An installed copy inside someone else's repository never records
+    their commit."""
+    package = Path(__file__).resolve().parent
+    root = package.parent
     pyproject = root / "pyproject.toml"
-    if not pyproject.is_file() or 'name = "sbibench"' not in pyproject.read_text():
-        return ""
-    top = _git(root, "rev-parse", "--show-toplevel")
-    return _revision(root) if top and Path(top).resolve() == root else ""
+    if pyproject.is_file() and 'name = "sbibench"' in pyproject.read_text():
+        top = _git(root, "rev-parse", "--show-toplevel")
+        if top and Path(top).resolve() == root:
+            return _revision(root)
+    built = package / "_data" / "REVISION"
+    return built.read_text().strip() if built.is_file() else ""
 
 
 def environment() -> dict[str, Any]:

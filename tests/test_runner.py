@@ -462,8 +462,9 @@ def test_records_are_whole_json_files_with_provenance(tiny_run):
 
 def test_revisions_are_sbibenchs_only_from_its_checkout_and_the_projects_by_name(tmp_path):
     """An installed sbibench inside a user's repository must not record the user's commit as
-    its own: a copy of the package in a fresh git repository records none, and names the
-    repository the run started in as project_revision."""
+    its own: a copy of the package in a fresh git repository records only the commit its wheel
+    was built from (none for a copy of a source checkout), and names the repository the run
+    started in as project_revision."""
     import shutil
 
     import sbibench
@@ -480,7 +481,9 @@ def test_revisions_are_sbibenchs_only_from_its_checkout_and_the_projects_by_name
     env = {**os.environ, "PYTHONPATH": str(project / "site")}
     out = subprocess.run([sys.executable, "-c", code], cwd=project, env=env, capture_output=True,
                          text=True, check=True).stdout.split("|")  # fmt: skip
-    assert out[0].strip() == "" and out[1].strip() == user_commit
+    built = project / "site" / "sbibench" / "_data" / "REVISION"
+    assert out[0].strip() == (built.read_text().strip() if built.is_file() else "")
+    assert out[1].strip() == user_commit
 
 
 def test_progress_names_each_running_job_and_its_phase(tmp_path, tiny_suite):
