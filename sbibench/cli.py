@@ -1,4 +1,8 @@
-"""The ``sbibench`` command: tasks, reference posteriors, runs, reports and CI checks."""
+"""The ``sbibench`` command: tasks, suites, reference posteriors, runs, reports and CI checks.
+
+Each command's handler imports what it runs when it runs: ``sbibench --help`` and a mistyped
+argument load no torch, pandas or POT (seconds on a cold start).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,11 @@ import argparse
 import sys
 from collections.abc import Iterator
 from typing import Any
+
+from sbibench import __version__
+from sbibench.registry import list_suites
+from sbibench.run.executors import EXECUTORS
+from sbibench.scoring import headline
 
 __all__ = ["main"]
 
@@ -28,7 +37,6 @@ def _tasks(args: argparse.Namespace) -> int:
 
 
 def _suites(args: argparse.Namespace) -> int:
-    from sbibench.registry import list_suites
     from sbibench.run.suite import load_suite
 
     rows = [("name", "jobs", "description")]
@@ -176,11 +184,6 @@ def _at_least_one(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from sbibench import __version__
-    from sbibench.registry import list_suites
-    from sbibench.run.executors import EXECUTORS
-    from sbibench.scoring import headline
-
     parser = argparse.ArgumentParser(
         prog="sbibench",
         description="Benchmark simulation-based inference against exact posteriors.",

@@ -18,6 +18,9 @@ from typing import Any
 
 import pytest
 
+# The plugin loads in every pytest run wherever sbibench is installed: its functions import
+# sbibench's tasks and metrics (torch) only when a test uses them.
+
 __all__ = ["assert_calibrated", "assert_posterior_close", "sbibench_task"]
 
 DEFAULT_TASKS = "normal_mean,poisson_gamma"

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from sbibench import __version__
 from sbibench.paths import write_atomic
 from sbibench.scoring import registered, score_columns
 
@@ -402,9 +403,7 @@ def sbibench_revision() -> str:
 def environment() -> dict[str, Any]:
     """Provenance written into every record: versions, sbibench's git revision (from its source
     checkout only), the revision of the project the run was started in, machine, time."""
-    import torch
-
-    from sbibench import __version__
+    import torch  # lazy: reading records (the report, check) needs no torch
 
     return {
         "sbibench_version": __version__,

@@ -238,6 +238,8 @@ class Metric:
 
 
 # --- the built-in scores ------------------------------------------------------------------
+# Each imports its estimator when it first runs: listing, checking and reporting scores (the
+# command's --help, suite validation, the report) loads no torch, POT or scikit-learn.
 
 
 def _c2st(draws: Draws) -> dict[str, Any]:

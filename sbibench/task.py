@@ -18,6 +18,7 @@ from sbibench.failures import FIELDS as FAILURE_FIELDS
 from sbibench.failures import Failures
 from sbibench.models import FAMILIES, Model, get_family
 from sbibench.models.common import check_theta, sample
+from sbibench.models.iid_sets import valid_sets
 from sbibench.paths import data_dir
 from sbibench.reference.store import Reference, load_reference
 from sbibench.registry import load, with_entry_points
@@ -118,8 +119,6 @@ class Task:
         (a NaN row) is invalid either way.
         """
         if self.padded_sets:
-            from sbibench.models.iid_sets import valid_sets
-
             return valid_sets(x)
         return torch.isfinite(x).all(-1)
 

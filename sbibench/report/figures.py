@@ -179,7 +179,7 @@ def sbc_ecdf(calibrated: list, colours: dict[str, Any]) -> Any:
     """Per task, each method's SBC rank ECDF minus the uniform CDF in its worst coordinate,
     with the simultaneous 95% band of Säilynoja et al. (2022) for one coordinate: a calibrated
     method stays inside the grey band."""
-    from sbibench.metrics import ecdf_uniformity
+    from sbibench.metrics import ecdf_uniformity  # torch: only for a run with calibration
 
     tasks = sorted({task for task, _, _ in calibrated})
     figure, axes = _grid(len(tasks))

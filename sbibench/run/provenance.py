@@ -20,6 +20,12 @@ import functools
 import hashlib
 from pathlib import Path
 
+from sbibench import __version__
+from sbibench.methods import _registry
+from sbibench.models import FAMILIES
+from sbibench.reference.store import reference_dir
+from sbibench.task import get_task
+
 __all__ = ["code_digest", "job_provenance", "module_closure", "task_digest"]
 
 _PACKAGE = Path(__file__).resolve().parent.parent
@@ -97,9 +103,6 @@ def code_digest(method_module: str, family_module: str) -> str:
 
 def task_digest(task_name: str) -> str:
     """sha256 (16 hex digits) of the task card and its reference folder's MANIFEST.json."""
-    from sbibench.reference.store import reference_dir
-    from sbibench.task import get_task
-
     task = get_task(task_name)
     manifest = reference_dir(task) / "MANIFEST.json"
     digest = hashlib.sha256(Path(task.card_path).read_bytes() + b"\0")
@@ -110,11 +113,6 @@ def task_digest(task_name: str) -> str:
 def job_provenance(task_name: str, method_name: str) -> dict[str, str]:
     """The fields a record must share with today's code to be reused: sbibench's version, the
     code digest and the task digest."""
-    from sbibench import __version__
-    from sbibench.methods import _registry
-    from sbibench.models import FAMILIES
-    from sbibench.task import get_task
-
     method_module = _registry()[method_name].split(":")[0]
     family_module = FAMILIES[get_task(task_name).family].split(":")[0]
     return {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import threading
 import time
 import traceback
@@ -17,6 +18,7 @@ import torch
 
 from sbibench.failures import simulate_or_nan
 from sbibench.methods import HasLogProb, HasSampleBatch, HasUnnormalizedLogProb, get_method
+from sbibench.methods.base import _plain
 from sbibench.records import new_record
 from sbibench.reference.build import noise_floors
 from sbibench.run.cpus import cpu_name
@@ -260,8 +262,4 @@ def _execute(job: Job, report: Callable[[str], None]) -> tuple[list[dict], dict]
 
 
 def _json(config: dict) -> str:
-    import json
-
-    from sbibench.methods.base import _plain
-
     return json.dumps(config, sort_keys=True, default=_plain)
