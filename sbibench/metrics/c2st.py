@@ -2,73 +2,23 @@
 
 The classifier learns to tell samples of ``x`` (label 0) from samples of ``y`` (label 1);
 its held-out accuracy is 0.5 when the two distributions are equal and approaches the
-Bayes accuracy ``1/2 + TV(p, q)/2`` when the classifier is good. Two recipes share the
-network: z-score both sets with the first set's mean and standard deviation, an MLP with two
-hidden layers of ``10 D`` ReLU units trained with Adam on the binary cross-entropy, 5-fold
-cross-validation, mean held-out accuracy over the folds.
+Bayes accuracy ``1/2 + TV(p, q)/2`` when the classifier is good. Both sets are ``(N, D)``
+and ``(M, D)``. Two recipes share the network: z-score both sets with the first set's mean
+and standard deviation, an MLP with two hidden layers of ``10 D`` ReLU units trained with
+Adam on the binary cross-entropy, 5-fold cross-validation, mean held-out accuracy over the
+folds.
 
 - ``recipe="sbibench"`` (the default, method ``"c2st-mlp"``): stratified folds (each holds
   out a fifth of either set), Glorot-uniform weights, no weight penalty, and a validation
-  tenth of each training fold whose best weights each model keeps.
-
-  From 1,000 samples per set: zero biases, minibatches of 256 at Adam's learning rate 5e-3;
-  once every fold model's validation loss has gone 5 epochs without improving by 1e-4, the
-  learning rate drops tenfold and the count starts again; the next such stall ends training
-  (at most 1,000 epochs). A classifier learning a curved boundary needs many steps: with
-  the previous recipe (learning rate 1e-3 throughout, plain early stopping with patience 5),
-  REJ-ABC's draws against two_moons' crescents at 10,000 per set scored 0.612 with a cap at
-  100 epochs, 0.733 at 300 and 0.835 at 1,000 (58 s), against 0.739 for sbibm's recipe. The
-  larger first steps reach the same accuracy in a third to a half of the epochs. Measured in
-  one run, one thread, on the same draws, previous -> this recipe (accuracy, seconds):
-  two_moons observations 1 and 2 against NPE's draws (10^3 simulations) 0.832 -> 0.858
-  (11.9 -> 6.5 s) and 0.810 -> 0.808 (14.7 -> 6.7 s), against REJ-ABC's (10^4) 0.829 ->
-  0.839 (19.2 -> 4.9 s) and 0.839 -> 0.844 (16.6 -> 5.7 s); on observation 3 of
-  gaussian_mixture, normal_mean_variance, gaussian_linear_uniform and linear_gaussian
-  against NPE's and NLE's draws (10^3) every accuracy moved by at most 0.0063 (linear_gaussian
-  NLE, 0.637 -> 0.630) and the time by -2.6 to +0.3 s; the twelve cases took 80.4 s before
-  and 38.6 s after. At 2,000 per set the previous recipe often stopped on a plateau of the
-  crescents: on the first 2,000 of the same draws it scored REJ-ABC's 0.594 and 0.605 and
-  NPE's 0.768 and 0.655, this recipe 0.817, 0.834, 0.771 and 0.775. The recipe was chosen among 16 schedules (minibatches of 256 to 2,048,
-  learning rates 1e-3 to 2e-2, patience 3 to 15, none to three decays) on the two_moons and
-  10-D cases above: short patience stopped on the crescents' plateaus (0.74 instead of 0.83),
-  and minibatches of 512 or a learning rate of 1e-2 lost 0.005-0.01 in 10-D.
-
-  Below 1,000 samples per set an epoch is at most 5 steps, and early stopping alone left
-  about 100 Adam steps, too few (at 200 per set, 2-D scale 1.5: 0.580 against sbibm's 0.633).
-  There every model trains exactly 500 Adam steps in minibatches of 256 at learning rate
-  1e-3, whatever ``max_epochs``, and its biases are drawn Glorot-uniform like the weights
-  (zero biases put every ReLU kink through the origin; Glorot biases were worth 0.013 in the
-  2-D scale case at 200 per set, 20 seeds); a call costs about 0.5-1 s whatever n.
-
-  Measured by ``benchmarks/c2st_power.py`` (mean over 20 seeds at 100-200, 12 at 300-500, 8
-  at 1,000, 4 at 2,000, 2 at 10,000), the default is within two paired standard errors of
-  sbibm's recipe or above it at every n in N(0, 1) vs N(1, 1) and in 2-D scale 1.5, and well
-  above it in the 5-D mean shift, where sbibm's recipe overfits. Mean accuracy; from 1,000
-  up, "previous" is the recipe before the decay, whose standard errors are the same size
-  (0.001-0.006), and the 10-D scale case was not run with sbibm's recipe (minutes a call):
-
-  =============  =====  =====  =====  =====  =====  =====  ======
-  n per set        100    200    300    500  1,000  2,000  10,000
-  =============  =====  =====  =====  =====  =====  =====  ======
-  1-D default    0.674  0.682  0.682  0.692  0.688  0.686  0.692
-  1-D previous                               0.689  0.684  0.692
-  1-D sbibm      0.682  0.679  0.687  0.690  0.688  0.687  0.692
-  2-D default    0.582  0.631  0.638  0.646  0.643  0.641  0.643
-  2-D previous                               0.644  0.640  0.643
-  2-D sbibm      0.568  0.633  0.638  0.644  0.643  0.642  0.643
-  5-D default    0.653  0.660  0.661  0.674  0.687  0.685  0.689
-  5-D previous                               0.687  0.687  0.689
-  5-D sbibm      0.590  0.599  0.600  0.611  0.622  0.645  0.673
-  10-D default                               0.522  0.525  0.571
-  10-D previous                              0.514  0.528  0.571
-  =============  =====  =====  =====  =====  =====  =====  ======
-
-  (Bayes: 0.691 for N(0, 1) vs N(1, 1) and for the 5-D shift of one coordinate by 1, 0.645
-  for 2-D scale 1.5, 0.583 for 10-D scale 1.1.) The largest shortfalls against sbibm's
-  recipe, 1-D at 100 (-0.008, paired se 0.006) and 300 (-0.005, se 0.004), are within two
-  standard errors.
+  tenth of each training fold whose best weights each model keeps. From 1,000 samples per
+  set: zero biases, minibatches of 256 at Adam's learning rate 5e-3; once every fold model's
+  validation loss has gone 5 epochs without improving by 1e-4, the learning rate drops
+  tenfold and the count starts again; the next such stall ends training (at most 1,000
+  epochs). Below 1,000 samples per set every model trains exactly 500 Adam steps in
+  minibatches of 256 at learning rate 1e-3, whatever ``max_epochs``, with Glorot-uniform
+  biases too; a call then costs about 0.5-1 s whatever n.
 - ``recipe="sbibm"`` (method ``"c2st-sbibm"``): the recipe behind sbibm's published numbers
-  (Lueckmann et al., 2021; sbibm 1.1.0 ``sbibm/metrics/c2st.py``), which runs scikit-learn's
+  (sbibm 1.1.0 ``sbibm/metrics/c2st.py``), which runs scikit-learn's
   ``MLPClassifier(hidden_layer_sizes=(10 D, 10 D), max_iter=10000, solver="adam")``
   in a shuffled plain ``KFold``: Glorot-uniform weights and biases, an L2 penalty of 1e-4
   on the weights, minibatches of 200, training to convergence of the training loss (no
@@ -77,7 +27,13 @@ cross-validation, mean held-out accuracy over the folds.
   itself. It trains for hundreds of epochs: minutes at 10,000 vs 10,000 in 10-D.
 
 Both train the models of all folds (and of all label permutations, for the permutation null)
-at once as one batched network (stacked weights, :func:`torch.baddbmm`).
+at once as one batched network (stacked weights, :func:`torch.baddbmm`). How the default
+recipe was chosen, and its power against sbibm's at each sample size, are measured in the
+documentation's page on scores.
+
+References:
+    Lopez-Paz & Oquab (2017), Revisiting classifier two-sample tests, ICLR.
+    Lueckmann et al. (2021), Benchmarking simulation-based inference, AISTATS.
 """
 
 from __future__ import annotations

@@ -210,7 +210,7 @@ def test_sbibm_recipe_agrees_with_scikit_learn(case):
 
 
 def _scale_pairs(n, seeds):
-    """The 2-D scale case of benchmarks/c2st_power.py: N(0, I) vs N(0, 1.5^2 I), Bayes 0.6452."""
+    """The 2-D scale case of scripts/c2st_power.py: N(0, I) vs N(0, 1.5^2 I), Bayes 0.6452."""
     return [(_normal(n, 2, 1000 + s), _normal(n, 2, 2000 + s, scale=1.5), s) for s in seeds]
 
 
@@ -249,7 +249,7 @@ def test_default_recipe_decays_the_learning_rate_once_before_it_stops(monkeypatc
 
 
 def test_default_recipe_has_power_at_two_hundred_samples():
-    # 2-D scale 1.5 at 200 per set (benchmarks/c2st_power.py, 20 seeds): the default scored
+    # 2-D scale 1.5 at 200 per set (scripts/c2st_power.py, 20 seeds): the default scored
     # 0.580 before the step floor, 0.631 with it, sbibm's recipe 0.633, Bayes 0.645. On these
     # 10 seeds it scores 0.6325 with seed-to-seed sd 0.019 (20 seeds: 0.023), so the mean has
     # se 0.006-0.007; the bound 0.61 is 3-4 se below 0.6325 and 4-5 se above 0.580.

@@ -1,7 +1,7 @@
 """Wall time of sequential methods per observation, by phase, with C2ST: a script, not asv
 (one SNLE run at 10^4 simulations takes about a minute).
 
-    python benchmarks/sequential_methods.py snle snre [--task normal_mean_variance] [--rounds]
+    python scripts/sequential_methods.py snle snre [--task normal_mean_variance] [--rounds]
         [--observations 1 2] [--settings patience=20 patience=10,batch_size=500] [--compile]
 
 Each method runs on observations 1 and 2 (or those given) at 10,000 simulations, seed 0, one

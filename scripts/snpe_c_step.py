@@ -1,7 +1,7 @@
 """Where an SNPE-C training step spends its time, and what Adam's fused kernel or a compiled loss
 would save: a script, not asv (it profiles).
 
-    python benchmarks/snpe_c_step.py [--task two_moons] [--steps 200] [--profile] [--compile]
+    python scripts/snpe_c_step.py [--task two_moons] [--steps 200] [--profile] [--compile]
 
 The step is the one SNPE-C repeats from its second round on: a minibatch of 200 rows, each with
 9 other rows as atoms (2,000 flow evaluations), through SNPE-C's own estimator on 5,000 prior

@@ -1,7 +1,7 @@
 """Power of C2ST's default recipe against sbibm's, on cases with a known Bayes accuracy: a
 script, not asv (sbibm's recipe takes minutes at 10,000 samples in 5-D).
 
-    python benchmarks/c2st_power.py [--sizes 100,200] [--cases shift1d,scale2d] [--recipes sbibench]
+    python scripts/c2st_power.py [--sizes 100,200] [--cases shift1d,scale2d] [--recipes sbibench]
 
 For each case and n samples per set, x and y are drawn afresh per seed (data seeds 1000 + s and
 2000 + s, C2ST seed s), and each recipe's mean accuracy over the seeds is printed with its

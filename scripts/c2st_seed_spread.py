@@ -1,7 +1,7 @@
 """How much C2ST moves with its classifier's seed alone, on fixed draws of real fits, against the
 binomial sd that `sbibench check` records as a score's noise: a script, not asv.
 
-    python benchmarks/c2st_seed_spread.py [--cells two_moons:npe:1000 normal_mean:npe:1000]
+    python scripts/c2st_seed_spread.py [--cells two_moons:npe:1000 normal_mean:npe:1000]
         [--sizes 2000 10000] [--seeds 6]
 
 Each cell (task:method:simulations) is fitted once (seed 0; a sequential method runs on
