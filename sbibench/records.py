@@ -90,53 +90,29 @@ REQUIRED = ("key", "task", "method", "budget", "seed", "observation", "status")
 PROVENANCE = ("sbibench_version", "code_digest", "task_digest")
 
 
-@dataclasses.dataclass(frozen=True)
 class RunFolder:
-    """Where each file of a run folder lives.
+    """Where each file of a run folder lives: ``path`` and, below it, ``records``, ``suite``
+    (suite.toml), ``table`` (results.csv), ``broken``, ``stale``, ``running`` (.running) and
+    ``slurm``; `record` and `ranks` name a job's files.
 
     Example:
         >>> RunFolder("runs/quick").ranks("ab12")
         PosixPath('runs/quick/records/ab12.sbc.npz')
     """
 
-    path: Path
-
     def __init__(self, path: str | Path) -> None:
-        object.__setattr__(self, "path", Path(path))
-
-    @property
-    def records(self) -> Path:
-        return self.path / "records"
+        self.path = Path(path)
+        self.records = self.path / "records"
+        self.suite = self.path / "suite.toml"
+        self.table = self.path / "results.csv"
+        self.broken, self.stale = self.path / "broken", self.path / "stale"
+        self.running, self.slurm = self.path / ".running", self.path / "slurm"
 
     def record(self, key: str) -> Path:
         return self.records / f"{key}.json"
 
     def ranks(self, key: str) -> Path:
         return self.records / f"{key}.sbc.npz"
-
-    @property
-    def suite(self) -> Path:
-        return self.path / "suite.toml"
-
-    @property
-    def table(self) -> Path:
-        return self.path / "results.csv"
-
-    @property
-    def broken(self) -> Path:
-        return self.path / "broken"
-
-    @property
-    def stale(self) -> Path:
-        return self.path / "stale"
-
-    @property
-    def running(self) -> Path:
-        return self.path / ".running"
-
-    @property
-    def slurm(self) -> Path:
-        return self.path / "slurm"
 
 
 def new_record(job: dict[str, Any], observation: int, error: str = "", **fields: Any) -> dict:

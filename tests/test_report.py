@@ -182,6 +182,7 @@ def test_misspecified_tasks_sit_beside_the_task_they_assume(tiny_run):
     table = load_results(tiny_run)
     variant = table[table["task"] == "normal_mean"].copy()
     variant["task"], variant["c2st"] = "normal_mean_misspecified", variant["c2st"] + 0.1
+    variant["task_assumes"] = "normal_mean"  # as the records of that task say
     both = pandas.concat([table, variant], ignore_index=True)
     rows = misspecification_table(both)
     header, body = rows[0], {row[2]: row for row in rows[1:]}

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sbibench.metrics.score import as_samples
+from sbibench.metrics.score import as_calibration_draws, as_samples
 
 __all__ = ["CoverageCurve", "expected_coverage", "tarp"]
 
@@ -55,23 +55,6 @@ class CoverageCurve:
     def max_deviation(self) -> float:
         """Largest |coverage - level| over the grid; 0 for a perfectly calibrated curve."""
         return float(np.abs(self.coverage - self.levels).max())
-
-
-def _check(theta: Tensor | np.ndarray, samples: Tensor | np.ndarray) -> tuple[Tensor, Tensor]:
-    theta = as_samples(theta, "theta")
-    samples = torch.as_tensor(samples).detach().to(torch.float64)
-    if (
-        samples.dim() != 3
-        or samples.shape[0] != theta.shape[0]
-        or samples.shape[2] != theta.shape[1]
-    ):
-        raise ValueError(
-            f"samples must have shape (N, L, D) = ({theta.shape[0]}, L, {theta.shape[1]}) "
-            f"to match theta, got {tuple(samples.shape)}"
-        )
-    if not torch.isfinite(samples).all():
-        raise ValueError("samples holds NaN or inf")
-    return theta, samples
 
 
 def _curve(
@@ -116,7 +99,7 @@ def expected_coverage(
         >>> curve.max_deviation < 0.1
         True
     """
-    theta, samples = _check(theta, samples)
+    theta, samples = as_calibration_draws(theta, samples)
     if not callable(log_prob):
         raise TypeError(f"log_prob must be callable, got {type(log_prob).__name__}")
     n, num_samples = samples.shape[:2]
@@ -169,7 +152,7 @@ def tarp(
         >>> tarp(theta, samples).max_deviation < 0.1
         True
     """
-    theta, samples = _check(theta, samples)
+    theta, samples = as_calibration_draws(theta, samples)
     n, num_samples, dim = samples.shape
     if normalize:
         mean = theta.mean(0)

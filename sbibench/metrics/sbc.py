@@ -29,7 +29,7 @@ import torch
 from scipy import special, stats
 from torch import Tensor
 
-from sbibench.metrics.score import as_samples
+from sbibench.metrics.score import as_calibration_draws
 
 __all__ = ["UniformityTest", "sbc_ranks", "chi2_uniformity", "ecdf_uniformity"]
 
@@ -97,19 +97,7 @@ def sbc_ranks(
         >>> r.shape, int(r.min()) >= 0, int(r.max()) <= 50
         (torch.Size([100, 2]), True, True)
     """
-    theta = as_samples(theta, "theta")
-    samples = torch.as_tensor(samples).detach().to(torch.float64)
-    if (
-        samples.dim() != 3
-        or samples.shape[0] != theta.shape[0]
-        or samples.shape[2] != theta.shape[1]
-    ):
-        raise ValueError(
-            f"samples must have shape (N, L, D) = ({theta.shape[0]}, L, {theta.shape[1]}) "
-            f"to match theta, got {tuple(samples.shape)}"
-        )
-    if not torch.isfinite(samples).all():
-        raise ValueError("samples holds NaN or inf")
+    theta, samples = as_calibration_draws(theta, samples)
     truth = theta[:, None, :]
     if statistic is not None:
         truth, samples = _apply(statistic, truth, 1), _apply(statistic, samples, samples.shape[1])

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Score", "noise_floor", "as_samples"]
+__all__ = ["Score", "as_calibration_draws", "as_samples", "noise_floor"]
 
 
 @dataclass(frozen=True)
@@ -124,3 +124,24 @@ def noise_floor(
     if not isinstance(score, Score):
         raise TypeError(f"metric must return a Score, got {type(score).__name__}")
     return Score(score.value, f"{score.method}/noise-floor", dict(score.details))
+
+
+def as_calibration_draws(
+    theta: Tensor | np.ndarray, samples: Tensor | np.ndarray
+) -> tuple[Tensor, Tensor]:
+    """``theta`` (N, D) and ``samples`` (N, L, D), L posterior draws for each of N datasets, as
+    float64 tensors; ValueError naming the shapes when they do not match, or on NaN or inf."""
+    theta = as_samples(theta, "theta")
+    samples = torch.as_tensor(samples).detach().to(torch.float64)
+    if (
+        samples.dim() != 3
+        or samples.shape[0] != theta.shape[0]
+        or samples.shape[2] != theta.shape[1]
+    ):
+        raise ValueError(
+            f"samples must have shape (N, L, D) = ({theta.shape[0]}, L, {theta.shape[1]}) "
+            f"to match theta, got {tuple(samples.shape)}"
+        )
+    if not torch.isfinite(samples).all():
+        raise ValueError("samples holds NaN or inf")
+    return theta, samples

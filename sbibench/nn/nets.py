@@ -100,7 +100,32 @@ class Classifier(_Conditioned):
         return self.net(torch.cat(h, dim=-1))[..., 0]
 
 
-class VectorField(_Conditioned):
+class _FourierConditioned(_Conditioned):
+    """An MLP of the parameters, a Fourier embedding of one scalar (time, noise level) and the
+    context: the body `VectorField` and `ScoreNet` share; contexts z-scored here."""
+
+    def __init__(
+        self,
+        features: int,
+        context: int = 0,
+        hidden_features: Sequence[int] = (64, 64, 64),
+        frequencies: int = 4,
+        activation: type[nn.Module] = nn.SiLU,
+        embedding: nn.Module | None = None,
+    ) -> None:
+        super().__init__(context, embedding)
+        self.features, self.frequencies = features, frequencies
+        width = features + 1 + 2 * frequencies + context
+        self.net = mlp(width, features, hidden_features, activation)
+
+    @torch.no_grad()
+    def standardize_(self, context: Tensor) -> _FourierConditioned:
+        """Fit the z-scoring of raw contexts; returns self."""
+        self.context_norm.fit_(context)
+        return self
+
+
+class VectorField(_FourierConditioned):
     r"""Time-conditioned vector field :math:`v(\theta_t, t, x)` for flow matching.
 
     The time ``t`` enters through :func:`fourier_features`. The field acts in whatever
@@ -121,26 +146,6 @@ class VectorField(_Conditioned):
         torch.Size([5, 2])
     """
 
-    def __init__(
-        self,
-        features: int,
-        context: int = 0,
-        hidden_features: Sequence[int] = (64, 64, 64),
-        frequencies: int = 4,
-        activation: type[nn.Module] = nn.SiLU,
-        embedding: nn.Module | None = None,
-    ) -> None:
-        super().__init__(context, embedding)
-        self.features, self.frequencies = features, frequencies
-        width = features + 1 + 2 * frequencies + context
-        self.net = mlp(width, features, hidden_features, activation)
-
-    @torch.no_grad()
-    def standardize_(self, context: Tensor) -> VectorField:
-        """Fit the z-scoring of raw contexts; returns self."""
-        self.context_norm.fit_(context)
-        return self
-
     def forward(self, theta: Tensor, t: Tensor | float, context: Tensor | None = None) -> Tensor:
         """Velocity ``(N, D)`` at ``theta`` ``(N, D)``, time ``t`` (scalar or ``(N,)``)."""
         n = theta.shape[0]
@@ -149,7 +154,7 @@ class VectorField(_Conditioned):
         return self.net(torch.cat(h, dim=-1))
 
 
-class ScoreNet(_Conditioned):
+class ScoreNet(_FourierConditioned):
     r"""Noise-level-conditioned score :math:`s(\theta, \sigma, x) \approx \nabla_\theta \log p_\sigma(\theta \mid x)`.
 
     With the preconditioning of Karras et al. (2022) for unit-variance data,
@@ -170,26 +175,6 @@ class ScoreNet(_Conditioned):
         >>> ScoreNet(2, 3)(torch.randn(5, 2), torch.full((5,), 0.5), torch.randn(3)).shape
         torch.Size([5, 2])
     """
-
-    def __init__(
-        self,
-        features: int,
-        context: int = 0,
-        hidden_features: Sequence[int] = (64, 64, 64),
-        frequencies: int = 4,
-        activation: type[nn.Module] = nn.SiLU,
-        embedding: nn.Module | None = None,
-    ) -> None:
-        super().__init__(context, embedding)
-        self.features, self.frequencies = features, frequencies
-        width = features + 1 + 2 * frequencies + context
-        self.net = mlp(width, features, hidden_features, activation)
-
-    @torch.no_grad()
-    def standardize_(self, context: Tensor) -> ScoreNet:
-        """Fit the z-scoring of raw contexts; returns self."""
-        self.context_norm.fit_(context)
-        return self
 
     def forward(
         self, theta: Tensor, sigma: Tensor | float, context: Tensor | None = None
