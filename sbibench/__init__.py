@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from sbibench.registry import load
+
 __version__ = "0.1.0"
 
 # The public API, imported on first use so that `import sbibench` (and the pytest plugin,
 # which loads in every pytest run where sbibench is installed) stays light.
-# A name never equals a submodule's: importing sbibench.report.check binds the module to that name.
+# A name never equals a submodule's (importing sbibench.records binds that module to its name).
 _EXPORTS = {
     "Task": "sbibench.task:Task",
     "get_task": "sbibench.task:get_task",
@@ -27,8 +29,6 @@ __all__ = ["__version__", *_EXPORTS]
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        from sbibench.registry import load  # the standard library only, like this module
-
         return load(_EXPORTS[name])
     raise AttributeError(f"module 'sbibench' has no attribute {name!r}")
 
