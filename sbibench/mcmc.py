@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from sbibench.autodiff import vjp
+from sbibench.checks import whole
 
 __all__ = ["MCMCResult", "SAMPLERS", "ess", "sample_mcmc", "sir_init", "split_rhat"]
 
@@ -308,8 +309,7 @@ def sample_mcmc(
         ("warmup", warmup, 0),
         ("thin", thin, 1),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+        whole(value, name, low)
     c = init.shape[0]
     groups = torch.zeros(c, dtype=torch.long) if groups is None else groups.long()
     counts = torch.bincount(groups) if groups.shape == (c,) and groups.min() >= 0 else None

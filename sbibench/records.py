@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from sbibench import __version__
+from sbibench.checks import is_whole
 from sbibench.paths import write_atomic
 from sbibench.scoring import registered, score_columns
 
@@ -119,7 +120,7 @@ def new_record(job: dict[str, Any], observation: int, error: str = "", **fields:
     """One record: ``job``'s shared fields (identity, config, threads, key), the observation,
     ``status`` "failed" with ``error`` where an error is given, else "ok", and ``fields``
     (scores, counts, timings) in the order given."""
-    if not isinstance(observation, int) or isinstance(observation, bool):
+    if not is_whole(observation):
         raise TypeError(f"observation must be a whole number, got {observation!r}")
     status = "failed" if error else "ok"
     return {**job, "observation": observation, "status": status, "error": error, **fields}

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from sbibench.checks import is_whole
 from sbibench.failures import FIELDS as FAILURE_FIELDS
 from sbibench.failures import Failures
 from sbibench.models import FAMILIES, Model, get_family
@@ -164,7 +165,7 @@ class Task:
         return load_reference(self)
 
     def _check_number(self, k: int) -> int:
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.num_observations:
+        if not is_whole(k, 1) or k > self.num_observations:
             raise ValueError(
                 f"observation number must be in 1..{self.num_observations} for task "
                 f"{self.name!r}, got {k!r}"
@@ -245,7 +246,7 @@ def load_card(path: str | Path) -> Task:
         if key not in card:  # num_reference_samples, which is optional
             continue
         value = card[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        if not is_whole(value, minimum):
             raise CardError(
                 f"{path}: field {key!r} must be a whole number >= {minimum}, got {value!r}"
             )

@@ -11,6 +11,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from sbibench.checks import is_whole
+
 __all__ = [
     "DTYPE",
     "Family",
@@ -107,7 +109,7 @@ def count(meaning: str, minimum: int = 1) -> Field:
     """A whole number >= ``minimum`` (dimensions, numbers of draws)."""
 
     def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not is_whole(value):
             raise ValueError(f"must be a whole number, got {value!r}")
         if value < minimum:
             raise ValueError(f"must be >= {minimum}, got {value!r}")

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from torch.distributions import MultivariateNormal
 
+from sbibench.checks import is_whole
 from sbibench.models.common import (
     DTYPE,
     Family,
@@ -62,7 +63,7 @@ def _sizes(value: Any) -> tuple[int, ...]:
     if not isinstance(value, list) or not value:
         raise ValueError(f"must be a non-empty list of whole numbers, got {value!r}")
     for item in value:
-        if isinstance(item, bool) or not isinstance(item, int) or item < 1:
+        if not is_whole(item, 1):
             raise ValueError(f"must hold whole numbers >= 1, got {item!r}")
     return tuple(value)
 

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sbibench.checks import whole
 from sbibench.run.cpus import available_cpus
 
 __all__ = [
@@ -64,8 +65,7 @@ def default_workers(executor: str, threads: int = 1, cpus: int | None = None) ->
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
+    whole(threads, "threads", 1)
     if executor == "serial":
         return 1
     return max(1, (available_cpus() if cpus is None else cpus) // threads)

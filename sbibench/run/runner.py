@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sbibench.checks import whole
 from sbibench.paths import write_atomic
 from sbibench.records import (
     RecordError,
@@ -293,12 +294,11 @@ def run_suite(
     check_executor(executor, workers, scheduler)
     record_columns()  # a score column named like a record's own is refused before any work
     named = isinstance(executor, str)
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
+    whole(threads, "threads", 1)
     if named and workers is None:
         workers = default_workers(executor, threads)
-    if named and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
+    if named:
+        whole(workers, "workers", 1)
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
     jobs = suite.jobs(threads, timeout)

@@ -35,6 +35,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from sbibench.checks import is_whole, whole
 from sbibench.methods import config_hash, get_method, is_amortized
 from sbibench.registry import SUITES_DIR, list_suites
 from sbibench.scoring import list_metrics
@@ -132,8 +133,7 @@ class Suite:
     def jobs(self, threads: int = 1, timeout: float | None = None) -> list[Job]:
         """Every job of the grid, in a stable order, each to run on ``threads`` torch threads
         and to stop after ``timeout`` seconds (default: the suite's own, else none)."""
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
+        whole(threads, "threads", 1)
         jobs = []
         for task in self.tasks:
             for label, (name, config) in self.methods.items():
@@ -172,7 +172,7 @@ def _whole_numbers(path: Path, key: str, value: Any, minimum: int) -> tuple[int,
     if not isinstance(value, list) or not value:
         raise SuiteError(f"{path}: field {key!r} must be a non-empty list")
     for item in value:
-        if isinstance(item, bool) or not isinstance(item, int) or item < minimum:
+        if not is_whole(item, minimum):
             raise SuiteError(
                 f"{path}: field {key!r} holds {item!r}; need whole numbers >= {minimum}"
             )
