@@ -17,7 +17,13 @@ import dataclasses
 from typing import ClassVar
 
 from sbibench.methods.posteriors import NeuralPosterior
-from sbibench.methods.training import NeuralConfig, build, fit_settings, prior_simulations
+from sbibench.methods.training import (
+    EstimatorSettings,
+    TrainingSettings,
+    build,
+    fit_settings,
+    prior_simulations,
+)
 from sbibench.nn import train
 from sbibench.task import Task
 
@@ -25,7 +31,7 @@ __all__ = ["NPE"]
 
 
 @dataclasses.dataclass(frozen=True)
-class NPE(NeuralConfig):
+class NPE(EstimatorSettings, TrainingSettings):
     """Amortized neural posterior estimation; see the module docstring."""
 
     name: ClassVar[str] = "npe"
@@ -41,4 +47,4 @@ class NPE(NeuralConfig):
                 (u, x),
                 **fit_settings(self, seed),
             )
-        return NeuralPosterior(estimator, task, run.budget, run.timings)
+        return NeuralPosterior(estimator, task, run.bookkeeping)
