@@ -31,7 +31,6 @@ from sbibench.methods.training import (
     EMBEDDINGS,
     TrainingSettings,
     embedding_net,
-    fit_settings,
     prior_simulations,
     validation_noise,
 )
@@ -83,7 +82,7 @@ class FMPE(TrainingSettings):
                 z_t = t * z1 + (1 - shrink * t) * eps
                 return (net(z_t, t[:, 0], x_) - (z1 - shrink * eps)).square().sum(-1).mean()
 
-            train(net, loss, (norm(u), x), **fit_settings(self, seed))
+            train(net, loss, (norm(u), x), **self.fit_settings(seed))
         net.eval().requires_grad_(False)
         times = torch.linspace(0, 1, self.ode_steps + 1)
         return ODEPosterior(net, times, 1.0, norm, task, run.bookkeeping)

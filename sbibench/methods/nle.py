@@ -51,7 +51,6 @@ from sbibench.methods.settings import check_settings
 from sbibench.methods.training import (
     EstimatorSettings,
     TrainingSettings,
-    fit_settings,
     mcmc_rounds,
     prior_simulations,
 )
@@ -133,7 +132,7 @@ def _train(config: NLE | SNLE, estimator: Estimator, u: Tensor, data: Tensor, se
             data_ = data_ + torch.rand(data_.shape, generator=generator)
         return -estimator.log_prob(data_, u_).mean()
 
-    train(estimator, loss, (data, u), **fit_settings(config, seed))
+    train(estimator, loss, (data, u), **config.fit_settings(seed))
 
 
 @dataclasses.dataclass(frozen=True)

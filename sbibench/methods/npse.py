@@ -52,7 +52,6 @@ from sbibench.methods.training import (
     EMBEDDINGS,
     TrainingSettings,
     embedding_net,
-    fit_settings,
     prior_simulations,
     validation_noise,
 )
@@ -144,7 +143,7 @@ class NPSE(TrainingSettings):
                 y = z + s.unsqueeze(1) * eps
                 return (s.unsqueeze(1) * net(y, s, x_) + eps).square().sum(-1).mean()
 
-            train(net, loss, (norm(u), x), **fit_settings(self, seed))
+            train(net, loss, (norm(u), x), **self.fit_settings(seed))
         net.eval().requires_grad_(False)
         levels = noise_levels(torch.tensor([1.0, self.t_eps]), self.beta_min, self.beta_max)
         s_max, s_min = float(levels[0]), float(levels[1])

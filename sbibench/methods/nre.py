@@ -48,7 +48,6 @@ from sbibench.methods.training import (
     ClassifierSettings,
     TrainingSettings,
     embedding_net,
-    fit_settings,
     mcmc_rounds,
     prior_simulations,
     validation_noise,
@@ -144,7 +143,7 @@ def _train(config: Ratio, classifier: Classifier, u: Tensor, x: Tensor, seed: in
         classifier,
         lambda u_, x_: config.loss(classifier, u_, x_),
         (u, x),
-        **fit_settings(config, seed),
+        **config.fit_settings(seed),
         min_batch_size=2,  # a row's contrasts are other rows of its minibatch
     )
 

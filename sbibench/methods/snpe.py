@@ -45,8 +45,6 @@ from sbibench.methods.settings import estimator_name, setting
 from sbibench.methods.training import (
     EstimatorSettings,
     TrainingSettings,
-    build,
-    fit_settings,
     run_rounds,
     validation_noise,
 )
@@ -120,9 +118,9 @@ def _sequential(
     def learn(r: int, size: int, u: Tensor, x: Tensor) -> None:
         if r == 0:  # z-scoring from the prior's round, as sbi does
             mixture.add(size, lambda u_: log_prior_unconstrained(task, u_))
-            fitted.append(build(config, task, u, x))
+            fitted.append(config.build(task, u, x))
         step, tensors = config._loss(fitted[0], task, u, x, mixture, first=r == 0)
-        settings = fit_settings(config, seed + r)
+        settings = config.fit_settings(seed + r)
         train(fitted[0], step, tensors, **settings, min_batch_size=config.min_batch_size)
 
     run = run_rounds(task, num_simulations, config.rounds, seed, propose, learn)

@@ -80,18 +80,20 @@ class TrainingSettings:
     max_epochs: int | None = None
     clip_norm: float | None = setting(5.0, positive)
 
+    def fit_settings(self, seed: int) -> dict[str, Any]:
+        """Keyword arguments of `sbibench.nn.train` from these settings."""
+        return {
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "validation_fraction": self.validation_fraction,
+            "patience": self.patience,
+            "max_epochs": self.max_epochs,
+            "clip_norm": self.clip_norm,
+            "seed": seed,
+        }
 
-def fit_settings(config: TrainingSettings, seed: int) -> dict[str, Any]:
-    """Keyword arguments of `sbibench.nn.train` from a config."""
-    return {
-        "batch_size": config.batch_size,
-        "learning_rate": config.learning_rate,
-        "validation_fraction": config.validation_fraction,
-        "patience": config.patience,
-        "max_epochs": config.max_epochs,
-        "clip_norm": config.clip_norm,
-        "seed": seed,
-    }
+
+fit_settings = TrainingSettings.fit_settings  # fit_settings(config, seed), for any config
 
 
 EMBEDDINGS = (None, "deepset")
@@ -110,6 +112,19 @@ class EstimatorSettings:
     estimator: str = setting("maf", estimator_name)
     estimator_options: dict = dataclasses.field(default_factory=dict)
     embedding: str | None = setting(None, one_of(*EMBEDDINGS))
+
+    def build(self, task: Task, u: Tensor, x: Tensor) -> Estimator:
+        """The configured estimator of u (N, d) given x (N, M), z-scored on these data; d =
+        `dim_unconstrained` (D, or D - 1 on the simplex)."""
+        embedding, context = embedding_net(self.embedding, task)
+        estimator = build_estimator(
+            self.estimator, dim_unconstrained(task), context, embedding=embedding,
+            **self.estimator_options,
+        )  # fmt: skip
+        return estimator.standardize_(u, x)
+
+
+build = EstimatorSettings.build  # build(config, task, u, x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,17 +154,6 @@ def embedding_net(embedding: str | None, task: Task) -> tuple[nn.Module | None, 
     if embedding == "deepset":
         return nn.Sequential(nn.Unflatten(-1, (task.dim_data, 1)), DeepSet(1, 20)), 20
     raise ValueError(f"embedding must be None or 'deepset', got {embedding!r}")
-
-
-def build(config: EstimatorSettings, task: Task, u: Tensor, x: Tensor) -> Estimator:
-    """The configured estimator of u (N, d) given x (N, M), z-scored on these data; d =
-    `dim_unconstrained` (D, or D - 1 on the simplex)."""
-    embedding, context = embedding_net(config.embedding, task)
-    estimator = build_estimator(
-        config.estimator, dim_unconstrained(task), context, embedding=embedding,
-        **config.estimator_options,
-    )  # fmt: skip
-    return estimator.standardize_(u, x)
 
 
 def validation_noise(net: nn.Module) -> torch.Generator | None:
