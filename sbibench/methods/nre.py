@@ -41,13 +41,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import logsigmoid
 
-from sbibench.methods.base import check_observation, dim_unconstrained, other_rows
+from sbibench.methods.base import check_observation, other_rows
 from sbibench.methods.mcmc_posterior import MCMCPosterior, MCMCSettings, Potential
 from sbibench.methods.settings import check_settings, non_negative, positive, setting
 from sbibench.methods.training import (
     ClassifierSettings,
     TrainingSettings,
-    embedding_net,
     mcmc_rounds,
     prior_simulations,
     validation_noise,
@@ -121,20 +120,7 @@ def sre(config: NRE_B | SNRE_B, classifier: Classifier, u: Tensor, x: Tensor) ->
     return -(logits[:, 0] - torch.logsumexp(logits, 1)).mean()
 
 
-Ratio = Any  # a ratio method: ClassifierSettings, MCMCSettings, TrainingSettings and a loss
-
-
-def _classifier(config: Ratio, task: Task, u: Tensor, x: Tensor) -> Classifier:
-    check_settings(config)
-    embedding, context = embedding_net(config.embedding, task)
-    classifier = Classifier(
-        dim_unconstrained(task),
-        context,
-        tuple(config.hidden_features),
-        embedding=embedding,
-        residual=config.classifier == "resnet",
-    )
-    return classifier.standardize_(u, x)
+Ratio = Any  # ClassifierSettings, MCMCSettings and TrainingSettings, with a loss
 
 
 def _train(config: Ratio, classifier: Classifier, u: Tensor, x: Tensor, seed: int) -> None:
@@ -150,9 +136,10 @@ def _train(config: Ratio, classifier: Classifier, u: Tensor, x: Tensor, seed: in
 
 def _fit(config: Ratio, task: Task, num_simulations: int, seed: int) -> MCMCPosterior:
     """An amortized ratio method's fit: ``config.loss`` on the whole budget from the prior."""
+    check_settings(config)
     with prior_simulations(task, num_simulations, seed) as run:
         u, x = run.u, run.x.float()
-        classifier = _classifier(config, task, u, x)
+        classifier = config.build(task, u, x)
         _train(config, classifier, u, x, seed)
     return MCMCPosterior(ratio_potential(classifier), task, config, run.bookkeeping)
 
@@ -161,12 +148,13 @@ def _run(
     config: Ratio, task: Task, observation: Tensor, num_simulations: int, seed: int
 ) -> MCMCPosterior:
     """A sequential ratio method's run: ``config.loss`` on every round so far."""
+    check_settings(config)
     observation = check_observation(observation, task, batch=False)
     classifiers: list[Classifier] = []  # built in round 1
 
     def learn(r: int, u: Tensor, x: Tensor) -> Potential:
         if r == 0:
-            classifiers.append(_classifier(config, task, u, x))
+            classifiers.append(config.build(task, u, x))
         _train(config, classifiers[0], u, x, seed + r)
         return ratio_potential(classifiers[0])
 

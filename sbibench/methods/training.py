@@ -40,7 +40,7 @@ from sbibench.methods.base import (
 )
 from sbibench.methods.mcmc_posterior import MCMCPosterior, MCMCSettings, Potential
 from sbibench.methods.settings import estimator_name, fraction, one_of, positive, setting, widths
-from sbibench.nn import DeepSet, Estimator, build_estimator
+from sbibench.nn import Classifier, DeepSet, Estimator, build_estimator
 from sbibench.task import Task
 
 __all__ = [
@@ -140,6 +140,18 @@ class ClassifierSettings:
     hidden_features: tuple = setting((50, 50), widths)
     classifier: str = setting("mlp", one_of("mlp", "resnet"))
     embedding: str | None = setting(None, one_of(*EMBEDDINGS))
+
+    def build(self, task: Task, u: Tensor, x: Tensor) -> Classifier:
+        """The configured classifier of (u (N, d), x (N, M)), z-scored on these data."""
+        embedding, context = embedding_net(self.embedding, task)
+        classifier = Classifier(
+            dim_unconstrained(task),
+            context,
+            tuple(self.hidden_features),
+            embedding=embedding,
+            residual=self.classifier == "resnet",
+        )
+        return classifier.standardize_(u, x)
 
 
 def embedding_net(embedding: str | None, task: Task) -> tuple[nn.Module | None, int]:
