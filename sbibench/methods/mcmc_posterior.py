@@ -57,7 +57,8 @@ class MCMCSettings:
         num_chains: chains per observation.
         warmup: transitions before draws are kept (adaptation happens only then).
         thin: keep every ``thin``-th transition.
-        init_candidates: prior draws per observation that the chains are resampled from.
+        init_candidates: prior draws per observation that the chains are resampled from
+            (at least ``num_chains``).
     """
 
     sampler: str = setting("slice", sampler_name)
