@@ -29,6 +29,7 @@ __all__ = [
     "get_method",
     "is_amortized",
     "list_methods",
+    "register_method",
 ]
 
 # name -> "module:attribute" of a configuration dataclass with `fit` (amortized) or `run`
@@ -77,7 +78,8 @@ def get_method(name: str, **config: Any) -> Any:
 
     Raises:
         ValueError: unknown method (lists the known ones), unknown config key (lists the
-            method's fields), or a value out of range (`sbibench.methods.settings`).
+            method's fields), or a value that breaks its setting's rule
+            (`sbibench.methods.settings`).
     """
     registry = _registry()
     if name not in registry:
@@ -96,6 +98,28 @@ def get_method(name: str, **config: Any) -> Any:
     method = cls(**config)
     check_settings(method)
     return method
+
+
+def register_method(name: str, method: type | str) -> None:
+    """Add a method to the registry as ``name``: its configuration dataclass, or the
+    ``"module:attribute"`` path of one. A class is registered by its import path, so its module
+    must be importable (a script's own classes are, in its process, as ``__main__``).
+
+    Raises:
+        ValueError: an empty name, a class that is not at the top of its module, or a name
+            already registered to another method.
+        TypeError: ``method`` is neither a dataclass nor a ``"module:attribute"`` string.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    if isinstance(method, type) and dataclasses.is_dataclass(method):
+        if "<locals>" in method.__qualname__:
+            raise ValueError(f"method {method.__qualname__} must be defined at module level")
+        method = f"{method.__module__}:{method.__qualname__}"
+    elif not isinstance(method, str) or method.count(":") != 1:
+        raise TypeError(f"method must be a dataclass or 'module:attribute', got {method!r}")
+    if METHODS.setdefault(name, method) != method:
+        raise ValueError(f"method {name!r} is already registered as {METHODS[name]!r}")
 
 
 def is_amortized(method: Any) -> bool:

@@ -19,6 +19,7 @@ from sbibench.failures import simulate_or_nan
 from sbibench.task import Task
 
 __all__ = [
+    "Bookkeeping",
     "BudgetError",
     "HasLogProb",
     "HasSampleBatch",
@@ -65,6 +66,22 @@ class Timings:
             setattr(self, name, getattr(self, name) + time.perf_counter() - start)
 
 
+@dataclasses.dataclass
+class Bookkeeping:
+    """What a posterior's run spent, which the runner records: simulations used, those dropped
+    as invalid (NaN, inf or failed; counted among the used), and seconds per phase."""
+
+    num_simulations_used: int = 0
+    num_invalid_simulations: int = 0
+    timings: Timings = dataclasses.field(default_factory=Timings)
+
+    @classmethod
+    def of(cls, budget: SimulationBudget) -> Bookkeeping:
+        """The bookkeeping of a spent budget: its counts now, its timings (shared, so that
+        the posterior's own sampling time adds to them)."""
+        return cls(budget.used, budget.invalid, budget.timings)
+
+
 @runtime_checkable
 class Posterior(Protocol):
     """What a method returns. ``D`` parameters, ``M`` data dimensions; float64 throughout.
@@ -74,7 +91,7 @@ class Posterior(Protocol):
     seed and that observation alone (see `observation_generator`), so sampling a batch of
     observations gives each one exactly the draws it would get on its own.
     ``num_simulations_used``, ``num_invalid_simulations`` and ``timings`` are the run's
-    bookkeeping, which the runner records.
+    bookkeeping (`Bookkeeping`), which the runner records.
 
     Optional members, each its own protocol (test with ``isinstance(posterior, HasLogProb)``
     and so on, rather than looking the attribute up by name):

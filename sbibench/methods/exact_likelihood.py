@@ -25,9 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from sbibench.methods.base import (
-    SimulationBudget,
-    Timings,
-    check_observation,
+    Bookkeeping,
     dim_unconstrained,
     log_abs_det,
     log_prior_unconstrained,
@@ -35,7 +33,8 @@ from sbibench.methods.base import (
     unconstrained,
 )
 from sbibench.methods.mcmc_posterior import MCMCPosterior, MCMCSettings, Potential
-from sbibench.methods.posteriors import record_budget, sample_observations
+from sbibench.methods.posteriors import BasePosterior
+from sbibench.methods.settings import fraction, positive, setting, widths
 from sbibench.methods.training import prior_simulations
 from sbibench.nn import ZScore, mlp, train
 from sbibench.task import Task
@@ -61,7 +60,7 @@ class OracleMCMC(MCMCSettings):
     amortized: ClassVar[bool] = True
 
     def fit(self, task: Task, num_simulations: int, seed: int) -> MCMCPosterior:
-        return MCMCPosterior(exact_potential(task), task, self, None, Timings())
+        return MCMCPosterior(exact_potential(task), task, self, Bookkeeping())
 
 
 class GaussianEncoder(nn.Module):
@@ -107,37 +106,27 @@ def _log_normal(eps: Tensor, factor: Tensor) -> Tensor:
     return -0.5 * eps.square().sum(-1) - log_det - 0.5 * eps.shape[-1] * math.log(2 * math.pi)
 
 
-class VIPosterior:
+class VIPosterior(BasePosterior):
     """The trained encoder behind the `Posterior` interface (amortized); float64."""
 
     def __init__(
-        self,
-        encoder: GaussianEncoder,
-        task: Task,
-        norm: ZScore,
-        budget: SimulationBudget,
-        timings: Timings,
+        self, encoder: GaussianEncoder, task: Task, norm: ZScore, bookkeeping: Bookkeeping
     ) -> None:
-        self.encoder, self.task, self.norm = encoder.eval(), task, norm
+        self.encoder, self.norm = encoder.eval(), norm
+        super().__init__(task, bookkeeping)
         self.transform = unconstrained(task)
-        record_budget(self, budget, timings)
 
-    def _one(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
+    @torch.no_grad()
+    def _draw(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
         mean, factor = self.encoder(x.unsqueeze(0))
         eps = torch.randn(n, dim_unconstrained(self.task), generator=generator, dtype=torch.float64)
         z = mean + eps @ factor[0].T
         return self.transform(self.norm.inverse(z))
 
     @torch.no_grad()
-    def sample(self, n: int, x: Tensor, seed: int | None = None) -> Tensor:
-        x = check_observation(x, self.task, batch=True)
-        with self.timings.phase("sample"):
-            return sample_observations(self._one, n, x, seed)
-
-    @torch.no_grad()
     def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
         """log q(theta | x): (N, D) and (M,) -> (N,), Jacobians of T and the z-scoring included."""
-        x = check_observation(x, self.task, batch=False)
+        x = self.check(x)
         theta = theta.double()
         u = self.transform.inv(theta)
         mean, factor = self.encoder(x.unsqueeze(0))
@@ -159,10 +148,10 @@ class AmortizedVI:
 
     name: ClassVar[str] = "amortized_vi"
     amortized: ClassVar[bool] = True
-    hidden_features: tuple = (64, 64)
+    hidden_features: tuple = setting((64, 64), widths)
     batch_size: int = 200
-    learning_rate: float = 1e-3
-    validation_fraction: float = 0.1
+    learning_rate: float = setting(1e-3, positive)
+    validation_fraction: float = setting(0.1, fraction)
     patience: int = 40
     max_epochs: int | None = None
 
@@ -196,4 +185,4 @@ class AmortizedVI:
                 learning_rate=self.learning_rate, validation_fraction=self.validation_fraction,
                 patience=self.patience, max_epochs=self.max_epochs, clip_norm=None, seed=seed,
             )  # fmt: skip
-        return VIPosterior(encoder, task, norm, run.budget, run.timings)
+        return VIPosterior(encoder, task, norm, run.bookkeeping)

@@ -24,6 +24,7 @@ from torch.distributions import Distribution
 
 from sbibench.failures import simulate_or_nan
 from sbibench.methods.base import (
+    Bookkeeping,
     BudgetError,
     Timings,
     check_observation,
@@ -31,7 +32,7 @@ from sbibench.methods.base import (
     seeded,
     unconstrained,
 )
-from sbibench.methods.posteriors import check_own_observation, sample_observations
+from sbibench.methods.posteriors import BasePosterior
 from sbibench.task import Task
 
 __all__ = ["External", "Float32Prior", "SamplesPosterior", "Sbibm", "SbibmTask", "budgeted"]
@@ -86,11 +87,14 @@ def budgeted(task: Task, budget: int, timings: Timings) -> Task:
     return dataclasses.replace(task, model=model, failures=None)
 
 
-class SamplesPosterior:
+class SamplesPosterior(BasePosterior):
     """A posterior given only by samples (N, D) for one observation: ``sample(n)`` draws n of
     them without replacement (with replacement when n > N), seeded per observation."""
 
-    def __init__(self, task: Task, observation: Tensor, samples: Tensor, timings: Timings):
+    batch = False
+    refusal = "this posterior was run for another observation"
+
+    def __init__(self, task: Task, observation: Tensor, samples: Tensor, timings: Timings) -> None:
         samples = torch.as_tensor(samples).detach().double()
         if samples.ndim != 2 or samples.shape[1] != task.dim_parameters:
             raise ValueError(
@@ -99,18 +103,9 @@ class SamplesPosterior:
             )
         if not torch.isfinite(samples).all():
             raise ValueError("the method returned NaN or inf samples")
-        self.task = task
-        self.observation = observation
+        bookkeeping = Bookkeeping(task.model.used, task.model.invalid, timings)
+        super().__init__(task, bookkeeping, observation)
         self.samples = samples
-        self.timings = timings
-        self.num_simulations_used = task.model.used
-        self.num_invalid_simulations = task.model.invalid
-
-    def sample(self, n: int, x: Tensor, seed: int | None = None) -> Tensor:
-        x = check_own_observation(
-            x, self.task, self.observation, message="this posterior was run for another observation"
-        )
-        return sample_observations(self._draw, n, x, seed)
 
     def _draw(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
         count = self.samples.shape[0]

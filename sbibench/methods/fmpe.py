@@ -26,10 +26,11 @@ from torch import Tensor
 
 from sbibench.methods.base import dim_unconstrained
 from sbibench.methods.posteriors import ODEPosterior
+from sbibench.methods.settings import check_settings, one_of, positive, setting, widths
 from sbibench.methods.training import (
+    EMBEDDINGS,
     TrainingSettings,
     embedding_net,
-    fit_settings,
     prior_simulations,
     validation_noise,
 )
@@ -55,19 +56,14 @@ class FMPE(TrainingSettings):
 
     name: ClassVar[str] = "fmpe"
     amortized: ClassVar[bool] = True
-    hidden_features: tuple = (64, 64, 64)
-    embedding: str | None = None
-    sigma_min: float = 1e-4
+    hidden_features: tuple = setting((64, 64, 64), widths)
+    embedding: str | None = setting(None, one_of(*EMBEDDINGS))
+    sigma_min: float = setting(1e-4, positive)
     time_power: float = 0.0
     ode_steps: int = 50
 
     def fit(self, task: Task, num_simulations: int, seed: int) -> ODEPosterior:
-        if (
-            isinstance(self.ode_steps, bool)
-            or not isinstance(self.ode_steps, int)
-            or self.ode_steps < 1
-        ):
-            raise ValueError(f"ode_steps must be a whole number >= 1, got {self.ode_steps!r}")
+        check_settings(self)
         with prior_simulations(task, num_simulations, seed) as run:
             u, x = run.u, run.x.float()
             dim = dim_unconstrained(task)
@@ -86,7 +82,7 @@ class FMPE(TrainingSettings):
                 z_t = t * z1 + (1 - shrink * t) * eps
                 return (net(z_t, t[:, 0], x_) - (z1 - shrink * eps)).square().sum(-1).mean()
 
-            train(net, loss, (norm(u), x), **fit_settings(self, seed))
+            train(net, loss, (norm(u), x), **self.fit_settings(seed))
         net.eval().requires_grad_(False)
         times = torch.linspace(0, 1, self.ode_steps + 1)
-        return ODEPosterior(net, times, 1.0, norm, task, run.budget, run.timings)
+        return ODEPosterior(net, times, 1.0, norm, task, run.bookkeeping)

@@ -24,17 +24,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from sbibench.mcmc import SAMPLERS, LogDensity, MCMCResult, sample_mcmc, sir_init
-from sbibench.methods.base import (
-    SimulationBudget,
-    Timings,
-    check_observation,
-    dim_unconstrained,
-    log_abs_det,
-    observation_generator,
-    same_data,
-    unconstrained,
-)
+from sbibench.mcmc import LogDensity, MCMCResult, sample_mcmc, sir_init
+from sbibench.methods.base import Bookkeeping, dim_unconstrained, log_abs_det, unconstrained
+from sbibench.methods.posteriors import BasePosterior
+from sbibench.methods.settings import at_least, check_settings, sampler_name, setting, whole
 from sbibench.task import Task
 
 __all__ = ["MCMCPosterior", "MCMCSettings", "Potential"]
@@ -64,30 +57,18 @@ class MCMCSettings:
         num_chains: chains per observation.
         warmup: transitions before draws are kept (adaptation happens only then).
         thin: keep every ``thin``-th transition.
-        init_candidates: prior draws per observation that the chains are resampled from.
+        init_candidates: prior draws per observation that the chains are resampled from
+            (at least ``num_chains``).
     """
 
-    sampler: str = "slice"
+    sampler: str = setting("slice", sampler_name)
     num_chains: int = 500
-    warmup: int = 50
+    warmup: int = setting(50, whole(0))
     thin: int = 1
-    init_candidates: int = 10_000
-
-    def check_mcmc(self) -> None:
-        """Raise ValueError naming the first bad setting."""
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
-        for name in ("num_chains", "warmup", "thin", "init_candidates"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (name != "warmup"):
-                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-        if self.init_candidates < self.num_chains:
-            raise ValueError(
-                f"init_candidates ({self.init_candidates}) must be >= num_chains ({self.num_chains})"
-            )
+    init_candidates: int = setting(10_000, at_least("num_chains"))
 
 
-class MCMCPosterior:
+class MCMCPosterior(BasePosterior):
     """p(theta | x) ∝ f(u, x) p_u(u), sampled by vectorised MCMC (amortized unless it was
     trained sequentially for one ``observation``).
 
@@ -105,26 +86,15 @@ class MCMCPosterior:
         potential: Potential,
         task: Task,
         settings: MCMCSettings,
-        budget: SimulationBudget | None,
-        timings: Timings,
+        bookkeeping: Bookkeeping,
         observation: Tensor | None = None,
     ) -> None:
-        settings.check_mcmc()
+        check_settings(settings)
+        super().__init__(task, bookkeeping, observation)
         self.potential = potential
-        self.task = task
         self.settings = settings
         self.transform = unconstrained(task)
-        self.observation = observation
-        self.num_simulations_used = budget.used if budget is not None else 0
-        self.num_invalid_simulations = budget.invalid if budget is not None else 0
-        self.timings = timings
         self.last_run: MCMCResult | None = None
-
-    def _check(self, x: Tensor, batch: bool) -> Tensor:
-        x = check_observation(x, self.task, batch=batch)
-        if self.observation is not None and not same_data(x, self.observation):
-            raise ValueError("this posterior was trained sequentially for another observation")
-        return x
 
     @torch.no_grad()
     def sample_u(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -217,9 +187,7 @@ class MCMCPosterior:
                 raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"seed must be an int, got {seed!r}")
-        x = self._check(x, batch=True)
-        if x.ndim != 2:
-            raise ValueError(f"x must be a batch (B, {self.task.dim_data}), got {tuple(x.shape)}")
+        x = self.check_batch(x)
         with self.timings.phase("sample"):
             generator = torch.Generator().manual_seed(seed)
             u = self.independent_u(n, x, generator, draws_per_chain, thin, warmup, candidates)
@@ -257,20 +225,11 @@ class MCMCPosterior:
         draws = result.chains.reshape(b, chains, kept, d).transpose(1, 2)
         return draws.reshape(b, kept * chains, d)[:, :n].transpose(0, 1)
 
-    def _one(self, n: int, x: Tensor, seed: int | None) -> Tensor:
-        generator = observation_generator(seed, x) if seed is not None else None
+    def _draw(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
         return self.transform(self.sample_u(n, x.unsqueeze(0), generator)[:, 0])
 
-    def sample(self, n: int, x: Tensor, seed: int | None = None) -> Tensor:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a whole number >= 1, got {n!r}")
-        x = self._check(x, batch=True)
-        with self.timings.phase("sample"):
-            if x.ndim == 1:
-                return self._one(n, x, seed)
-            if seed is None:
-                return self.transform(self.sample_u(n, x, None))
-            return torch.stack([self._one(n, row, seed) for row in x], dim=1)
+    def _draw_batch(self, n: int, x: Tensor) -> Tensor:  # the chains of every x together
+        return self.transform(self.sample_u(n, x, None))
 
     @torch.no_grad()
     def unnormalized_log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
@@ -279,13 +238,8 @@ class MCMCPosterior:
         theta (N, D) and x (M,), or x (N, M) paired with theta row by row (many observations
         in one batched call) -> (N,).
         """
-        x = self._check(x, batch=True)
+        x = self.check_paired(theta, x)
         theta = theta.double()
-        if x.ndim == 2 and x.shape[0] != theta.shape[0]:
-            raise ValueError(
-                f"x must be (M,) or have one row per theta row ({theta.shape[0]}), "
-                f"got {tuple(x.shape)}"
-            )
         u = self.transform.inv(theta)
         return self.potential(u, x.expand(theta.shape[0], -1)) + self.task.prior.log_prob(theta)
 

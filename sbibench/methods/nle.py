@@ -47,7 +47,13 @@ from torch import Tensor
 
 from sbibench.methods.base import check_observation, dim_unconstrained
 from sbibench.methods.mcmc_posterior import MCMCPosterior, MCMCSettings, Potential
-from sbibench.methods.training import NeuralConfig, fit_settings, mcmc_rounds, prior_simulations
+from sbibench.methods.settings import check_settings
+from sbibench.methods.training import (
+    EstimatorSettings,
+    TrainingSettings,
+    mcmc_rounds,
+    prior_simulations,
+)
 from sbibench.nn import Estimator, build_estimator, train
 from sbibench.task import Task
 
@@ -89,11 +95,51 @@ def likelihood_potential(estimator: Estimator, task: Task, summary: bool) -> Pot
     return potential
 
 
+def _check(config: NLE | SNLE, task: Task) -> None:
+    check_settings(config)
+    if task.padded_sets and (config.embedding is not None or config.summary):
+        raise ValueError(
+            f"task {task.name!r} has i.i.d. sets of varying size: NLE models their elements "
+            "one by one (see sbibench.methods.nle), so embedding must be None and summary False"
+        )
+    if config.embedding is not None:
+        raise ValueError("embedding must be None for NLE (it models x); use summary=True")
+
+
+def _data(config: NLE | SNLE, task: Task, x: Tensor) -> Tensor:
+    return (task.summary(x) if config.summary else x).float()
+
+
+def _estimator(config: NLE | SNLE, task: Task, u: Tensor, data: Tensor) -> Estimator:
+    if task.padded_sets:  # the density of one element
+        data, u, _ = set_elements(u, data)
+    estimator = build_estimator(
+        config.estimator, data.shape[1], dim_unconstrained(task), **config.estimator_options
+    )
+    centre = 0.5 if _dequantised(task, config.summary) else 0.0  # the mean of x + v
+    return estimator.standardize_(data + centre, u)
+
+
+def _train(config: NLE | SNLE, estimator: Estimator, u: Tensor, data: Tensor, seed: int,
+           task: Task) -> None:  # fmt: skip
+    dequantise = _dequantised(task, config.summary)
+    if task.padded_sets:  # every present element, paired with its set's parameters
+        data, u, _ = set_elements(u, data)
+
+    def loss(data_: Tensor, u_: Tensor) -> Tensor:
+        if dequantise:  # fresh noise in training, the same draw for every validation pass
+            generator = None if estimator.training else torch.Generator().manual_seed(0)
+            data_ = data_ + torch.rand(data_.shape, generator=generator)
+        return -estimator.log_prob(data_, u_).mean()
+
+    train(estimator, loss, (data, u), **config.fit_settings(seed))
+
+
 @dataclasses.dataclass(frozen=True)
-class NLE(NeuralConfig, MCMCSettings):
+class NLE(EstimatorSettings, MCMCSettings, TrainingSettings):
     """Amortized neural likelihood estimation; see the module docstring.
 
-    Arguments (beyond `NeuralConfig` and `MCMCSettings`):
+    Arguments (beyond `EstimatorSettings`, `MCMCSettings` and `TrainingSettings`):
         summary: model the task's summary statistics s(x) rather than x.
     """
 
@@ -101,76 +147,41 @@ class NLE(NeuralConfig, MCMCSettings):
     amortized: ClassVar[bool] = True
     summary: bool = False
 
-    def _check(self, task: Task) -> None:
-        self.check_mcmc()
-        if task.padded_sets and (self.embedding is not None or self.summary):
-            raise ValueError(
-                f"task {task.name!r} has i.i.d. sets of varying size: NLE models their elements "
-                "one by one (see sbibench.methods.nle), so embedding must be None and summary "
-                "False"
-            )
-        if self.embedding is not None:
-            raise ValueError("embedding must be None for NLE (it models x); use summary=True")
-
-    def _data(self, task: Task, x: Tensor) -> Tensor:
-        return (task.summary(x) if self.summary else x).float()
-
-    def _estimator(self, task: Task, u: Tensor, data: Tensor) -> Estimator:
-        if task.padded_sets:  # the density of one element
-            data, u, _ = set_elements(u, data)
-        estimator = build_estimator(
-            self.estimator, data.shape[1], dim_unconstrained(task), **self.estimator_options
-        )
-        centre = 0.5 if _dequantised(task, self.summary) else 0.0  # the mean of x + v
-        return estimator.standardize_(data + centre, u)
-
-    def _train(self, estimator: Estimator, u: Tensor, data: Tensor, seed: int, task: Task) -> None:
-        dequantise = _dequantised(task, self.summary)
-        if task.padded_sets:  # every present element, paired with its set's parameters
-            data, u, _ = set_elements(u, data)
-
-        def loss(data_: Tensor, u_: Tensor) -> Tensor:
-            if dequantise:  # fresh noise in training, the same draw for every validation pass
-                generator = None if estimator.training else torch.Generator().manual_seed(0)
-                data_ = data_ + torch.rand(data_.shape, generator=generator)
-            return -estimator.log_prob(data_, u_).mean()
-
-        train(estimator, loss, (data, u), **fit_settings(self, seed))
-
     def fit(self, task: Task, num_simulations: int, seed: int) -> MCMCPosterior:
-        self._check(task)
+        _check(self, task)
         with prior_simulations(task, num_simulations, seed) as run:
-            u, data = run.u, self._data(task, run.x)
-            estimator = self._estimator(task, u, data)
-            self._train(estimator, u, data, seed, task)
+            u, data = run.u, _data(self, task, run.x)
+            estimator = _estimator(self, task, u, data)
+            _train(self, estimator, u, data, seed, task)
         potential = likelihood_potential(estimator, task, self.summary)
-        return MCMCPosterior(potential, task, self, run.budget, run.timings)
+        return MCMCPosterior(potential, task, self, run.bookkeeping)
 
 
 @dataclasses.dataclass(frozen=True)
-class SNLE(NLE):
+class SNLE(EstimatorSettings, MCMCSettings, TrainingSettings):
     """Sequential NLE: ``rounds`` equal parts of the budget; see the module docstring."""
 
     name: ClassVar[str] = "snle"
     amortized: ClassVar[bool] = False
+    summary: bool = False
     rounds: int = 10
 
     def run(
         self, task: Task, observation: Tensor, num_simulations: int, seed: int
     ) -> MCMCPosterior:
-        self._check(task)
+        _check(self, task)
         observation = check_observation(observation, task, batch=False)
         estimators: list[Estimator] = []  # built in round 1
 
         def learn(r: int, u: Tensor, data: Tensor) -> Potential:
             if r == 0:  # z-scoring from the prior's round, as sbi does
-                estimators.append(self._estimator(task, u, data))
+                estimators.append(_estimator(self, task, u, data))
             estimator = estimators[0]
             estimator.train().requires_grad_(True)
-            self._train(estimator, u, data, seed + r, task)
+            _train(self, estimator, u, data, seed + r, task)
             return likelihood_potential(estimator, task, self.summary)
 
         def data(x: Tensor) -> Tensor:
-            return self._data(task, x)
+            return _data(self, task, x)
 
         return mcmc_rounds(task, observation, self, num_simulations, self.rounds, seed, learn, data)

@@ -17,7 +17,7 @@ import dataclasses
 from typing import ClassVar
 
 from sbibench.methods.posteriors import NeuralPosterior
-from sbibench.methods.training import NeuralConfig, build, fit_settings, prior_simulations
+from sbibench.methods.training import EstimatorSettings, TrainingSettings, prior_simulations
 from sbibench.nn import train
 from sbibench.task import Task
 
@@ -25,7 +25,7 @@ __all__ = ["NPE"]
 
 
 @dataclasses.dataclass(frozen=True)
-class NPE(NeuralConfig):
+class NPE(EstimatorSettings, TrainingSettings):
     """Amortized neural posterior estimation; see the module docstring."""
 
     name: ClassVar[str] = "npe"
@@ -34,11 +34,11 @@ class NPE(NeuralConfig):
     def fit(self, task: Task, num_simulations: int, seed: int) -> NeuralPosterior:
         with prior_simulations(task, num_simulations, seed) as run:
             u, x = run.u, run.x.float()
-            estimator = build(self, task, u, x)
+            estimator = self.build(task, u, x)
             train(
                 estimator,
                 lambda u_, x_: -estimator.log_prob(u_, x_).mean(),
                 (u, x),
-                **fit_settings(self, seed),
+                **self.fit_settings(seed),
             )
-        return NeuralPosterior(estimator, task, run.budget, run.timings)
+        return NeuralPosterior(estimator, task, run.bookkeeping)

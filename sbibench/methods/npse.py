@@ -39,10 +39,19 @@ from torch import Tensor
 
 from sbibench.methods.base import dim_unconstrained
 from sbibench.methods.posteriors import ODEPosterior
+from sbibench.methods.settings import (
+    above,
+    check_settings,
+    fraction,
+    one_of,
+    positive,
+    setting,
+    widths,
+)
 from sbibench.methods.training import (
+    EMBEDDINGS,
     TrainingSettings,
     embedding_net,
-    fit_settings,
     prior_simulations,
     validation_noise,
 )
@@ -105,29 +114,17 @@ class NPSE(TrainingSettings):
 
     name: ClassVar[str] = "npse"
     amortized: ClassVar[bool] = True
-    hidden_features: tuple = (64, 64, 64)
-    embedding: str | None = None
-    beta_min: float = 0.1
-    beta_max: float = 20.0
-    t_eps: float = 1e-3
+    hidden_features: tuple = setting((64, 64, 64), widths)
+    embedding: str | None = setting(None, one_of(*EMBEDDINGS))
+    beta_min: float = setting(0.1, positive)
+    beta_max: float = setting(20.0, above("beta_min"))
+    t_eps: float = setting(1e-3, fraction)
     ode_steps: int = 50
-    learning_rate: float = 1e-3
+    learning_rate: float = setting(1e-3, positive)
     patience: int = 100
 
-    def _check(self) -> None:
-        if (
-            isinstance(self.ode_steps, bool)
-            or not isinstance(self.ode_steps, int)
-            or self.ode_steps < 1
-        ):
-            raise ValueError(f"ode_steps must be a whole number >= 1, got {self.ode_steps!r}")
-        if not 0 < self.beta_min < self.beta_max:
-            raise ValueError(f"need 0 < beta_min < beta_max, got {self.beta_min}, {self.beta_max}")
-        if not 0 < self.t_eps < 1:
-            raise ValueError(f"t_eps must be in (0, 1), got {self.t_eps}")
-
     def fit(self, task: Task, num_simulations: int, seed: int) -> ODEPosterior:
-        self._check()
+        check_settings(self)
         with prior_simulations(task, num_simulations, seed) as run:
             u, x = run.u, run.x.float()
             dim = dim_unconstrained(task)
@@ -146,9 +143,9 @@ class NPSE(TrainingSettings):
                 y = z + s.unsqueeze(1) * eps
                 return (s.unsqueeze(1) * net(y, s, x_) + eps).square().sum(-1).mean()
 
-            train(net, loss, (norm(u), x), **fit_settings(self, seed))
+            train(net, loss, (norm(u), x), **self.fit_settings(seed))
         net.eval().requires_grad_(False)
         levels = noise_levels(torch.tensor([1.0, self.t_eps]), self.beta_min, self.beta_max)
         s_max, s_min = float(levels[0]), float(levels[1])
         field, grid, base_scale = score_flow(net, s_max, s_min, self.ode_steps)
-        return ODEPosterior(field, grid, base_scale, norm, task, run.budget, run.timings)
+        return ODEPosterior(field, grid, base_scale, norm, task, run.bookkeeping)

@@ -35,18 +35,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 from torch.nn.functional import logsigmoid
 
-from sbibench.methods.base import check_observation, dim_unconstrained, other_rows
+from sbibench.methods.base import check_observation, other_rows
 from sbibench.methods.mcmc_posterior import MCMCPosterior, MCMCSettings, Potential
+from sbibench.methods.settings import check_settings, non_negative, positive, setting
 from sbibench.methods.training import (
+    ClassifierSettings,
     TrainingSettings,
-    embedding_net,
-    fit_settings,
     mcmc_rounds,
     prior_simulations,
     validation_noise,
@@ -73,143 +73,156 @@ def _others(batch: int, count: int, classifier: nn.Module) -> Tensor:
     return other_rows(batch, count, validation_noise(classifier))
 
 
-@dataclasses.dataclass(frozen=True)
-class NRE(MCMCSettings, TrainingSettings):
-    """Amortized ratio estimation with the AALR loss; see the module docstring.
+def aalr(config: Ratio, classifier: Classifier, u: Tensor, x: Tensor) -> Tensor:
+    """The AALR loss of a minibatch u (B, D), x (B, M); a scalar."""
+    joint = classifier(u, x)
+    marginal = classifier(u[_others(len(u), 1, classifier)[:, 0]], x)
+    return -0.5 * (logsigmoid(joint).mean() + logsigmoid(-marginal).mean())
 
-    Arguments (beyond `MCMCSettings` and `TrainingSettings`, sbi's training defaults):
-        hidden_features: widths of the classifier's MLP layers or residual blocks.
-        classifier: ``"mlp"``, or ``"resnet"`` (residual blocks, as sbi's and sbibm's NRE).
-        embedding: None, or ``"deepset"`` to embed the data as a set of i.i.d. scalars.
-    """
+
+def balanced(config: BNRE, classifier: Classifier, u: Tensor, x: Tensor) -> Tensor:
+    """The AALR loss plus the balancing penalty (BNRE, ``config.regularization``); a scalar."""
+    joint = classifier(u, x)
+    marginal = classifier(u[_others(len(u), 1, classifier)[:, 0]], x)
+    bce = -0.5 * (logsigmoid(joint).mean() + logsigmoid(-marginal).mean())
+    balance = torch.sigmoid(joint).mean() + torch.sigmoid(marginal).mean() - 1
+    return bce + config.regularization * balance.square()
+
+
+def contrastive(config: NRE_C, classifier: Classifier, u: Tensor, x: Tensor) -> Tensor:
+    """The NRE-C loss with K = ``config.num_classes`` and odds ``config.gamma``; a scalar."""
+    gamma = config.gamma
+    batch, k = len(u), min(config.num_classes, len(u) - 1)
+    others = _others(batch, k, classifier)
+    joint_index = torch.cat([torch.arange(batch).unsqueeze(1), others[:, : k - 1]], dim=1)
+
+    def logits(index: Tensor) -> Tensor:  # (B, k): d(u_index, x_i)
+        return classifier(u[index].reshape(batch * k, -1), x.repeat_interleave(k, 0)).reshape(
+            batch, k
+        )
+
+    log_gamma, log_k = math.log(gamma), math.log(k)
+    pad = torch.full((batch, 1), log_k)
+    marginal, joint = logits(others), logits(joint_index)
+    log_q0 = log_k - torch.logsumexp(torch.cat([log_gamma + marginal, pad], 1), 1)
+    log_q1 = log_gamma + joint[:, 0] - torch.logsumexp(torch.cat([log_gamma + joint, pad], 1), 1)
+    p_joint = gamma / (1 + gamma)
+    return -((1 - p_joint) * log_q0 + p_joint * log_q1).mean()
+
+
+def sre(config: NRE_B | SNRE_B, classifier: Classifier, u: Tensor, x: Tensor) -> Tensor:
+    """The NRE-B (SRE) loss, ``config.num_atoms`` contrasted parameters per row; a scalar."""
+    batch = len(u)
+    k = min(config.num_atoms, batch)  # a minibatch has at least 2 rows
+    index = torch.cat([torch.arange(batch).unsqueeze(1), _others(batch, k - 1, classifier)], 1)
+    logits = classifier(u[index].reshape(batch * k, -1), x.repeat_interleave(k, 0))
+    logits = logits.reshape(batch, k)
+    return -(logits[:, 0] - torch.logsumexp(logits, 1)).mean()
+
+
+Ratio = Any  # ClassifierSettings, MCMCSettings and TrainingSettings, with a loss
+
+
+def _train(config: Ratio, classifier: Classifier, u: Tensor, x: Tensor, seed: int) -> None:
+    classifier.train().requires_grad_(True)
+    train(
+        classifier,
+        lambda u_, x_: config.loss(classifier, u_, x_),
+        (u, x),
+        **config.fit_settings(seed),
+        min_batch_size=2,  # a row's contrasts are other rows of its minibatch
+    )
+
+
+def _fit(config: Ratio, task: Task, num_simulations: int, seed: int) -> MCMCPosterior:
+    """An amortized ratio method's fit: ``config.loss`` on the whole budget from the prior."""
+    check_settings(config)
+    with prior_simulations(task, num_simulations, seed) as run:
+        u, x = run.u, run.x.float()
+        classifier = config.build(task, u, x)
+        _train(config, classifier, u, x, seed)
+    return MCMCPosterior(ratio_potential(classifier), task, config, run.bookkeeping)
+
+
+def _run(
+    config: Ratio, task: Task, observation: Tensor, num_simulations: int, seed: int
+) -> MCMCPosterior:
+    """A sequential ratio method's run: ``config.loss`` on every round so far."""
+    check_settings(config)
+    observation = check_observation(observation, task, batch=False)
+    classifiers: list[Classifier] = []  # built in round 1
+
+    def learn(r: int, u: Tensor, x: Tensor) -> Potential:
+        if r == 0:
+            classifiers.append(config.build(task, u, x))
+        _train(config, classifiers[0], u, x, seed + r)
+        return ratio_potential(classifiers[0])
+
+    return mcmc_rounds(task, observation, config, num_simulations, config.rounds, seed, learn)
+
+
+@dataclasses.dataclass(frozen=True)
+class NRE(ClassifierSettings, MCMCSettings, TrainingSettings):
+    """Amortized ratio estimation with the AALR loss; see the module docstring."""
 
     name: ClassVar[str] = "nre"
     amortized: ClassVar[bool] = True
-    hidden_features: tuple = (50, 50)
-    classifier: str = "mlp"
-    embedding: str | None = None
-
-    def _classifier(self, task: Task, u: Tensor, x: Tensor) -> Classifier:
-        self.check_mcmc()
-        embedding, context = embedding_net(self.embedding, task)
-        classifier = Classifier(
-            dim_unconstrained(task),
-            context,
-            tuple(self.hidden_features),
-            embedding=embedding,
-            residual=self.classifier == "resnet",
-        )
-        return classifier.standardize_(u, x)
-
-    def loss(self, classifier: Classifier, u: Tensor, x: Tensor) -> Tensor:
-        """The AALR loss of a minibatch u (B, D), x (B, M); a scalar."""
-        joint = classifier(u, x)
-        marginal = classifier(u[_others(len(u), 1, classifier)[:, 0]], x)
-        return -0.5 * (logsigmoid(joint).mean() + logsigmoid(-marginal).mean())
-
-    def _train(self, classifier: Classifier, u: Tensor, x: Tensor, seed: int) -> None:
-        classifier.train().requires_grad_(True)
-        train(
-            classifier,
-            lambda u_, x_: self.loss(classifier, u_, x_),
-            (u, x),
-            **fit_settings(self, seed),
-            min_batch_size=2,  # a row's contrasts are other rows of its minibatch
-        )
-
-    def fit(self, task: Task, num_simulations: int, seed: int) -> MCMCPosterior:
-        with prior_simulations(task, num_simulations, seed) as run:
-            u, x = run.u, run.x.float()
-            classifier = self._classifier(task, u, x)
-            self._train(classifier, u, x, seed)
-        return MCMCPosterior(ratio_potential(classifier), task, self, run.budget, run.timings)
+    loss = aalr
+    fit = _fit
 
 
 @dataclasses.dataclass(frozen=True)
-class BNRE(NRE):
+class BNRE(ClassifierSettings, MCMCSettings, TrainingSettings):
     """Balanced NRE: the AALR loss plus the balancing penalty; see the module docstring."""
 
     name: ClassVar[str] = "bnre"
-    regularization: float = 100.0
-
-    def loss(self, classifier: Classifier, u: Tensor, x: Tensor) -> Tensor:
-        joint = classifier(u, x)
-        marginal = classifier(u[_others(len(u), 1, classifier)[:, 0]], x)
-        bce = -0.5 * (logsigmoid(joint).mean() + logsigmoid(-marginal).mean())
-        balance = torch.sigmoid(joint).mean() + torch.sigmoid(marginal).mean() - 1
-        return bce + self.regularization * balance.square()
+    amortized: ClassVar[bool] = True
+    regularization: float = setting(100.0, non_negative)
+    loss = balanced
+    fit = _fit
 
 
 @dataclasses.dataclass(frozen=True)
-class NRE_C(NRE):  # noqa: N801 - the method's published name
+class NRE_C(ClassifierSettings, MCMCSettings, TrainingSettings):  # noqa: N801 - published name
     """Contrastive NRE with K = ``num_classes`` and odds ``gamma``; see the module docstring."""
 
     name: ClassVar[str] = "nre_c"
+    amortized: ClassVar[bool] = True
     num_classes: int = 5
-    gamma: float = 1.0
-
-    def loss(self, classifier: Classifier, u: Tensor, x: Tensor) -> Tensor:
-        batch, k = len(u), min(self.num_classes, len(u) - 1)
-        others = _others(batch, k, classifier)
-        joint_index = torch.cat([torch.arange(batch).unsqueeze(1), others[:, : k - 1]], dim=1)
-
-        def logits(index: Tensor) -> Tensor:  # (B, k): d(u_index, x_i)
-            return classifier(u[index].reshape(batch * k, -1), x.repeat_interleave(k, 0)).reshape(
-                batch, k
-            )
-
-        log_gamma, log_k = math.log(self.gamma), math.log(k)
-        pad = torch.full((batch, 1), log_k)
-        marginal, joint = logits(others), logits(joint_index)
-        log_q0 = log_k - torch.logsumexp(torch.cat([log_gamma + marginal, pad], 1), 1)
-        log_q1 = (
-            log_gamma + joint[:, 0] - torch.logsumexp(torch.cat([log_gamma + joint, pad], 1), 1)
-        )
-        p_joint = self.gamma / (1 + self.gamma)
-        return -((1 - p_joint) * log_q0 + p_joint * log_q1).mean()
+    gamma: float = setting(1.0, positive)
+    loss = contrastive
+    fit = _fit
 
 
 @dataclasses.dataclass(frozen=True)
-class NRE_B(NRE):  # noqa: N801 - the method's published name
+class NRE_B(ClassifierSettings, MCMCSettings, TrainingSettings):  # noqa: N801 - published name
     """NRE-B (SRE) with ``num_atoms`` contrasted parameters per row; see the module docstring."""
 
     name: ClassVar[str] = "nre_b"
+    amortized: ClassVar[bool] = True
     num_atoms: int = 10
-
-    def loss(self, classifier: Classifier, u: Tensor, x: Tensor) -> Tensor:
-        batch = len(u)
-        k = min(self.num_atoms, batch)  # a minibatch has at least 2 rows
-        index = torch.cat([torch.arange(batch).unsqueeze(1), _others(batch, k - 1, classifier)], 1)
-        logits = classifier(u[index].reshape(batch * k, -1), x.repeat_interleave(k, 0))
-        logits = logits.reshape(batch, k)
-        return -(logits[:, 0] - torch.logsumexp(logits, 1)).mean()
+    loss = sre
+    fit = _fit
 
 
 @dataclasses.dataclass(frozen=True)
-class SNRE(NRE):
+class SNRE(ClassifierSettings, MCMCSettings, TrainingSettings):
     """Sequential NRE (AALR loss) in ``rounds``; see the module docstring."""
 
     name: ClassVar[str] = "snre"
     amortized: ClassVar[bool] = False
     rounds: int = 10
-
-    def run(
-        self, task: Task, observation: Tensor, num_simulations: int, seed: int
-    ) -> MCMCPosterior:
-        observation = check_observation(observation, task, batch=False)
-        classifiers: list[Classifier] = []  # built in round 1
-
-        def learn(r: int, u: Tensor, x: Tensor) -> Potential:
-            if r == 0:
-                classifiers.append(self._classifier(task, u, x))
-            self._train(classifiers[0], u, x, seed + r)
-            return ratio_potential(classifiers[0])
-
-        return mcmc_rounds(task, observation, self, num_simulations, self.rounds, seed, learn)
+    loss = aalr
+    run = _run
 
 
 @dataclasses.dataclass(frozen=True)
-class SNRE_B(SNRE, NRE_B):  # noqa: N801 - the method's published name
+class SNRE_B(ClassifierSettings, MCMCSettings, TrainingSettings):  # noqa: N801 - published name
     """Sequential NRE-B (sbi's SNRE_B, sbibm's SNRE) in ``rounds``; see the module docstring."""
 
     name: ClassVar[str] = "snre_b"
+    amortized: ClassVar[bool] = False
+    rounds: int = 10
+    num_atoms: int = 10
+    loss = sre
+    run = _run

@@ -8,34 +8,26 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from sbibench.methods.base import Timings, check_observation
-from sbibench.methods.posteriors import sample_observations
+from sbibench.methods.base import Bookkeeping
+from sbibench.methods.posteriors import BasePosterior
 from sbibench.models.common import sample
 from sbibench.task import Task
 
 __all__ = ["Exact", "ExactPosterior"]
 
 
-class ExactPosterior:
+class ExactPosterior(BasePosterior):
     """The task's analytic posterior behind the `Posterior` interface (no simulations)."""
 
-    num_simulations_used = 0
-    num_invalid_simulations = 0
-
     def __init__(self, task: Task) -> None:
-        self.task = task
-        self.timings = Timings()
+        super().__init__(task, Bookkeeping())
 
-    def _one(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
+    def _draw(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
         return sample(self.task.posterior(x), n, generator)
 
-    def sample(self, n: int, x: Tensor, seed: int | None = None) -> Tensor:
-        x = check_observation(x, self.task, batch=True)
-        with self.timings.phase("sample"):
-            return sample_observations(self._one, n, x, seed)
-
     def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
-        x = check_observation(x, self.task, batch=False)
+        """log p(theta | x), exact: (N, D) and (M,) -> (N,)."""
+        x = self.check(x)
         return self.task.posterior(x).log_prob(theta.double())
 
 

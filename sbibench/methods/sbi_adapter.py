@@ -23,16 +23,14 @@ from torch import Tensor
 from torch.distributions import Distribution, Transform, TransformedDistribution
 
 from sbibench.methods.base import (
-    SimulationBudget,
-    Timings,
-    check_observation,
+    Bookkeeping,
     dim_unconstrained,
     log_abs_det,
     refuse_padded_sets,
     unconstrained,
 )
 from sbibench.methods.external import Float32Prior
-from sbibench.methods.posteriors import record_budget, sample_observations
+from sbibench.methods.posteriors import BasePosterior
 from sbibench.methods.training import prior_simulations
 from sbibench.task import Task
 
@@ -50,7 +48,7 @@ def sbi_prior(task: Task) -> tuple[Distribution, Transform | None]:
     return TransformedDistribution(task.prior, [transform.inv]), transform
 
 
-class SbiPosterior:
+class SbiPosterior(BasePosterior):
     """An sbi posterior behind sbibench's `Posterior` interface (amortized); ``transform``
     maps sbi's parameters to theta (None: sbi's parameters are theta)."""
 
@@ -58,16 +56,14 @@ class SbiPosterior:
         self,
         posterior: Any,
         task: Task,
-        budget: SimulationBudget,
-        timings: Timings,
+        bookkeeping: Bookkeeping,
         transform: Transform | None = None,
-    ):
+    ) -> None:
+        super().__init__(task, bookkeeping)
         self.posterior = posterior
-        self.task = task
         self.transform = transform
-        record_budget(self, budget, timings)
 
-    def _one(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
+    def _draw(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
         with torch.random.fork_rng(devices=[]):
             if generator is not None:  # sbi draws from torch's global RNG
                 torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
@@ -77,15 +73,9 @@ class SbiPosterior:
         samples = samples.double()
         return samples if self.transform is None else self.transform(samples)
 
-    def sample(self, n: int, x: Tensor, seed: int | None = None) -> Tensor:
-        """(n, D) for x (M,), (n, B, D) for x (B, M): one sbi call per observation."""
-        x = check_observation(x, self.task, batch=True)
-        with self.timings.phase("sample"):
-            return sample_observations(self._one, n, x, seed)
-
     def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
         """(N, D) and (M,) -> (N,), sbi's (normalised where sbi normalises)."""
-        x = check_observation(x, self.task, batch=False)
+        x = self.check(x)
         if self.transform is None:
             return self.posterior.log_prob(theta.float(), x=x.float().unsqueeze(0)).double()
         theta = theta.double()
@@ -136,4 +126,4 @@ class Sbi:
             inference.append_simulations(theta.float(), run.x.float())
             inference.train(**self.training)
             posterior = inference.build_posterior(**self.posterior)
-        return SbiPosterior(posterior, task, run.budget, run.timings, transform)
+        return SbiPosterior(posterior, task, run.bookkeeping, transform)

@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 from torch.distributions import MultivariateNormal
 
-from sbibench.methods.abc import ParticlePosterior, scaled_distance
 from sbibench.methods.base import (
+    Bookkeeping,
     SimulationBudget,
     Timings,
     check_observation,
@@ -32,6 +32,8 @@ from sbibench.methods.base import (
     seeded,
     unconstrained,
 )
+from sbibench.methods.posteriors import ParticlePosterior, scaled_distance
+from sbibench.methods.settings import check_settings, fraction, positive, setting, whole
 from sbibench.task import Task
 
 __all__ = ["SMCABC"]
@@ -52,10 +54,10 @@ class SMCABC:
     """
 
     name: ClassVar[str] = "smc_abc"
-    population_size: int | None = None
+    population_size: int | None = setting(None, whole(2))
     initial_factor: int = 5
-    quantile: float = 0.5
-    kernel_scale: float = 2.0
+    quantile: float = setting(0.5, fraction)
+    kernel_scale: float = setting(2.0, positive)
     kde: bool = True
 
     def population(self, num_simulations: int) -> int:
@@ -67,12 +69,9 @@ class SMCABC:
     def run(
         self, task: Task, observation: Tensor, num_simulations: int, seed: int
     ) -> ParticlePosterior:
+        check_settings(self)
         observation = check_observation(observation, task, batch=False)
-        if not 0 < self.quantile < 1:
-            raise ValueError(f"quantile must be in (0, 1), got {self.quantile}")
         size = self.population(num_simulations)
-        if size < 2:
-            raise ValueError(f"population_size must be >= 2, got {size}")
         timings = Timings()
         transform = unconstrained(task)
         with seeded(seed) as generator:
@@ -100,7 +99,7 @@ class SMCABC:
                         break
                     u, d, weights = step
             timings.train -= timings.simulate - simulating  # rounds' simulations count apart
-        return ParticlePosterior(task, observation, u, weights, self.kde, budget, timings)
+        return ParticlePosterior(task, observation, u, weights, self.kde, Bookkeeping.of(budget))
 
     def _next_population(
         self,

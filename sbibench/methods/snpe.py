@@ -33,22 +33,18 @@ from torch import Tensor
 from torch.distributions import MultivariateNormal
 
 from sbibench.methods.base import (
+    Bookkeeping,
     check_observation,
     log_abs_det,
     log_prior_unconstrained,
     other_rows,
     unconstrained,
 )
-from sbibench.methods.posteriors import (
-    NeuralPosterior,
-    check_own_observation,
-    record_budget,
-    sample_observations,
-)
+from sbibench.methods.posteriors import BasePosterior, NeuralPosterior
+from sbibench.methods.settings import estimator_name, setting
 from sbibench.methods.training import (
-    NeuralConfig,
-    build,
-    fit_settings,
+    EstimatorSettings,
+    TrainingSettings,
     run_rounds,
     validation_noise,
 )
@@ -85,64 +81,67 @@ def _flow_density(estimator: Estimator, observation: Tensor) -> LogDensity:
     return log_density
 
 
-@dataclasses.dataclass(frozen=True)
-class _Sequential(NeuralConfig):
-    """The round loop the three variants share; each supplies proposal, loss and result."""
+def _max_likelihood(config, estimator, task, u, x, mixture, first):
+    return (lambda u_, x_: -estimator.log_prob(u_, x_).mean()), (u, x)
 
-    amortized: ClassVar[bool] = False
-    # the fewest rows of a minibatch: 2 for a loss that contrasts each row with others
-    min_batch_size: ClassVar[int] = 1
-    rounds: int = 10
 
-    def run(self, task: Task, observation: Tensor, num_simulations: int, seed: int) -> Any:
-        observation = check_observation(observation, task, batch=False)
-        mixture = _Mixture()
-        fitted: list[Estimator] = []  # the estimator, built in round 1
+def _flow_proposal(config, estimator, task, observation, size, mixture, generator):
+    """Draw ``size`` u ~ the current posterior estimate; its log-density."""
+    with torch.no_grad():
+        u = estimator.sample(size, observation.float(), generator=generator).double()
+    return u, _flow_density(estimator, observation)
 
-        def propose(size: int, generator: torch.Generator) -> Tensor:
-            u_new, log_density = self._proposal(
-                fitted[0], task, observation, size, mixture, generator
-            )
-            mixture.add(size, log_density)
-            return u_new
 
-        def learn(r: int, size: int, u: Tensor, x: Tensor) -> None:
-            if r == 0:  # z-scoring from the prior's round, as sbi does
-                mixture.add(size, lambda u_: log_prior_unconstrained(task, u_))
-                fitted.append(build(self, task, u, x))
-            loss, tensors = self._loss(fitted[0], task, u, x, mixture, first=r == 0)
-            settings = fit_settings(self, seed + r)
-            train(fitted[0], loss, tensors, **settings, min_batch_size=self.min_batch_size)
+def _neural_result(config, estimator, task, observation, bookkeeping, mixture, generator):
+    return NeuralPosterior(estimator, task, bookkeeping, observation=observation)
 
-        run = run_rounds(task, num_simulations, self.rounds, seed, propose, learn)
-        return self._result(
-            fitted[0], task, observation, run.budget, run.timings, mixture, run.generator
+
+def _sequential(
+    config: Any, task: Task, observation: Tensor, num_simulations: int, seed: int
+) -> Any:
+    """The round loop the three variants share, each with its ``config._loss(estimator, task,
+    u, x, mixture, first)`` -> (loss, tensors), ``config._proposal(estimator, task,
+    observation, size, mixture, generator)`` -> (u (size, D), its log-density),
+    ``config._result(estimator, task, observation, bookkeeping, mixture, generator)`` -> the
+    posterior and ``config.min_batch_size`` (2 for a loss that contrasts rows)."""
+    observation = check_observation(observation, task, batch=False)
+    mixture = _Mixture()
+    fitted: list[Estimator] = []  # the estimator, built in round 1
+
+    def propose(size: int, generator: torch.Generator) -> Tensor:
+        u_new, log_density = config._proposal(
+            fitted[0], task, observation, size, mixture, generator
         )
+        mixture.add(size, log_density)
+        return u_new
 
-    def _proposal(self, estimator, task, observation, size, mixture, generator):
-        """Draw ``size`` u ~ the current posterior estimate; its log-density."""
-        with torch.no_grad():
-            u = estimator.sample(size, observation.float(), generator=generator).double()
-        return u, _flow_density(estimator, observation)
+    def learn(r: int, size: int, u: Tensor, x: Tensor) -> None:
+        if r == 0:  # z-scoring from the prior's round, as sbi does
+            mixture.add(size, lambda u_: log_prior_unconstrained(task, u_))
+            fitted.append(config.build(task, u, x))
+        step, tensors = config._loss(fitted[0], task, u, x, mixture, first=r == 0)
+        settings = config.fit_settings(seed + r)
+        train(fitted[0], step, tensors, **settings, min_batch_size=config.min_batch_size)
 
-    def _loss(self, estimator, task, u, x, mixture, first):
-        return (lambda u_, x_: -estimator.log_prob(u_, x_).mean()), (u, x)
-
-    def _result(self, estimator, task, observation, budget, timings, mixture, generator):
-        return NeuralPosterior(estimator, task, budget, timings, observation=observation)
+    run = run_rounds(task, num_simulations, config.rounds, seed, propose, learn)
+    return config._result(fitted[0], task, observation, run.bookkeeping, mixture, run.generator)
 
 
 @dataclasses.dataclass(frozen=True)
-class SNPEC(_Sequential):
+class SNPEC(EstimatorSettings, TrainingSettings):
     """APT with the atomic loss; see the module docstring."""
 
     name: ClassVar[str] = "snpe_c"
+    amortized: ClassVar[bool] = False
     min_batch_size: ClassVar[int] = 2  # an atom set needs another row of the minibatch
+    rounds: int = 10
     num_atoms: int = 10
+    run = _sequential
+    _proposal, _result = _flow_proposal, _neural_result
 
     def _loss(self, estimator, task, u, x, mixture, first):
         if first:
-            return super()._loss(estimator, task, u, x, mixture, first)
+            return _max_likelihood(self, estimator, task, u, x, mixture, first)
         atoms = self.num_atoms
         # The prior's log-density of every row, once per round: an atom is a row of the batch.
         log_prior = log_prior_unconstrained(task, u.double()).float()
@@ -163,10 +162,15 @@ class SNPEC(_Sequential):
 
 
 @dataclasses.dataclass(frozen=True)
-class SNPEB(_Sequential):
+class SNPEB(EstimatorSettings, TrainingSettings):
     """Importance-weighted maximum likelihood; see the module docstring."""
 
     name: ClassVar[str] = "snpe_b"
+    amortized: ClassVar[bool] = False
+    min_batch_size: ClassVar[int] = 1
+    rounds: int = 10
+    run = _sequential
+    _proposal, _result = _flow_proposal, _neural_result
 
     def _loss(self, estimator, task, u, x, mixture, first):
         with torch.no_grad():
@@ -180,27 +184,30 @@ class SNPEB(_Sequential):
 
 
 @dataclasses.dataclass(frozen=True)
-class SNPEA(_Sequential):
+class SNPEA(EstimatorSettings, TrainingSettings):
     """MDN with the proposal correction; see the module docstring."""
 
     name: ClassVar[str] = "snpe_a"
-    estimator: str = "mdn"
+    amortized: ClassVar[bool] = False
+    min_batch_size: ClassVar[int] = 1
+    rounds: int = 10
+    estimator: str = setting("mdn", estimator_name)
     oversampling: int = 10
+    run = _sequential
+    _loss = _max_likelihood
 
     def _proposal(self, estimator, task, observation, size, mixture, generator):
         corrected = _CorrectedPosterior(
-            estimator, task, observation, mixture, self.oversampling, generator
+            estimator, task, observation, mixture, self.oversampling, generator, Bookkeeping()
         )
         sample = corrected.sample_u(max(size, 1000), generator)
         gaussian = MultivariateNormal(sample.mean(0), covariance_matrix=_covariance(sample))
         return _draw(gaussian, size, generator), gaussian.log_prob
 
-    def _result(self, estimator, task, observation, budget, timings, mixture, generator):
-        posterior = _CorrectedPosterior(
-            estimator, task, observation, mixture, self.oversampling, generator
+    def _result(self, estimator, task, observation, bookkeeping, mixture, generator):
+        return _CorrectedPosterior(
+            estimator, task, observation, mixture, self.oversampling, generator, bookkeeping
         )
-        record_budget(posterior, budget, timings)
-        return posterior
 
 
 def _covariance(sample: Tensor) -> Tensor:
@@ -214,15 +221,16 @@ def _draw(gaussian: MultivariateNormal, n: int, generator: torch.Generator) -> T
     return gaussian.loc + noise @ gaussian.scale_tril.T
 
 
-class _CorrectedPosterior:
+class _CorrectedPosterior(BasePosterior):
     """q(u | x_o) p(u) / p~(u): sampled by importance resampling from the estimator, with a
     log-density normalised by an importance-sampling estimate of its constant (20,000 draws
     from ``generator``, so `log_prob` is a pure function of the run's seed)."""
 
-    def __init__(self, estimator, task, observation, mixture, oversampling, generator):
+    batch = False
+
+    def __init__(self, estimator, task, observation, mixture, oversampling, generator, bookkeeping):
+        super().__init__(task, bookkeeping, observation)
         self.estimator = copy.deepcopy(estimator).eval()
-        self.task = task
-        self.observation = observation
         self.mixture = copy.copy(mixture)
         self.mixture.parts = list(mixture.parts)
         self.oversampling = oversampling
@@ -243,17 +251,13 @@ class _CorrectedPosterior:
         weights = torch.softmax(self._log_weight(u), 0)
         return u[torch.multinomial(weights, n, replacement=True, generator=generator)]
 
-    def sample(self, n: int, x: Tensor, seed: int | None = None) -> Tensor:
-        x = check_own_observation(x, self.task, self.observation)
-        with self.timings.phase("sample"):
-            return sample_observations(
-                lambda n_, _, generator: self.transform(self.sample_u(n_, generator)), n, x, seed
-            )
+    def _draw(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        return self.transform(self.sample_u(n, generator))
 
     @torch.no_grad()
     def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
         """(N, D) -> (N,): log q(u|x_o) + log p(u) - log p~(u) - log Z - log|det dT/du|."""
-        x = check_observation(x, self.task, batch=False)
+        x = self.check(x)
         theta = theta.double()
         u = self.transform.inv(theta)
         log_q = self.estimator.log_prob(u.float(), x.float()).double()

@@ -4,9 +4,10 @@ A method file keeps only its own mathematics (its loss, its posterior, its setti
 the rest from here:
 
 - `TrainingSettings`: the six settings of `sbibench.nn.train` (sbi's defaults), a dataclass
-  to inherit; `fit_settings` turns one into keyword arguments of `train`.
-- `NeuralConfig`: a density estimator of the parameters given the data, with its embedding, on
-  top of the training settings (NPE, SNPE, NLE); `build` makes the estimator.
+  for a method's config to list among its bases; `fit_settings` turns one into keyword
+  arguments of `train`.
+- `EstimatorSettings`: a density estimator with its embedding (NPE, SNPE, NLE), listed beside
+  `TrainingSettings`; `build` makes the estimator of the parameters given the data.
 - `prior_simulations`: the preamble of an amortized fit (timings, seeding, the budgeted
   simulator, the whole budget from the prior predictive, the validity filter, the train phase,
   the unconstrained parameters u = T^-1(theta)).
@@ -28,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from sbibench.methods.base import (
+    Bookkeeping,
     SimulationBudget,
     Timings,
     dim_unconstrained,
@@ -37,11 +39,13 @@ from sbibench.methods.base import (
     unconstrained,
 )
 from sbibench.methods.mcmc_posterior import MCMCPosterior, MCMCSettings, Potential
-from sbibench.nn import DeepSet, Estimator, build_estimator
+from sbibench.methods.settings import estimator_name, fraction, one_of, positive, setting, widths
+from sbibench.nn import Classifier, DeepSet, Estimator, build_estimator
 from sbibench.task import Task
 
 __all__ = [
-    "NeuralConfig",
+    "ClassifierSettings",
+    "EstimatorSettings",
     "Simulations",
     "TrainingSettings",
     "build",
@@ -58,7 +62,7 @@ __all__ = [
 @dataclasses.dataclass(frozen=True)
 class TrainingSettings:
     """The training loop's settings (`sbibench.nn.train`), sbi's defaults; a method's config
-    inherits them and may change a default by declaring the field again.
+    lists this class among its bases and may change a default by declaring the field again.
 
     Arguments:
         batch_size: rows per minibatch.
@@ -70,41 +74,84 @@ class TrainingSettings:
     """
 
     batch_size: int = 200
-    learning_rate: float = 5e-4
-    validation_fraction: float = 0.1
+    learning_rate: float = setting(5e-4, positive)
+    validation_fraction: float = setting(0.1, fraction)
     patience: int = 20
     max_epochs: int | None = None
-    clip_norm: float | None = 5.0
+    clip_norm: float | None = setting(5.0, positive)
+
+    def fit_settings(self, seed: int) -> dict[str, Any]:
+        """Keyword arguments of `sbibench.nn.train` from these settings."""
+        return {
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "validation_fraction": self.validation_fraction,
+            "patience": self.patience,
+            "max_epochs": self.max_epochs,
+            "clip_norm": self.clip_norm,
+            "seed": seed,
+        }
 
 
-def fit_settings(config: TrainingSettings, seed: int) -> dict[str, Any]:
-    """Keyword arguments of `sbibench.nn.train` from a config."""
-    return {
-        "batch_size": config.batch_size,
-        "learning_rate": config.learning_rate,
-        "validation_fraction": config.validation_fraction,
-        "patience": config.patience,
-        "max_epochs": config.max_epochs,
-        "clip_norm": config.clip_norm,
-        "seed": seed,
-    }
+fit_settings = TrainingSettings.fit_settings  # fit_settings(config, seed), for any config
+
+
+EMBEDDINGS = (None, "deepset")
 
 
 @dataclasses.dataclass(frozen=True)
-class NeuralConfig(TrainingSettings):
-    """A conditional density estimator and its training settings (NPE, SNPE, NLE).
+class EstimatorSettings:
+    """A conditional density estimator of sbibench's (`sbibench.nn`) (NPE, SNPE, NLE).
 
     Arguments:
         estimator: ``"maf"``, ``"nsf"``, ``"nsf_coupling"``, ``"realnvp"`` or ``"mdn"``.
         estimator_options: keyword arguments of the estimator's builder.
         embedding: None, or ``"deepset"`` to embed the data as a set of i.i.d. scalars.
-        batch_size, learning_rate, validation_fraction, patience, max_epochs, clip_norm:
-            see `TrainingSettings`.
     """
 
-    estimator: str = "maf"
+    estimator: str = setting("maf", estimator_name)
     estimator_options: dict = dataclasses.field(default_factory=dict)
-    embedding: str | None = None
+    embedding: str | None = setting(None, one_of(*EMBEDDINGS))
+
+    def build(self, task: Task, u: Tensor, x: Tensor) -> Estimator:
+        """The configured estimator of u (N, d) given x (N, M), z-scored on these data; d =
+        `dim_unconstrained` (D, or D - 1 on the simplex)."""
+        embedding, context = embedding_net(self.embedding, task)
+        estimator = build_estimator(
+            self.estimator, dim_unconstrained(task), context, embedding=embedding,
+            **self.estimator_options,
+        )  # fmt: skip
+        return estimator.standardize_(u, x)
+
+
+build = EstimatorSettings.build  # build(config, task, u, x)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierSettings:
+    """The classifier d(u, x) of a ratio method (NRE and its variants).
+
+    Arguments:
+        hidden_features: widths of the classifier's MLP layers or residual blocks.
+        classifier: ``"mlp"``, or ``"resnet"`` (residual blocks, as sbi's and sbibm's NRE).
+        embedding: None, or ``"deepset"`` to embed the data as a set of i.i.d. scalars.
+    """
+
+    hidden_features: tuple = setting((50, 50), widths)
+    classifier: str = setting("mlp", one_of("mlp", "resnet"))
+    embedding: str | None = setting(None, one_of(*EMBEDDINGS))
+
+    def build(self, task: Task, u: Tensor, x: Tensor) -> Classifier:
+        """The configured classifier of (u (N, d), x (N, M)), z-scored on these data."""
+        embedding, context = embedding_net(self.embedding, task)
+        classifier = Classifier(
+            dim_unconstrained(task),
+            context,
+            tuple(self.hidden_features),
+            embedding=embedding,
+            residual=self.classifier == "resnet",
+        )
+        return classifier.standardize_(u, x)
 
 
 def embedding_net(embedding: str | None, task: Task) -> tuple[nn.Module | None, int]:
@@ -119,17 +166,6 @@ def embedding_net(embedding: str | None, task: Task) -> tuple[nn.Module | None, 
     if embedding == "deepset":
         return nn.Sequential(nn.Unflatten(-1, (task.dim_data, 1)), DeepSet(1, 20)), 20
     raise ValueError(f"embedding must be None or 'deepset', got {embedding!r}")
-
-
-def build(config: NeuralConfig, task: Task, u: Tensor, x: Tensor) -> Estimator:
-    """The configured estimator of u (N, d) given x (N, M), z-scored on these data; d =
-    `dim_unconstrained` (D, or D - 1 on the simplex)."""
-    embedding, context = embedding_net(config.embedding, task)
-    estimator = build_estimator(
-        config.estimator, dim_unconstrained(task), context, embedding=embedding,
-        **config.estimator_options,
-    )  # fmt: skip
-    return estimator.standardize_(u, x)
 
 
 def validation_noise(net: nn.Module) -> torch.Generator | None:
@@ -150,6 +186,11 @@ class Simulations:
     generator: torch.Generator
     theta: Tensor
     x: Tensor
+
+    @property
+    def bookkeeping(self) -> Bookkeeping:
+        """What the run has spent so far, for its posterior."""
+        return Bookkeeping.of(self.budget)
 
     @property
     def u(self) -> Tensor:
@@ -258,7 +299,7 @@ def mcmc_rounds(
 
     def fit(r: int, size: int, u: Tensor, values: Tensor) -> None:
         potential = learn(r, u, values)
-        latest.append(MCMCPosterior(potential, task, settings, None, Timings(), observation))
+        latest.append(MCMCPosterior(potential, task, settings, Bookkeeping(), observation))
 
     run = run_rounds(task, num_simulations, rounds, seed, propose, fit, data)
-    return MCMCPosterior(latest[-1].potential, task, settings, run.budget, run.timings, observation)
+    return MCMCPosterior(latest[-1].potential, task, settings, run.bookkeeping, observation)

@@ -7,7 +7,7 @@ import torch
 
 from sbibench import get_task
 from sbibench.methods import get_method
-from sbibench.methods.abc import cv_bandwidth
+from sbibench.methods.posteriors import cv_bandwidth
 from sbibench.metrics import c2st, mmd
 
 

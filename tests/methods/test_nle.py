@@ -61,7 +61,7 @@ def test_nle_dequantises_counts(name):
     """On poisson_gamma the flow is trained on x + v, v ~ U(0, 1) afresh per minibatch (the same
     v in every validation pass), and the potential reads q(x + 1/2 | u), the cell's centre; on
     normal_mean (continuous) it sees x itself."""
-    from sbibench.methods.nle import likelihood_potential
+    from sbibench.methods.nle import _train, likelihood_potential
     from sbibench.nn import build_estimator
 
     task = get_task(name)
@@ -77,7 +77,7 @@ def test_nle_dequantises_counts(name):
         return log_prob(data, u_)
 
     estimator.log_prob = recording
-    get_method("nle", max_epochs=2)._train(estimator, u, x, 0, task)
+    _train(get_method("nle", max_epochs=2), estimator, u, x, 0, task)
     training = torch.cat([data for mode, data in seen if mode])
     validation = [data for mode, data in seen if not mode]
     assert len(validation) == 2 and torch.equal(validation[0], validation[1])

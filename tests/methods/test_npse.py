@@ -59,7 +59,7 @@ def test_probability_flow_with_the_exact_score_reaches_the_posterior(k):
     s_min instead of 0 made the sd 0.5% too large, which alone moves log_prob by 0.015 nats at
     2 sd and 0.07 at 4 sd (0.1 at 4 sd with the shift of the mean).
     """
-    from sbibench.methods.base import SimulationBudget, Timings
+    from sbibench.methods.base import Bookkeeping
     from sbibench.methods.npse import score_flow
     from sbibench.methods.posteriors import ODEPosterior
     from sbibench.nn import ZScore
@@ -77,9 +77,7 @@ def test_probability_flow_with_the_exact_score_reaches_the_posterior(k):
 
     norm = ZScore(1)
     norm.scale.fill_(3.0)
-    timings = Timings()
-    budget = SimulationBudget(task, 1, torch.Generator().manual_seed(0), timings)
-    posterior = ODEPosterior(*score_flow(score, s_max, s_min, 50), norm, task, budget, timings)
+    posterior = ODEPosterior(*score_flow(score, s_max, s_min, 50), norm, task, Bookkeeping())
 
     c = (v_z / (v_z + s_max**2)) ** 0.5
     mean = 3 * m_z * (1 - c)
