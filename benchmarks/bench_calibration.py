@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import torch
 
 from sbibench import get_method, get_task
-from sbibench.methods.base import Timings
+from sbibench.methods.base import Bookkeeping
 from sbibench.methods.mcmc_posterior import MCMCPosterior
 from sbibench.methods.nle import likelihood_potential
 from sbibench.run.worker import _calibrate
@@ -44,7 +44,7 @@ def _fit() -> torch.nn.Module:
 def _posterior(estimator: torch.nn.Module) -> MCMCPosterior:
     task = get_task("linear_gaussian")
     potential = likelihood_potential(estimator, task, summary=False)
-    return MCMCPosterior(potential, task, get_method("nle"), None, Timings())
+    return MCMCPosterior(potential, task, get_method("nle"), Bookkeeping())
 
 
 class CalibrateNLE:

@@ -19,7 +19,7 @@ import torch
 
 from sbibench import get_task
 from sbibench.methods import posteriors
-from sbibench.methods.base import SimulationBudget, Timings
+from sbibench.methods.base import Bookkeeping
 from sbibench.nn import VectorField, ZScore
 
 ROWS = 20_200  # 200 datasets x (100 draws + 1 true parameter); the full 1,000 cost 5x this
@@ -30,11 +30,9 @@ def _posterior() -> posteriors.ODEPosterior:
     torch.manual_seed(0)
     task = get_task("linear_gaussian")
     net = VectorField(task.dim_parameters, task.dim_data).eval().requires_grad_(False)
-    timings = Timings()
-    budget = SimulationBudget(task, 1, torch.Generator().manual_seed(0), timings)
     norm = ZScore(task.dim_parameters)
     times = torch.linspace(0, 1, STEPS + 1)
-    return posteriors.ODEPosterior(net, times, 1.0, norm, task, budget, timings)
+    return posteriors.ODEPosterior(net, times, 1.0, norm, task, Bookkeeping())
 
 
 class CalibrationDensities:

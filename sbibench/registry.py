@@ -32,6 +32,7 @@ __all__ = [
     "list_suites",
     "load",
     "lookup",
+    "module_of",
     "with_entry_points",
 ]
 
@@ -56,18 +57,27 @@ def load(path: str, what: str = "object") -> Any:
     """
     module, _, attribute = str(path).partition(":")
     if not module or not attribute:
-        raise ValueError(f"{what}: expected 'package.module:attribute', got {path!r}")
+        raise ValueError(f"expected 'package.module:attribute' for the {what}, got {path!r}")
     try:
         return getattr(importlib.import_module(module), attribute)
     except (ImportError, AttributeError) as error:
-        raise ValueError(f"{what}: cannot import {path!r}: {error}") from None
+        raise ValueError(f"cannot import {path!r} ({what}): {error}") from None
 
 
-def lookup(table: dict[str, str], name: str, what: str) -> Any:
-    """``table[name]`` imported (`load`); ValueError listing the known names when unknown."""
+def lookup(table: dict[str, Any], name: str, what: str) -> Any:
+    """``table[name]``: imported where it is a ``"module:attribute"`` string (`load`), as it
+    is where it is the object itself (registered at run time); ValueError listing the known
+    names when unknown."""
     if name not in table:
         raise ValueError(f"unknown {what} {name!r}; known: {', '.join(sorted(table))}")
-    return load(table[name], what)
+    entry = table[name]
+    return load(entry, what) if isinstance(entry, str) else entry
+
+
+def module_of(entry: Any) -> str:
+    """The module an entry of a registry lives in: of its ``"module:attribute"``, or of the
+    object itself."""
+    return entry.partition(":")[0] if isinstance(entry, str) else entry.__module__
 
 
 def with_entry_points(builtin: dict[str, str], kind: str) -> dict[str, str]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
-from importlib.metadata import entry_points
 from typing import Any
 
 from sbibench.methods.base import (
@@ -16,6 +14,8 @@ from sbibench.methods.base import (
     Timings,
     config_hash,
 )
+from sbibench.methods.settings import check_settings
+from sbibench.registry import lookup, with_entry_points
 
 __all__ = [
     "METHODS",
@@ -29,6 +29,7 @@ __all__ = [
     "get_method",
     "is_amortized",
     "list_methods",
+    "method_paths",
     "register_method",
 ]
 
@@ -61,16 +62,16 @@ METHODS = {
 }
 
 
-def _registry() -> dict[str, str]:
-    registry = dict(METHODS)
-    for entry in entry_points(group="sbibench.methods"):
-        registry.setdefault(entry.name, entry.value)
-    return registry
+def method_paths() -> dict[str, Any]:
+    """Every known method's ``"module:attribute"`` (or its class, registered at run time):
+    `METHODS` and the ``sbibench.methods`` entry points of other packages (a built-in name
+    wins)."""
+    return with_entry_points(METHODS, "methods")
 
 
 def list_methods() -> list[str]:
     """Names of every known method, sorted."""
-    return sorted(_registry())
+    return sorted(method_paths())
 
 
 def get_method(name: str, **config: Any) -> Any:
@@ -81,11 +82,7 @@ def get_method(name: str, **config: Any) -> Any:
             method's fields), or a value that breaks its setting's rule
             (`sbibench.methods.settings`).
     """
-    registry = _registry()
-    if name not in registry:
-        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(sorted(registry))}")
-    module, attribute = registry[name].split(":")
-    cls = getattr(importlib.import_module(module), attribute)
+    cls = lookup(method_paths(), name, "method")
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(config) - fields)
     if unknown:
@@ -93,8 +90,6 @@ def get_method(name: str, **config: Any) -> Any:
             f"unknown config key(s) {', '.join(unknown)} for method {name!r}; "
             f"its fields: {', '.join(sorted(fields))}"
         )
-    from sbibench.methods.settings import check_settings
-
     method = cls(**config)
     check_settings(method)
     return method
@@ -102,24 +97,28 @@ def get_method(name: str, **config: Any) -> Any:
 
 def register_method(name: str, method: type | str) -> None:
     """Add a method to the registry as ``name``: its configuration dataclass, or the
-    ``"module:attribute"`` path of one. A class is registered by its import path, so its module
-    must be importable (a script's own classes are, in its process, as ``__main__``).
+    ``"module:attribute"`` path of one. A class registered by itself is known in this process
+    and in the worker processes that import the module registering it (a script's top level
+    runs again in each spawned worker); a path is imported where it is needed.
 
     Raises:
-        ValueError: an empty name, a class that is not at the top of its module, or a name
-            already registered to another method.
+        ValueError: an empty name, or a name already registered to another method.
         TypeError: ``method`` is neither a dataclass nor a ``"module:attribute"`` string.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")
-    if isinstance(method, type) and dataclasses.is_dataclass(method):
-        if "<locals>" in method.__qualname__:
-            raise ValueError(f"method {method.__qualname__} must be defined at module level")
-        method = f"{method.__module__}:{method.__qualname__}"
-    elif not isinstance(method, str) or method.count(":") != 1:
+    is_class = isinstance(method, type) and dataclasses.is_dataclass(method)
+    if not is_class and (not isinstance(method, str) or method.count(":") != 1):
         raise TypeError(f"method must be a dataclass or 'module:attribute', got {method!r}")
-    if METHODS.setdefault(name, method) != method:
-        raise ValueError(f"method {name!r} is already registered as {METHODS[name]!r}")
+    known = METHODS.get(name)
+    if known is not None and _where(known) != _where(method):
+        raise ValueError(f"method {name!r} is already registered as {known!r}")
+    METHODS[name] = method
+
+
+def _where(method: type | str) -> str:
+    """A registry entry's ``"module:attribute"``, whether it is a path or a class."""
+    return method if isinstance(method, str) else f"{method.__module__}:{method.__qualname__}"
 
 
 def is_amortized(method: Any) -> bool:

@@ -14,7 +14,6 @@ batch with the failed rows NaN, for the method to drop like any invalid simulati
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -33,21 +32,14 @@ from sbibench.methods.base import (
     unconstrained,
 )
 from sbibench.methods.posteriors import BasePosterior
+from sbibench.registry import load
 from sbibench.task import Task
 
 __all__ = ["External", "Float32Prior", "SamplesPosterior", "Sbibm", "SbibmTask", "budgeted"]
 
 
 def _import(path: str | Callable) -> Callable:
-    if callable(path):
-        return path
-    module, _, attribute = path.partition(":")
-    if not module or not attribute:
-        raise ValueError(f"expected 'package.module:function', got {path!r}")
-    try:
-        return getattr(importlib.import_module(module), attribute)
-    except (ImportError, AttributeError) as error:
-        raise ValueError(f"cannot import {path!r}: {error}") from None
+    return path if callable(path) else load(path, "function")
 
 
 class _BudgetedModel:

@@ -29,6 +29,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from sbibench import checks
+from sbibench.mcmc import SAMPLERS
+from sbibench.nn import ESTIMATORS
+
 __all__ = [
     "Rule",
     "above",
@@ -58,8 +62,7 @@ def setting(default: Any, rule: Rule) -> Any:
 
 
 def _whole(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+    checks.whole(value, name, low)
 
 
 def _real(name: str, value: Any) -> float:
@@ -112,16 +115,12 @@ def widths(name: str, value: Any, config: Any) -> None:
 
 def estimator_name(name: str, value: Any, config: Any) -> None:
     """The name of one of sbibench's density estimators (`sbibench.nn.ESTIMATORS`)."""
-    from sbibench.nn import ESTIMATORS
-
     if value not in ESTIMATORS:
         raise ValueError(f"{name} must be one of {sorted(ESTIMATORS)}, got {value!r}")
 
 
 def sampler_name(name: str, value: Any, config: Any) -> None:
     """The name of one of sbibench's MCMC samplers (`sbibench.mcmc.SAMPLERS`)."""
-    from sbibench.mcmc import SAMPLERS
-
     if value not in SAMPLERS:
         raise ValueError(f"{name} must be one of {SAMPLERS}, got {value!r}")
 

@@ -21,9 +21,10 @@ import hashlib
 from pathlib import Path
 
 from sbibench import __version__
-from sbibench.methods import _registry
+from sbibench.methods import method_paths
 from sbibench.models import FAMILIES
 from sbibench.reference.store import reference_dir
+from sbibench.registry import module_of
 from sbibench.task import get_task
 
 __all__ = ["code_digest", "job_provenance", "module_closure", "task_digest"]
@@ -113,7 +114,7 @@ def task_digest(task_name: str) -> str:
 def job_provenance(task_name: str, method_name: str) -> dict[str, str]:
     """The fields a record must share with today's code to be reused: sbibench's version, the
     code digest and the task digest."""
-    method_module = _registry()[method_name].split(":")[0]
+    method_module = module_of(method_paths()[method_name])
     family_module = FAMILIES[get_task(task_name).family].split(":")[0]
     return {
         "sbibench_version": __version__,

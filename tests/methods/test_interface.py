@@ -187,7 +187,7 @@ def test_a_budget_with_no_valid_simulation_is_an_error(name, make_task):
 
 
 def test_unknown_names_and_keys_are_listed():
-    with pytest.raises(ValueError, match="unknown method 'abc'; known methods: .*rej_abc"):
+    with pytest.raises(ValueError, match="unknown method 'abc'; known: .*rej_abc"):
         get_method("abc")
     with pytest.raises(ValueError, match="unknown config key.* 'rej_abc'; its fields: kde"):
         get_method("rej_abc", accepted=3)
