@@ -24,17 +24,16 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from sbibench.methods.base import dim_unconstrained
 from sbibench.methods.posteriors import ODEPosterior
 from sbibench.methods.settings import check_settings, one_of, positive, setting, widths
 from sbibench.methods.training import (
     EMBEDDINGS,
     TrainingSettings,
-    embedding_net,
+    field_net,
     prior_simulations,
     validation_noise,
 )
-from sbibench.nn import VectorField, ZScore, train
+from sbibench.nn import VectorField, train
 from sbibench.task import Task
 
 __all__ = ["FMPE"]
@@ -66,11 +65,7 @@ class FMPE(TrainingSettings):
         check_settings(self)
         with prior_simulations(task, num_simulations, seed) as run:
             u, x = run.u, run.x.float()
-            dim = dim_unconstrained(task)
-            norm = ZScore(dim).fit_(u)
-            embedding, context = embedding_net(self.embedding, task)
-            net = VectorField(dim, context, tuple(self.hidden_features), embedding=embedding)
-            net.standardize_(x)
+            norm, net = field_net(VectorField, task, u, x, self.hidden_features, self.embedding)
             shrink, power = 1 - self.sigma_min, self.time_power
 
             def loss(z1: Tensor, x_: Tensor) -> Tensor:

@@ -37,7 +37,6 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from sbibench.methods.base import dim_unconstrained
 from sbibench.methods.posteriors import ODEPosterior
 from sbibench.methods.settings import (
     above,
@@ -51,11 +50,11 @@ from sbibench.methods.settings import (
 from sbibench.methods.training import (
     EMBEDDINGS,
     TrainingSettings,
-    embedding_net,
+    field_net,
     prior_simulations,
     validation_noise,
 )
-from sbibench.nn import ScoreNet, ZScore, train
+from sbibench.nn import ScoreNet, train
 from sbibench.task import Task
 
 __all__ = ["NPSE", "noise_levels", "score_flow"]
@@ -127,11 +126,7 @@ class NPSE(TrainingSettings):
         check_settings(self)
         with prior_simulations(task, num_simulations, seed) as run:
             u, x = run.u, run.x.float()
-            dim = dim_unconstrained(task)
-            norm = ZScore(dim).fit_(u)
-            embedding, context = embedding_net(self.embedding, task)
-            net = ScoreNet(dim, context, tuple(self.hidden_features), embedding=embedding)
-            net.standardize_(x)
+            norm, net = field_net(ScoreNet, task, u, x, self.hidden_features, self.embedding)
 
             def loss(z: Tensor, x_: Tensor) -> Tensor:
                 generator = validation_noise(net)

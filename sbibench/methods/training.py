@@ -40,7 +40,7 @@ from sbibench.methods.base import (
 )
 from sbibench.methods.mcmc_posterior import MCMCPosterior, MCMCSettings, Potential
 from sbibench.methods.settings import estimator_name, fraction, one_of, positive, setting, widths
-from sbibench.nn import Classifier, DeepSet, Estimator, build_estimator
+from sbibench.nn import Classifier, DeepSet, Estimator, ZScore, build_estimator
 from sbibench.task import Task
 
 __all__ = [
@@ -166,6 +166,20 @@ def embedding_net(embedding: str | None, task: Task) -> tuple[nn.Module | None, 
     if embedding == "deepset":
         return nn.Sequential(nn.Unflatten(-1, (task.dim_data, 1)), DeepSet(1, 20)), 20
     raise ValueError(f"embedding must be None or 'deepset', got {embedding!r}")
+
+
+def field_net(
+    build: Callable[..., nn.Module], task: Task, u: Tensor, x: Tensor, hidden: Any, embedding: Any
+) -> tuple[Any, nn.Module]:
+    """The z-scoring of the unconstrained parameters ``u`` (N, D) and a vector-field or score
+    network ``build(D, context, hidden, embedding=...)`` of them, its contexts z-scored on
+    ``x`` (N, M): what flow matching and score-based NPE train."""
+    dim = dim_unconstrained(task)
+    norm = ZScore(dim).fit_(u)
+    embedding, context = embedding_net(embedding, task)
+    net = build(dim, context, tuple(hidden), embedding=embedding)
+    net.standardize_(x)
+    return norm, net
 
 
 def validation_noise(net: nn.Module) -> torch.Generator | None:

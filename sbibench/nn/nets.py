@@ -161,15 +161,8 @@ class ScoreNet(_FourierConditioned):
     :math:`s = F([c_{\text{in}} \theta, \phi(c_{\text{noise}}), x]) / \sigma`,
     :math:`c_{\text{in}} = 1 / \sqrt{1 + \sigma^2}`, :math:`c_{\text{noise}} = \log(\sigma) / 4`
     and :math:`\phi` = :func:`fourier_features`. Parameters should be standardised by the
-    method; contexts are z-scored here (:meth:`standardize_`).
-
-    Arguments:
-        features: Parameter dimension :math:`D`.
-        context: Context dimension :math:`C` after embedding (0: unconditional).
-        hidden_features: Hidden widths.
-        frequencies: Number of Fourier frequencies of the noise embedding.
-        activation: Activation module class.
-        embedding: Optional embedding net for raw contexts.
+    method; contexts are z-scored here (:meth:`standardize_`). Its arguments are
+    :class:`VectorField`'s, ``frequencies`` those of the noise level's embedding.
 
     Example:
         >>> ScoreNet(2, 3)(torch.randn(5, 2), torch.full((5,), 0.5), torch.randn(3)).shape
