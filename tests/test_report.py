@@ -192,7 +192,7 @@ def test_misspecified_tasks_sit_beside_the_task_they_assume(tiny_run):
     npe = table[(table["task"] == "normal_mean") & (table["method"] == "npe")]["c2st"]
     assert body["npe"][4:6] == [_cell(npe), _cell(npe + 0.1)]
     assert len(misspecification_table(table)) == 1  # no pair, only the header
-    from sbibench.report.render import _markdown
+    from sbibench.report.render import Page, _markdown
     from sbibench.report.tables import provenance as _provenance
     from sbibench.report.tables import sections as _sections
 
@@ -202,7 +202,7 @@ def test_misspecified_tasks_sit_beside_the_task_they_assume(tiny_run):
 
     boards = leaderboard(both)
     boards = {titles(boards, both)[task]: rows for task, rows in boards.items()}
-    markdown = _markdown(boards, _provenance(both), [], time_table(both), sections)
+    markdown = _markdown(Page(boards, _provenance(both), [], time_table(both), sections))
     assert "## Misspecified observations" in markdown
     assert "## normal_mean_misspecified (misspecified: assumes normal_mean)" in markdown
 

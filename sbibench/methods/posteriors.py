@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -40,6 +40,7 @@ __all__ = [
     "ODEPosterior",
     "ParticlePosterior",
     "cv_bandwidth",
+    "estimator_density",
     "sample_observations",
     "scaled_distance",
 ]
@@ -181,11 +182,19 @@ class NeuralPosterior(BasePosterior):
     @torch.no_grad()
     def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
         """log q(theta | x): theta (N, D) and x (M,) -> (N,), Jacobian included."""
-        x = self.check(x)
-        theta = theta.double()
-        u = self.transform.inv(theta)
-        log_q = self.estimator.log_prob(u.float(), x.float()).double()
-        return log_q - log_abs_det(self.transform, u, theta)
+        log_q, _, log_det = estimator_density(self.estimator, self.transform, theta, self.check(x))
+        return log_q - log_det
+
+
+def estimator_density(
+    estimator: Estimator, transform: Any, theta: Tensor, x: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """An estimator's log q(u | x) at u = T^-1(theta), u, and log|det dT/du|: theta (N, D),
+    x (M,) -> (N,), (N, D'), (N,), float64 (the estimator runs in float32)."""
+    theta = theta.double()
+    u = transform.inv(theta)
+    log_q = estimator.log_prob(u.float(), x.float()).double()
+    return log_q, u, log_abs_det(transform, u, theta)
 
 
 Field = Callable[[Tensor, Tensor, Tensor], Tensor]  # y (N, D), time (), x (N, M) -> (N, D)

@@ -35,12 +35,11 @@ from torch.distributions import MultivariateNormal
 from sbibench.methods.base import (
     Bookkeeping,
     check_observation,
-    log_abs_det,
     log_prior_unconstrained,
     other_rows,
     unconstrained,
 )
-from sbibench.methods.posteriors import BasePosterior, NeuralPosterior
+from sbibench.methods.posteriors import BasePosterior, NeuralPosterior, estimator_density
 from sbibench.methods.settings import estimator_name, setting
 from sbibench.methods.training import (
     EstimatorSettings,
@@ -257,9 +256,6 @@ class _CorrectedPosterior(BasePosterior):
     @torch.no_grad()
     def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
         """(N, D) -> (N,): log q(u|x_o) + log p(u) - log p~(u) - log Z - log|det dT/du|."""
-        x = self.check(x)
-        theta = theta.double()
-        u = self.transform.inv(theta)
-        log_q = self.estimator.log_prob(u.float(), x.float()).double()
+        log_q, u, log_det = estimator_density(self.estimator, self.transform, theta, self.check(x))
         corrected = log_q + self._log_weight(u) - self._log_normaliser
-        return corrected - log_abs_det(self.transform, u, theta)
+        return corrected - log_det

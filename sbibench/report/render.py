@@ -6,6 +6,7 @@ LaTeX (leaderboard.tex), and the terminal's summary table, from the tables of
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import math
@@ -49,18 +50,35 @@ def summary_table(results: str | Path) -> str:
     return "\n".join(lines)
 
 
+@dataclasses.dataclass(frozen=True)
+class Page:
+    """What every rendering of a report shows.
+
+    Attributes:
+        boards: per-task leaderboard rows (header first), keyed by the board's title.
+        provenance: (name, value) lines of the run's provenance.
+        figures: (title, PNG as base64) of each figure.
+        times: where the worker time went, rows with a header first.
+        sections: (title, what it shows, rows with a header first) beside the boards.
+    """
+
+    boards: dict[str, list[list[str]]]
+    provenance: list[tuple[str, str]]
+    figures: list[tuple[str, str]]
+    times: list[list[str]]
+    sections: list[tuple[str, str, list[list[str]]]]
+
+    def parts(self) -> tuple:
+        return self.boards, self.provenance, self.figures, self.times, self.sections
+
+
 def _markdown_table(rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     return lines + ["| " + " | ".join(row) + " |" for row in rows[1:]]
 
 
-def _markdown(
-    boards: dict,
-    provenance: list,
-    figures: list[tuple[str, str]],
-    times: list[list[str]],
-    sections: list[tuple[str, str, list[list[str]]]],
-) -> str:
+def _markdown(page: Page) -> str:
+    boards, provenance, figures, times, sections = page.parts()
     out = ["# sbibench leaderboard", ""]
     out += [f"- **{name}**: {value}" for name, value in provenance]
     out += ["", "Mean ± 95% interval over observations and seeds; *floor*: the same score of "
@@ -109,7 +127,8 @@ def _latex_table(rows: list[list[str]], caption: str) -> list[str]:
     ]
 
 
-def _latex(boards: dict, provenance: list, sections: list[tuple[str, str, list[list[str]]]]) -> str:
+def _latex(page: Page) -> str:
+    boards, provenance, _, _, sections = page.parts()
     out = ["% sbibench leaderboard; " + "; ".join(f"{n}: {v}" for n, v in provenance)]
     for task, rows in boards.items():
         out += _latex_table(rows, _latex_escape(task) + r": mean $\pm$ 95\% interval over "
@@ -126,13 +145,8 @@ def _html_table(rows: list[list[str]]) -> list[str]:
     return [*parts, "</table>"]
 
 
-def _html(
-    boards: dict,
-    provenance: list,
-    figures: list[tuple[str, str]],
-    times: list[list[str]],
-    sections: list[tuple[str, str, list[list[str]]]],
-) -> str:
+def _html(page: Page) -> str:
+    boards, provenance, figures, times, sections = page.parts()
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>sbibench report</title>",
         "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
@@ -183,13 +197,14 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> list[Path
     rebuild_table(folder)
     boards = tables.leaderboard(table)
     titles = tables.titles(boards, table)  # each task, marked where it is misspecified
-    boards = {titles[task]: rows for task, rows in boards.items()}
-    provenance = tables.provenance(table)
-    figures = [(title, _png(figure)) for title, figure in all_figures(table, folder)]
+    page = Page(
+        boards={titles[task]: rows for task, rows in boards.items()},
+        provenance=tables.provenance(table),
+        figures=[(title, _png(figure)) for title, figure in all_figures(table, folder)],
+        times=tables.time_table(table),
+        sections=tables.sections(table),
+    )
     paths = [out / "LEADERBOARD.md", out / "report.html", out / "leaderboard.tex"]
-    times = tables.time_table(table)
-    sections = tables.sections(table)
-    paths[0].write_text(_markdown(boards, provenance, figures, times, sections))
-    paths[1].write_text(_html(boards, provenance, figures, times, sections))
-    paths[2].write_text(_latex(boards, provenance, sections))
+    for path, render in zip(paths, (_markdown, _html, _latex), strict=True):
+        path.write_text(render(page))
     return paths
