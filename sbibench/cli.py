@@ -13,7 +13,7 @@ from typing import Any
 
 from sbibench import __version__
 from sbibench.registry import list_suites
-from sbibench.run.executors import EXECUTORS
+from sbibench.run.executors import EXECUTORS, default_executor
 from sbibench.scoring import headline
 
 __all__ = ["main"]
@@ -122,8 +122,9 @@ def _run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     out = args.out or f"runs/{suite.name}"
     print(f"sbibench: running suite {suite.name!r} into {out}/ (re-running resumes)")
+    executor = args.executor or default_executor(args.threads)
     summary = run_suite(
-        suite, out, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
+        suite, out, executor=executor, workers=args.workers, scheduler=args.scheduler,
         progress=not args.no_progress, threads=args.threads, rerun_stale=args.rerun_stale,
         timeout=args.timeout,
     )  # fmt: skip

@@ -38,7 +38,7 @@ __all__ = [
 
 # What other packages may add, and the entry-point group each is read from. A task entry point
 # loads the path of a folder of task cards; a method entry point names a method's class; a
-# score entry point names a `sbibench.scoring.Metric`.
+# score entry point names a `sbibench.scoring.Score`.
 GROUPS = {"tasks": "sbibench.tasks", "methods": "sbibench.methods", "scores": "sbibench.scores"}
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"

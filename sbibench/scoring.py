@@ -1,11 +1,11 @@
 """The score registry: one entry per score, read by suites, evaluation, records, report and check.
 
-An entry (`Metric`) says everything the rest of sbibench needs to know about a score: its
+An entry (`Score`) says everything the rest of sbibench needs to know about a score: its
 name (what a suite's ``metrics`` lists), the function that computes it, the record columns
 it writes (each with its report label, which direction is better and how ``sbibench check``
 judges a change), whether it has a noise floor, and the options that fix its value. Adding a
-score is one call to `register_metric` (or an entry point in the ``sbibench.scores`` group
-naming a `Metric`); nothing else is edited:
+score is one call to `register_score` (or an entry point in the ``sbibench.scores`` group
+naming a `Score`); nothing else is edited:
 
 - suite validation accepts its name in ``metrics`` (`sbibench.run.suite`);
 - evaluation calls its function for every observation, or once per fit over the SBC
@@ -45,15 +45,15 @@ __all__ = [
     "Calibration",
     "Column",
     "Draws",
-    "Metric",
+    "Score",
     "Rule",
     "compute",
     "floor_scores",
-    "get_metric",
+    "get_score",
     "headline",
-    "list_metrics",
+    "list_scores",
     "mmd_bandwidth",
-    "register_metric",
+    "register_score",
     "registered",
     "sample_scores",
     "score_columns",
@@ -162,7 +162,7 @@ class Calibration:
 
 
 @dataclass(frozen=True)
-class Metric:
+class Score:
     """A score: one registry entry.
 
     Attributes:
@@ -189,8 +189,8 @@ class Metric:
         >>> def spread(draws: Draws) -> dict:
         ...     ratio = draws.samples.std(0) / draws.reference.std(0)
         ...     return {"spread_error": float((ratio - 1).abs().mean())}
-        >>> entry = Metric("spread", spread, (Column("spread_error", "sd err.", "lower"),))
-        >>> entry.column_names  # register_metric(entry) adds it to suites, records, reports
+        >>> entry = Score("spread", spread, (Column("spread_error", "sd err.", "lower"),))
+        >>> entry.column_names  # register_score(entry) adds it to suites, records, reports
         ('spread_error',)
     """
 
@@ -323,7 +323,7 @@ def _coverage(inputs: Calibration) -> dict[str, Any]:
 
 
 _BUILTIN = (
-    Metric(
+    Score(
         "c2st", _c2st,
         (Column("c2st", "C2ST", "lower", Rule("noise", "c2st_null_sd", tolerance=0.02)),
          Column("c2st_null_sd")),
@@ -333,7 +333,7 @@ _BUILTIN = (
     ),
     # sbibm's published recipe, its own column so that a record says which recipe scored it;
     # no stored floor (minutes per score at 10,000 in 10-D): its null sd is the binomial one
-    Metric(
+    Score(
         "c2st_sbibm", _c2st_sbibm,
         (Column("c2st_sbibm", "C2ST (sbibm)", "lower",
                 Rule("noise", "c2st_sbibm_null_sd", tolerance=0.02)),
@@ -341,24 +341,24 @@ _BUILTIN = (
         options="c2st-sbibm: sbibm 1.1.0's MLPClassifier recipe, 5 folds, seed 0, binomial null",
         retrained=True,
     ),
-    Metric(
+    Score(
         "mmd", _mmd, (Column("mmd", "MMD²", "lower"),), floor=True,
         options="unbiased MMD^2, Gaussian kernel, bandwidth: median heuristic of the "
         "observation's 10,000 reference samples (1,000-point subsample, seed 0)",
     ),
-    Metric(
+    Score(
         "wasserstein", _wasserstein,
         (Column("wasserstein", "W2", "lower"), Column("wasserstein_method")), floor=True,
         options="W2, exact optimal transport on seeded 2,000-point subsamples (seed 0)",
     ),
-    Metric(
+    Score(
         "moments", _moments,
         (Column("mean_error", "mean err. (sd)", "lower"),
          Column("covariance_error", "cov. err.", "lower")),
         options="exact posterior mean and covariance",
     ),
-    Metric("nll", _nll, (Column("nll_true_parameters", "NLL(θ*)", "lower"),)),
-    Metric(
+    Score("nll", _nll, (Column("nll_true_parameters", "NLL(θ*)", "lower"),)),
+    Score(
         "sbc", _sbc,
         (Column("sbc_datasets"), Column("sbc_num_parameters"),
          Column("sbc_chi2_p_min", better="higher"),
@@ -367,7 +367,7 @@ _BUILTIN = (
         "parameters",
         calibration=True, arrays=("ranks",),
     ),
-    Metric(
+    Score(
         "coverage", _coverage,
         (Column("coverage_method"),
          Column("coverage_max_deviation", "coverage dev.", "lower", Rule("binomial", "sbc_datasets"))),
@@ -376,24 +376,24 @@ _BUILTIN = (
     ),
 )  # fmt: skip
 
-_REGISTRY: dict[str, Metric] = {}
+_REGISTRY: dict[str, Score] = {}
 _LOADED_ENTRY_POINTS = False
 
 
-def register_metric(metric: Metric, replace: bool = False) -> Metric:
+def register_score(metric: Score, replace: bool = False) -> Score:
     """Add a score to the registry; returns it.
 
     A score registered at run time is seen in this process (the serial executor); for
     process pools and clusters register it in a module the workers import, or name it under
-    the ``sbibench.scores`` entry-point group (``name = "module:attribute"`` of a `Metric`).
+    the ``sbibench.scores`` entry-point group (``name = "module:attribute"`` of a `Score`).
 
     Raises:
         ValueError: the name is taken (unless ``replace``), or a column is already written
             by another score. (A column named like one every record has is refused by the
             record schema, `sbibench.records.record_columns`, when a run starts.)
     """
-    if not isinstance(metric, Metric):
-        raise TypeError(f"register_metric needs a Metric, got {type(metric).__name__}")
+    if not isinstance(metric, Score):
+        raise TypeError(f"register_score needs a Score, got {type(metric).__name__}")
     if metric.name in _REGISTRY and not replace:
         raise ValueError(f"score {metric.name!r} is registered already")
     taken = {c: m.name for m in _REGISTRY.values() if m.name != metric.name for c in m.column_names}
@@ -407,7 +407,7 @@ def register_metric(metric: Metric, replace: bool = False) -> Metric:
 
 
 for _metric in _BUILTIN:
-    register_metric(_metric)
+    register_score(_metric)
 
 
 def _load_entry_points() -> None:
@@ -417,27 +417,27 @@ def _load_entry_points() -> None:
     _LOADED_ENTRY_POINTS = True
     for name, path in with_entry_points({}, "scores").items():
         if name not in _REGISTRY:
-            register_metric(load(path, "score"))
+            register_score(load(path, "score"))
 
 
-def registered(calibration: bool | None = None) -> list[Metric]:
+def registered(calibration: bool | None = None) -> list[Score]:
     """Every registered score in registry order; only calibration scores (True) or only
     per-observation ones (False) if asked."""
     _load_entry_points()
     return [m for m in _REGISTRY.values() if calibration is None or m.calibration == calibration]
 
 
-def headline() -> Metric:
+def headline() -> Score:
     """The score a run's summaries lead with: the first registered with ``headline=True``."""
     return next(metric for metric in registered() if metric.headline)
 
 
-def list_metrics(calibration: bool | None = None) -> list[str]:
+def list_scores(calibration: bool | None = None) -> list[str]:
     """Names of the registered scores (a suite's ``metrics`` takes the per-observation ones)."""
     return [m.name for m in registered(calibration)]
 
 
-def get_metric(name: str) -> Metric:
+def get_score(name: str) -> Score:
     """The score called ``name``; ValueError listing the known ones otherwise."""
     _load_entry_points()
     if name not in _REGISTRY:
@@ -450,7 +450,7 @@ def score_columns() -> list[str]:
     return [name for metric in registered() for name in metric.column_names]
 
 
-def compute(metric: Metric, inputs: Draws | Calibration) -> dict[str, Any]:
+def compute(metric: Score, inputs: Draws | Calibration) -> dict[str, Any]:
     """Call a score's function and check that it wrote only the columns it declares."""
     values = dict(metric.resolve()(inputs))
     declared = {c.name for c in metric.columns} | set(metric.arrays)

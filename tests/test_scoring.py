@@ -14,7 +14,7 @@ from sbibench.report.render import write_report
 from sbibench.report.tables import leaderboard
 from sbibench.run.runner import run_suite
 from sbibench.run.suite import SuiteError, load_suite
-from sbibench.scoring import Column, Draws, Metric, Rule, compute, get_metric, register_metric
+from sbibench.scoring import Column, Draws, Rule, Score, compute, get_score, register_score
 from sbibench.task import get_task
 
 
@@ -36,7 +36,7 @@ def median_error(draws: Draws) -> dict:
     }
 
 
-MEDIAN = Metric(
+MEDIAN = Score(
     "median",
     median_error,
     (
@@ -70,7 +70,7 @@ def test_a_score_added_by_one_entry_flows_through_everything(registry, tmp_path)
     (tmp_path / "median.toml").write_text(SUITE)
     with pytest.raises(SuiteError, match="unknown score.*'median'"):
         load_suite(tmp_path / "median.toml")
-    register_metric(MEDIAN)
+    register_score(MEDIAN)
     # suite validation
     suite = load_suite(tmp_path / "median.toml")
     assert suite.metrics == ("median",)
@@ -113,7 +113,7 @@ def test_a_function_writing_an_undeclared_column_is_an_error(registry):
     def sloppy(draws):
         return {"sloppy": 1.0, "extra": 2.0}
 
-    metric = register_metric(Metric("sloppy", sloppy, (Column("sloppy", "S", "lower"),)))
+    metric = register_score(Score("sloppy", sloppy, (Column("sloppy", "S", "lower"),)))
     draws = Draws(torch.zeros(3, 1), torch.zeros(3, 1), 1.0)
     with pytest.raises(ValueError, match="score 'sloppy' returned undeclared column.*extra"):
         compute(metric, draws)
@@ -121,24 +121,24 @@ def test_a_function_writing_an_undeclared_column_is_an_error(registry):
 
 def test_entries_are_checked(registry):
     with pytest.raises(ValueError, match="registered already"):
-        register_metric(get_metric("c2st"))
+        register_score(get_score("c2st"))
     with pytest.raises(ValueError, match="column 'mmd' is written by 'mmd'"):
-        register_metric(Metric("mmd2", median_error, (Column("mmd"),)))
-    register_metric(Metric("status_score", median_error, (Column("status"),)))
+        register_score(Score("mmd2", median_error, (Column("mmd"),)))
+    register_score(Score("status_score", median_error, (Column("status"),)))
     with pytest.raises(ValueError, match="score 'status_score': column 'status' is every record's"):
         record_columns()
     with pytest.raises(ValueError, match="a floor score .* first column is named like it"):
-        Metric("median", median_error, (Column("median_error"),), floor=True)
+        Score("median", median_error, (Column("median_error"),), floor=True)
     with pytest.raises(ValueError, match="needs a direction"):
         Column("x", "X", rule=Rule("noise", "x_sd"))
     with pytest.raises(ValueError, match="rule kind 'zscore' unknown"):
         Rule("zscore", "x_sd")
     with pytest.raises(ValueError, match="unknown score 'median'; known: c2st, c2st_sbibm, mmd"):
-        get_metric("median")
+        get_score("median")
 
 
 def test_a_function_may_be_named_by_module_and_attribute(registry):
-    metric = register_metric(Metric("median", "tests.test_scoring:median_error", MEDIAN.columns))
+    metric = register_score(Score("median", "tests.test_scoring:median_error", MEDIAN.columns))
     draws = Draws(torch.randn(200, 2), torch.randn(200, 2), 1.0)
     assert set(compute(metric, draws)) == {"median_error", "median_error_sd"}
 

@@ -5,12 +5,12 @@ from sbibench.metrics.coverage import CoverageCurve, expected_coverage, tarp
 from sbibench.metrics.mmd import median_bandwidth, mmd
 from sbibench.metrics.moments import covariance_error, mean_error, nll_true_parameters
 from sbibench.metrics.sbc import UniformityTest, chi2_uniformity, ecdf_uniformity, sbc_ranks
-from sbibench.metrics.score import Score, noise_floor
+from sbibench.metrics.score import Estimate, noise_floor
 from sbibench.metrics.wasserstein import wasserstein
 
 __all__ = [
     "CoverageCurve",
-    "Score",
+    "Estimate",
     "UniformityTest",
     "c2st",
     "chi2_uniformity",

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sbibench.metrics.score import Score, check_pair
+from sbibench.metrics.score import Estimate, check_pair
 
 __all__ = ["RECIPES", "c2st"]
 
@@ -72,7 +72,7 @@ def c2st(
     learning_rate: float = 5e-3,
     num_threads: int | None = 1,
     recipe: str = "sbibench",
-) -> Score:
+) -> Estimate:
     """Classifier two-sample test accuracy between two sample sets.
 
     Unequal sizes: the larger set is subsampled (without replacement, seeded) to the size
@@ -113,7 +113,7 @@ def c2st(
             slower (measured on a shared 2-core machine).
 
     Returns:
-        A :class:`~sbibench.metrics.Score` with the mean held-out accuracy in [0, 1] and
+        An :class:`~sbibench.metrics.Estimate` with the mean held-out accuracy in [0, 1] and
         method ``"c2st-mlp"`` (``"c2st-sbibm"`` for sbibm's recipe); ``details`` holds ``num_samples`` (per set, after
         subsampling), ``folds``, ``epochs`` (of the longest-running fold model) and the
         null's fields when requested.
@@ -174,7 +174,7 @@ def c2st(
         details = {"num_samples": n, "folds": folds, "epochs": epochs}
         if null == "binomial":
             details.update(_binomial_null(right, 2 * n))
-        return Score(value, "c2st-sbibm", details)
+        return Estimate(value, "c2st-sbibm", details)
 
     train = functools.partial(
         _cross_validate,
@@ -208,7 +208,7 @@ def c2st(
             null_std=float(null_acc.std()) if num_permutations > 1 else float("nan"),
             p_value=float((1 + (null_acc >= value).sum()) / (num_permutations + 1)),
         )
-    return Score(value, "c2st-mlp", details)
+    return Estimate(value, "c2st-mlp", details)
 
 
 def _binomial_null(correct: int, total: int) -> dict[str, float | str]:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sbibench.metrics.score import Score, as_samples, check_pair
+from sbibench.metrics.score import Estimate, as_samples, check_pair
 
 __all__ = ["mmd", "median_bandwidth"]
 
@@ -26,7 +26,7 @@ def mmd(
     y: Tensor | np.ndarray,
     bandwidth: float | None = None,
     seed: int = 0,
-) -> Score:
+) -> Estimate:
     """Unbiased squared maximum mean discrepancy with a Gaussian kernel.
 
     Arguments:
@@ -38,7 +38,7 @@ def mmd(
         seed: Seed for the subsample behind the median heuristic.
 
     Returns:
-        A :class:`~sbibench.metrics.Score` with the unbiased MMD^2 (it may be slightly
+        An :class:`~sbibench.metrics.Estimate` with the unbiased MMD^2 (it may be slightly
         negative) and method ``"mmd2-unbiased"``; ``details`` holds ``bandwidth``.
 
     Raises:
@@ -70,7 +70,7 @@ def mmd(
     kxx = (_kernel_sum(x, x) - n) / (n * (n - 1))
     kyy = (_kernel_sum(y, y) - m) / (m * (m - 1))
     kxy = _kernel_sum(x, y) / (n * m)
-    return Score(float(kxx + kyy - 2.0 * kxy), "mmd2-unbiased", {"bandwidth": float(bandwidth)})
+    return Estimate(float(kxx + kyy - 2.0 * kxy), "mmd2-unbiased", {"bandwidth": float(bandwidth)})
 
 
 def median_bandwidth(samples: Tensor | np.ndarray, max_points: int = 1000, seed: int = 0) -> float:

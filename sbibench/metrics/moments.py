@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sbibench.metrics.score import Score, as_samples
+from sbibench.metrics.score import Estimate, as_samples
 
 __all__ = ["mean_error", "covariance_error", "nll_true_parameters"]
 
@@ -70,7 +70,7 @@ def _moments(
 
 def mean_error(
     samples: Tensor | np.ndarray, mean: Tensor | np.ndarray, covariance: Tensor | np.ndarray
-) -> Score:
+) -> Estimate:
     """Standardised error of the posterior mean: the Mahalanobis distance of the sample mean.
 
     ``sqrt((mean_hat - m)^T C^-1 (mean_hat - m))``, the distance in posterior standard
@@ -85,7 +85,7 @@ def mean_error(
         covariance: The exact posterior covariance, shape (D, D), positive semi-definite.
 
     Returns:
-        A :class:`~sbibench.metrics.Score`, method ``"mahalanobis-mean"``; ``details`` holds
+        An :class:`~sbibench.metrics.Estimate`, method ``"mahalanobis-mean"``; ``details`` holds
         ``num_samples``, ``rank`` = r and ``exact_rms`` = sqrt(r / N).
 
     Example:
@@ -98,10 +98,10 @@ def mean_error(
     mu, whiten, rank = _moments(mean, covariance, dim)
     delta = whiten((x.mean(0) - mu)[:, None])
     details = {"num_samples": n, "rank": rank, "exact_rms": math.sqrt(rank / n)}
-    return Score(float(delta.norm()), "mahalanobis-mean", details)
+    return Estimate(float(delta.norm()), "mahalanobis-mean", details)
 
 
-def covariance_error(samples: Tensor | np.ndarray, covariance: Tensor | np.ndarray) -> Score:
+def covariance_error(samples: Tensor | np.ndarray, covariance: Tensor | np.ndarray) -> Estimate:
     """Relative error of the posterior covariance, in whitened coordinates.
 
     ``|L^-1 C_hat L^-T - I|_F / sqrt(D)`` with ``C = L L^T`` the exact covariance and
@@ -117,7 +117,7 @@ def covariance_error(samples: Tensor | np.ndarray, covariance: Tensor | np.ndarr
         covariance: The exact posterior covariance, shape (D, D), positive semi-definite.
 
     Returns:
-        A :class:`~sbibench.metrics.Score`, method ``"whitened-covariance"``; ``details``
+        An :class:`~sbibench.metrics.Estimate`, method ``"whitened-covariance"``; ``details``
         holds ``num_samples``, ``rank`` and ``exact_rms``.
 
     Example:
@@ -134,10 +134,12 @@ def covariance_error(samples: Tensor | np.ndarray, covariance: Tensor | np.ndarr
     sample_cov = white @ white.T / (n - 1)
     err = (sample_cov - torch.eye(rank, dtype=sample_cov.dtype)).norm() / math.sqrt(rank)
     details = {"num_samples": n, "rank": rank, "exact_rms": math.sqrt((rank + 1) / (n - 1))}
-    return Score(float(err), "whitened-covariance", details)
+    return Estimate(float(err), "whitened-covariance", details)
 
 
-def nll_true_parameters(log_prob: Callable[[Tensor], Tensor], theta: Tensor | np.ndarray) -> Score:
+def nll_true_parameters(
+    log_prob: Callable[[Tensor], Tensor], theta: Tensor | np.ndarray
+) -> Estimate:
     """Negative log-density of the true parameters under the method's posterior.
 
     Arguments:
@@ -147,7 +149,7 @@ def nll_true_parameters(log_prob: Callable[[Tensor], Tensor], theta: Tensor | np
         theta: True parameters, shape (K, D) (K = 1 for a single observation).
 
     Returns:
-        A :class:`~sbibench.metrics.Score` with the mean of ``-log_prob(theta)`` over the K
+        An :class:`~sbibench.metrics.Estimate` with the mean of ``-log_prob(theta)`` over the K
         rows (nats), method ``"nll-true-parameters"``. Compare it with the same function of
         the exact posterior's ``log_prob``: a perfect method matches it in expectation.
 
@@ -171,4 +173,4 @@ def nll_true_parameters(log_prob: Callable[[Tensor], Tensor], theta: Tensor | np
         )
     if torch.isnan(values).any() or (values == math.inf).any():
         raise ValueError("log_prob returned NaN or +inf for the true parameters")
-    return Score(float(-values.mean()), "nll-true-parameters", {"num_parameters": len(theta)})
+    return Estimate(float(-values.mean()), "nll-true-parameters", {"num_parameters": len(theta)})

@@ -10,15 +10,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Score", "as_calibration_draws", "as_samples", "noise_floor"]
+__all__ = ["Estimate", "as_calibration_draws", "as_samples", "noise_floor"]
 
 
 @dataclass(frozen=True)
-class Score:
-    """A score with the estimator that produced it.
+class Estimate:
+    """A metric's value with the estimator that produced it (the score registry's entries,
+    `sbibench.scoring.Score`, turn these into record columns).
 
-    Every score function in :mod:`sbibench.metrics` returns a ``Score``, so that a
-    record always says how a number was obtained (e.g. exact transport or its fallback).
+    Every function in :mod:`sbibench.metrics` returns an ``Estimate``, so that a record
+    always says how a number was obtained (e.g. exact transport or its fallback).
 
     Attributes:
         value: The score, a Python float.
@@ -27,7 +28,7 @@ class Score:
         details: Scalars describing the computation (sample sizes, bandwidth, null spread, ...).
 
     Example:
-        >>> s = Score(0.5, "c2st-mlp", {"num_samples": 100})
+        >>> s = Estimate(0.5, "c2st-mlp", {"num_samples": 100})
         >>> float(s)
         0.5
     """
@@ -90,11 +91,11 @@ def check_pair(
 
 
 def noise_floor(
-    metric: Callable[..., Score],
+    metric: Callable[..., Estimate],
     reference_a: Tensor | np.ndarray,
     reference_b: Tensor | np.ndarray,
     **kwargs: Any,
-) -> Score:
+) -> Estimate:
     """The score a perfect method would get: ``metric`` between two exact sample sets.
 
     Sample-based scores are biased at finite sample size (empirical W2 in 10-D is
@@ -110,7 +111,7 @@ def noise_floor(
         kwargs: Options passed on to ``metric`` (use the same as for the score itself).
 
     Returns:
-        The metric's :class:`Score`, its ``method`` suffixed with ``"/noise-floor"``.
+        The metric's :class:`Estimate`, its ``method`` suffixed with ``"/noise-floor"``.
 
     Example:
         >>> from sbibench.metrics import mmd
@@ -121,9 +122,9 @@ def noise_floor(
     if not callable(metric):
         raise TypeError(f"metric must be callable, got {type(metric).__name__}")
     score = metric(reference_a, reference_b, **kwargs)
-    if not isinstance(score, Score):
-        raise TypeError(f"metric must return a Score, got {type(score).__name__}")
-    return Score(score.value, f"{score.method}/noise-floor", dict(score.details))
+    if not isinstance(score, Estimate):
+        raise TypeError(f"metric must return an Estimate, got {type(score).__name__}")
+    return Estimate(score.value, f"{score.method}/noise-floor", dict(score.details))
 
 
 def as_calibration_draws(

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sbibench.metrics.score import Score, check_pair
+from sbibench.metrics.score import Estimate, check_pair
 
 __all__ = ["wasserstein"]
 
@@ -43,7 +43,7 @@ def wasserstein(
     num_projections: int = 1000,
     num_iter_max: int = 100_000_000,
     seed: int = 0,
-) -> Score:
+) -> Estimate:
     """Wasserstein-p distance between the empirical distributions of two sample sets.
 
     Arguments:
@@ -62,7 +62,7 @@ def wasserstein(
         seed: Seed of a local generator for subsamples and directions.
 
     Returns:
-        A :class:`~sbibench.metrics.Score` whose value is W_p (not W_p^p), in the units of
+        An :class:`~sbibench.metrics.Estimate` whose value is W_p (not W_p^p), in the units of
         the samples. ``details`` holds ``p``, the sizes used (``num_x``, ``num_y``) and, for
         ``"sliced"``, ``num_projections`` and ``projection_se``, the Monte Carlo standard
         error of W_p^p over directions.
@@ -93,7 +93,7 @@ def wasserstein(
         raise ValueError(f"max_exact must be >= 1 or None, got {max_exact}")
     if x.shape[1] == 1:  # one dimension: the optimal plan is the sorted order, at full size
         cost = float(_wasserstein_1d(x, y, p)[0])
-        return Score(cost ** (1.0 / p), "exact", {"p": p, "num_x": len(x), "num_y": len(y)})
+        return Estimate(cost ** (1.0 / p), "exact", {"p": p, "num_x": len(x), "num_y": len(y)})
     name = "exact"
     if max_exact is not None and max(len(x), len(y)) > max_exact:
         name = "exact-subsample"
@@ -102,7 +102,7 @@ def wasserstein(
         if len(y) > max_exact:
             y = y[torch.randperm(len(y), generator=generator)[:max_exact]]
     cost = _exact_cost(x.numpy(), y.numpy(), p, num_iter_max)
-    return Score(cost ** (1.0 / p), name, {"p": p, "num_x": len(x), "num_y": len(y)})
+    return Estimate(cost ** (1.0 / p), name, {"p": p, "num_x": len(x), "num_y": len(y)})
 
 
 def _exact_cost(x: np.ndarray, y: np.ndarray, p: int, num_iter_max: int) -> float:
@@ -127,7 +127,7 @@ def _exact_cost(x: np.ndarray, y: np.ndarray, p: int, num_iter_max: int) -> floa
 
 def _sliced(
     x: Tensor, y: Tensor, p: float, num_projections: int, generator: torch.Generator
-) -> Score:
+) -> Estimate:
     """Sliced W_p: exact 1-D distances along random unit directions, averaged as W_p^p."""
     directions = torch.randn(num_projections, x.shape[1], generator=generator, dtype=x.dtype)
     directions = directions / directions.norm(dim=1, keepdim=True)
@@ -145,7 +145,7 @@ def _sliced(
         "num_projections": num_projections,
         "projection_se": se,
     }
-    return Score(float(costs.mean()) ** (1.0 / p), "sliced", details)
+    return Estimate(float(costs.mean()) ** (1.0 / p), "sliced", details)
 
 
 def _wasserstein_1d(u: Tensor, v: Tensor, p: float) -> Tensor:

@@ -46,7 +46,7 @@ from sbibench.reference.store import (
 from sbibench.scoring import (
     FLOOR_SCORES,
     SCORE_OPTIONS,
-    get_metric,
+    get_score,
     mmd_bandwidth,
     sample_scores,
 )
@@ -301,7 +301,7 @@ def _same_floor(name: str, stored: float | None, regenerated: float, n: int) -> 
     """
     if stored is None:
         return False
-    if get_metric(name).retrained:
+    if get_score(name).retrained:
         return abs(stored - regenerated) <= 4 * 0.5 / math.sqrt(2 * n)
     return math.isclose(stored, regenerated, rel_tol=1e-6, abs_tol=1e-7)
 

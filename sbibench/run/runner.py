@@ -43,7 +43,6 @@ from sbibench.records import (
 from sbibench.run.cpus import available_cpus
 from sbibench.run.executors import (
     check_executor,
-    default_executor,
     default_workers,
     is_local,
     open_executor,
@@ -243,7 +242,7 @@ def _serial(todo: list[Job], bar: Any) -> Iterator[tuple[Job, Any]]:
 def run_suite(
     suite: Suite,
     out: str | Path,
-    executor: str | concurrent.futures.Executor | None = None,
+    executor: str | concurrent.futures.Executor = "serial",
     workers: int | None = None,
     scheduler: str | None = None,
     progress: bool = True,
@@ -263,9 +262,9 @@ def run_suite(
         suite: the checked suite.
         out: the run folder (created; must be this suite's if it exists).
         executor: ``serial``, ``processes``, ``dask`` or ``slurm``, built here and shut down
-            at the end; default `default_executor`: a process pool where the CPUs this process
-            may use hold two or more jobs of ``threads`` threads, else serial (records are
-            the same either way: each job fixes its own threads); or your own executor (any ``concurrent.futures.Executor``, such as a
+            at the end (default ``serial``: this process, where methods and scores registered
+            at run time are known; the command line's default is `default_executor`); or
+            your own executor (any ``concurrent.futures.Executor``, such as a
             ``ProcessPoolExecutor`` or a Dask ``Client(...).get_executor()``, or an object with
             ``submit(fn, *args)`` whose futures have ``done()`` and ``result()``, such as
             ``submitit.AutoExecutor``): jobs are submitted to it and it is left running (jobs
@@ -289,8 +288,6 @@ def run_suite(
         StaleRecordsError: stale records and not ``rerun_stale``; nothing was run.
     """
     out = Path(out)
-    if executor is None:
-        executor = default_executor(threads)
     check_executor(executor, workers, scheduler)
     record_columns()  # a score column named like a record's own is refused before any work
     named = isinstance(executor, str)

@@ -38,7 +38,7 @@ from typing import Any
 from sbibench.checks import is_whole, whole
 from sbibench.methods import config_hash, get_method, is_amortized
 from sbibench.registry import SUITES_DIR, list_suites
-from sbibench.scoring import list_metrics
+from sbibench.scoring import list_scores
 from sbibench.task import get_task, list_tasks
 
 __all__ = ["Job", "Suite", "SuiteError", "load_suite", "list_suites"]
@@ -249,12 +249,12 @@ def _load(path: Path, text: str) -> Suite:
             raise SuiteError(f"{path}: field 'tasks': {error}") from None
         if max(task_observations.get(name, observations)) > task.num_observations:
             raise SuiteError(f"{path}: task {name!r} has observations 1..{task.num_observations}")
-    metrics, known = raw["metrics"], list_metrics(calibration=False)
+    metrics, known = raw["metrics"], list_scores(calibration=False)
     if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
         raise SuiteError(f"{path}: field 'metrics' must be a list of names from {', '.join(known)}")
     unknown = [m for m in metrics if m not in known]
     if unknown:
-        calibration = set(unknown) & set(list_metrics(calibration=True))
+        calibration = set(unknown) & set(list_scores(calibration=True))
         hint = " (calibration scores run by [sbc], not listed here)" if calibration else ""
         raise SuiteError(
             f"{path}: field 'metrics': unknown score(s) {', '.join(map(repr, unknown))}{hint}; "

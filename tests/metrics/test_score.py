@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sbibench.metrics import Score, mmd, noise_floor
+from sbibench.metrics import Estimate, mmd, noise_floor
 from sbibench.metrics.score import as_samples, check_pair
 
 
@@ -51,9 +51,9 @@ def test_noise_floor_runs_the_metric_on_the_references_and_labels_it():
 def test_noise_floor_requires_a_score_returning_callable():
     with pytest.raises(TypeError, match="metric must be callable"):
         noise_floor(3, torch.ones(2, 1), torch.ones(2, 1))
-    with pytest.raises(TypeError, match="metric must return a Score"):
+    with pytest.raises(TypeError, match="metric must return an Estimate"):
         noise_floor(lambda a, b: 0.0, torch.ones(2, 1), torch.ones(2, 1))
 
 
 def test_score_is_a_float():
-    assert float(Score(0.25, "x")) == 0.25
+    assert float(Estimate(0.25, "x")) == 0.25
