@@ -48,6 +48,7 @@ def default_executor(threads: int = 1, cpus: int | None = None) -> str:
         >>> default_executor(threads=1, cpus=2), default_executor(threads=2, cpus=2)
         ('processes', 'serial')
     """
+    whole(threads, "threads", 1)
     return "processes" if (available_cpus() if cpus is None else cpus) // threads >= 2 else "serial"
 
 
