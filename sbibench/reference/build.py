@@ -319,7 +319,7 @@ def _compare_floors(path: Path, expected: dict) -> list[str]:
     for row in expected["floors"]:
         key = (row["observation"], row["num_samples"])
         have = found.get(key, {})
-        bad = [name for name in row if not _same_floor(name, have.get(name), row[name], key[1])]
+        bad = [n for n in FLOOR_SCORES if not _same_floor(n, have.get(n), row[n], key[1])]
         if bad:
             problems.append(
                 f"{path}: observation {key[0]} at {key[1]} samples: {', '.join(bad)} "
