@@ -166,12 +166,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'sbibench.records' has no attribute {name!r}")
 
 
-# Fields every record has, whatever its status.
-REQUIRED = ("key", "task", "method", "budget", "seed", "observation", "status")
-# What a record must share with today's code and data to be reused (`sbibench.run.provenance`).
-PROVENANCE = ("sbibench_version", "code_digest", "task_digest")
-
-
 class RecordError(ValueError):
     """A run folder is inconsistent: another suite's records, or an unreadable record."""
 

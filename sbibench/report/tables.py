@@ -249,7 +249,9 @@ def dimension_table(table: Any) -> list[list[str]]:
                 rung = group[group["task"] == task]
                 ok = rung[rung["status"] == "ok"]
                 if not ok.empty:
-                    seconds = ok[["time_train", "time_propose", "time_sample"]].fillna(0).sum(1)
+                    seconds = (
+                        ok[["time_train", "time_propose", "time_sample"]].fillna(0).sum(axis=1)
+                    )
                     score = f"{ok[column].mean():.3f} · " if column in ok else ""
                     cells[d] = f"{score}{seconds.mean():.0f} s"
                 elif not rung.empty:  # stopped at the suite's time limit, or failed

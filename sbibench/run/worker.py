@@ -86,6 +86,12 @@ def _score(task: Task, k: int, posterior: Any, job: Job) -> dict[str, Any]:
     samples = posterior.sample(n, x, seed=_seed_for("sample", job.key, k))
     reference = task.reference_samples(k)
     selected = [metric for metric in registered(calibration=False) if metric.name in job.metrics]
+    missing = sorted(set(job.metrics) - {metric.name for metric in selected})
+    if missing:  # registered in the driver only: a worker process never saw it
+        raise ValueError(
+            f"score(s) {', '.join(missing)} not registered in this worker process; register "
+            "them in a module the workers import, or under the sbibench.scores entry-point group"
+        )
     # stored with the references, looked up outside the scoring time
     floors = noise_floors(task, k, n) if any(metric.floor for metric in selected) else {}
     start = time.perf_counter()
