@@ -41,7 +41,8 @@ def suite_text(
 
     Arguments:
         description: written where not None (a suite file may leave it out).
-        sbc: (num_datasets, num_posterior_samples) of the ``[sbc]`` table; None leaves it out.
+        sbc: (num_datasets, num_posterior_samples) of the ``[sbc]`` table, or the table as a
+            dict (some keys, or wrong ones); None leaves it out.
         methods: label -> its table (``method``, config, ``tasks``), in the file's order.
         top: text put first (a line the tests place before the suite's own).
         extra: further top-level fields (``timeout``, ``task_observations``), before ``[sbc]``.
@@ -51,7 +52,9 @@ def suite_text(
               "num_posterior_samples": num_posterior_samples, "metrics": metrics, **extra}  # fmt: skip
     lines = [f"{key} = {_toml(value)}" for key, value in fields.items() if value is not None]
     if sbc is not None:
-        lines += ["", "[sbc]", f"num_datasets = {sbc[0]}", f"num_posterior_samples = {sbc[1]}"]
+        if not isinstance(sbc, dict):
+            sbc = {"num_datasets": sbc[0], "num_posterior_samples": sbc[1]}
+        lines += ["", "[sbc]", *(f"{key} = {_toml(value)}" for key, value in sbc.items())]
     lines.append("")
     for label, table in methods.items():
         lines.append(f"[methods.{label}]")
@@ -62,7 +65,7 @@ def suite_text(
 TINY_SUITE = suite_text()
 
 
-@pytest.fixture(name="suite_text")
+@pytest.fixture(name="suite_text", scope="session")
 def _suite_text():
     """`suite_text`, the builder of the suites the tests run."""
     return suite_text
