@@ -1,4 +1,5 @@
-"""The sbibench command, run as a real process."""
+"""The sbibench command, run as a real process: its listings, its exit codes, and the checks of
+its arguments before any work."""
 
 import os
 import shutil
@@ -9,7 +10,11 @@ import pytest
 
 import sbibench
 from sbibench import list_tasks
+from sbibench.cli import main
 from sbibench.paths import data_dir
+from sbibench.records import completed_keys
+
+SHIPPED = ["frontier", "full", "ladder", "quick", "sbibm", "standard"]
 
 
 def sbibench_command(*args, env=None):
@@ -67,19 +72,6 @@ def test_unknown_task_is_a_clear_error():
     assert "unknown task 'nope'; known tasks: beta_binomial, " in result.stderr
 
 
-def test_help_and_plain_import_stay_light():
-    """`sbibench --help` and `import sbibench` must not import pandas, POT or seaborn."""
-    code = (
-        "import sys, sbibench, sbibench.cli\n"
-        "try:\n    sbibench.cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in ('pandas', 'ot', 'seaborn', 'matplotlib') if m in sys.modules))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
-    assert result.stdout.strip().endswith("[]"), result.stdout + result.stderr
-
-
 def test_check_is_callable_however_often_it_is_asked_for():
     import sbibench
     import sbibench.report.check  # binds the submodule to the package's attribute
@@ -89,29 +81,24 @@ def test_check_is_callable_however_often_it_is_asked_for():
 
 
 def test_check_names_the_missing_argument(tmp_path, capsys):
-    from sbibench.cli import main
-
     assert main(["check", "--baseline", str(tmp_path), "--candidate", str(tmp_path / "no")]) == 2
     assert f"candidate {tmp_path / 'no'}: no such run folder" in capsys.readouterr().err
 
 
-def test_a_users_module_in_the_working_directory_runs_and_a_typo_stops_the_suite(tmp_path):
+def test_a_users_module_in_the_working_directory_runs_and_a_typo_stops_the_suite(
+    tmp_path, suite_text
+):
     """As `python script.py` would, `sbibench run` imports mymethods.py from where it runs, in
     its workers too; a misspelt function stops the run when the suite loads, before any work."""
-    import os
-    import subprocess
-    import sys
-
     (tmp_path / "mymethods.py").write_text(
         "def good(task, observation, num_simulations, seed):\n"
         "    return task.posterior(observation).sample((100,))\n"
     )
-    suite = (
-        'name = "mine"\ndescription = "a user method"\ntasks = ["normal_mean"]\n'
-        "budgets = [10]\nseeds = [0]\nobservations = [1]\nnum_posterior_samples = 100\n"
-        'metrics = ["moments"]\n\n[sbc]\nnum_datasets = 0\nnum_posterior_samples = 10\n\n'
-        '[methods.mine]\nmethod = "external"\nfunction = "mymethods:good"\n'
-    )
+    suite = suite_text(
+        "mine", description="a user method", tasks=["normal_mean"], budgets=[10],
+        observations=[1], num_posterior_samples=100, metrics=["moments"], sbc=(0, 10),
+        methods={"mine": {"method": "external", "function": "mymethods:good"}},
+    )  # fmt: skip
     (tmp_path / "mine.toml").write_text(suite)
     (tmp_path / "typo.toml").write_text(suite.replace("mymethods:good", "mymethods:goood"))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -133,7 +120,6 @@ def test_a_users_module_in_the_working_directory_runs_and_a_typo_stops_the_suite
 def test_run_offers_the_executors_of_sbibench_executors_and_checks_their_options(
     tmp_path, capsys, monkeypatch, tiny_suite
 ):
-    from sbibench.cli import main
     from sbibench.run.executors import EXECUTORS
 
     monkeypatch.setattr(sys, "path", list(sys.path))  # main() puts the working directory on it
@@ -157,3 +143,50 @@ def test_verify_in_worker_processes_prints_what_one_process_prints():
     two = sbibench_command("reference", "verify", "--skip-floors", "--workers", "2", *tasks)
     assert one.returncode == two.returncode == 0, two.stderr
     assert one.stdout == two.stdout == "two_moons: ok\nnormal_mean: ok\npoisson_gamma: ok\n"
+
+
+def test_suites_lists_the_shipped_suites_with_their_jobs():
+    result = sbibench_command("suites")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["name", "jobs", "description"]
+    rows = {line.split()[0]: line.split()[1] for line in lines[1:]}
+    assert sorted(rows) == SHIPPED
+    from sbibench.run.suite import load_suite
+
+    assert rows["quick"] == str(len(load_suite("quick").jobs()))
+
+
+def test_run_help_names_every_shipped_suite(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the lines
+    assert all(name in text for name in SHIPPED), text
+    assert ", ".join(SHIPPED) in text
+
+
+@pytest.mark.parametrize("option", ["--workers", "--threads"])
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_the_cli_refuses_workers_or_threads_below_one(capsys, option, value):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "quick", "--executor", "processes", option, value])
+    assert exit_.value.code == 2
+    assert f"argument {option}: need a whole number >= 1" in capsys.readouterr().err
+
+
+def test_run_exits_non_zero_after_finishing_when_a_run_failed(tmp_path, suite_file, suite_text):
+    (tmp_path / "broken_cli.py").write_text(
+        "def explode(task, observation, num_simulations, seed):\n    raise ValueError('no')\n"
+    )
+    text = suite_text(tasks=["normal_mean"])
+    path = suite_file(
+        text + '[methods.broken]\nmethod = "external"\nfunction = "broken_cli:explode"\n'
+    )
+    result = sbibench_command(
+        "run", str(path), "--out", str(tmp_path / "o"), "--no-progress",
+        env={"PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "2 failed records" in result.stdout
+    assert len(completed_keys(tmp_path / "o")) == 6

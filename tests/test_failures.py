@@ -152,37 +152,19 @@ def test_failing_variant_has_normal_mean_references_and_posterior():
     assert torch.equal(failing.log_likelihood(theta, x[0]), plain.log_likelihood(theta, x[0]))
 
 
-FAILING_SUITE = """\
-name = "failing"
-description = "a failing task through the runner"
-tasks = ["normal_mean_failing"]
-budgets = [200]
-seeds = [0]
-observations = [1]
-num_posterior_samples = 200
-metrics = ["c2st", "moments"]
-
-[sbc]
-num_datasets = 40
-num_posterior_samples = 10
-
-[methods.rej_abc]
-num_accepted = 20
-[methods.npe]
-max_epochs = 3
-"""
-
-
-def test_records_count_the_failed_simulations(tmp_path):
+def test_records_count_the_failed_simulations(tmp_path, make_suite):
     """Through the runner: each record says all 200 simulations were used and about 20% of
     them invalid (Binomial(200, 0.2), sd 5.7; 4 sd either side of 40 is 17-63), and the
     amortized fit is calibrated on the datasets whose simulations did not fail."""
     from sbibench.records import load_results
     from sbibench.run.runner import run_suite
-    from sbibench.run.suite import load_suite
 
-    (tmp_path / "failing.toml").write_text(FAILING_SUITE)
-    run_suite(load_suite(tmp_path / "failing.toml"), tmp_path / "run", progress=False)
+    suite = make_suite(
+        name="failing", description="a failing task through the runner", tasks=["normal_mean_failing"],
+        observations=[1], num_posterior_samples=200, metrics=["c2st", "moments"], sbc=(40, 10),
+        methods={"rej_abc": {"num_accepted": 20}, "npe": {"max_epochs": 3}},
+    )  # fmt: skip
+    run_suite(suite, tmp_path / "run", progress=False)
     table = load_results(tmp_path / "run")
     assert len(table) == 2 and (table["status"] == "ok").all(), table["error"].tolist()
     assert (table["num_simulations_used"] == 200).all()

@@ -46,36 +46,25 @@ MEDIAN = Score(
     options="coordinate-wise median, |difference| / reference sd, mean over parameters",
 )
 
-SUITE = """\
-name = "median"
-description = "a score added by one registry entry"
-tasks = ["normal_mean"]
-budgets = [200]
-seeds = [0]
-observations = [1, 2]
-num_posterior_samples = 300
-metrics = ["median"]
-
-[sbc]
-num_datasets = 20
-num_posterior_samples = 10
-
-[methods.exact]
-[methods.rej_abc]
-num_accepted = 20
-"""
+# A score added by one registry entry, on two cheap methods.
+MEDIAN_GRID = {
+    "name": "median", "description": "a score added by one registry entry",
+    "tasks": ["normal_mean"], "num_posterior_samples": 300, "metrics": ["median"],
+    "sbc": (20, 10), "methods": {"exact": {}, "rej_abc": {"num_accepted": 20}},
+}  # fmt: skip
 
 
-def test_a_score_added_by_one_entry_flows_through_everything(registry, tmp_path):
-    (tmp_path / "median.toml").write_text(SUITE)
+def test_a_score_added_by_one_entry_flows_through_everything(registry, tmp_path, suite_file):
+    path = suite_file(**MEDIAN_GRID)
     with pytest.raises(SuiteError, match="unknown score.*'median'"):
-        load_suite(tmp_path / "median.toml")
+        load_suite(path)
     register_score(MEDIAN)
     # suite validation
-    suite = load_suite(tmp_path / "median.toml")
+    suite = load_suite(path)
     assert suite.metrics == ("median",)
-    # evaluation
-    run_suite(suite, tmp_path / "run", progress=False)
+    # evaluation, in this process: a score registered here is not in a worker process's
+    # registry (one from an entry point is)
+    run_suite(suite, tmp_path / "run", executor="serial", progress=False)
     table = load_results(tmp_path / "run")
     assert (table["status"] == "ok").all() and table["median_error"].notna().all()
     exact = table[table["method"] == "exact"]["median_error"]
@@ -168,18 +157,28 @@ def test_old_records_without_a_new_column_still_load(tiny_run, tmp_path):
     assert check(tmp_path / "old", tiny_run).exit_code == 0
 
 
-def test_records_name_the_c2st_recipe_by_its_column(tmp_path):
+def test_records_name_the_c2st_recipe_by_its_column(tmp_path, make_suite):
     """sbibm's recipe is its own score, ``c2st_sbibm``: a record scored by it says so."""
-    suite_file = tmp_path / "recipes.toml"
-    suite_file.write_text(
-        SUITE.replace('name = "median"', 'name = "recipes"')
-        .replace('metrics = ["median"]', 'metrics = ["c2st", "c2st_sbibm"]')
-        .replace("[methods.rej_abc]\nnum_accepted = 20\n", "")
-    )
-    run_suite(load_suite(suite_file), tmp_path / "run", progress=False)
+    recipes = {"name": "recipes", "metrics": ["c2st", "c2st_sbibm"], "methods": {"exact": {}}}
+    run_suite(make_suite(**{**MEDIAN_GRID, **recipes}), tmp_path / "run", progress=False)
     table = load_results(tmp_path / "run")
     # the exact posterior against its reference: both recipes near 0.5 (300 per set: null sd
     # 0.5 / sqrt(600) = 0.020, so 0.09 is four and a half of them)
     assert ((table["c2st_sbibm"] - 0.5).abs() < 0.09).all()
     assert ((table["c2st"] - 0.5).abs() < 0.09).all()
     assert (table["c2st_sbibm_null_sd"] == 0.5 / math.sqrt(600)).all()
+
+
+def test_a_score_only_the_driver_registered_fails_the_workers_jobs_by_name(
+    registry, tmp_path, suite_file
+):
+    """A worker process imports sbibench afresh: a score registered at run time in the
+    driver is not in its registry, so its jobs fail naming the score, never leaving its
+    columns empty as if it had been computed."""
+    register_score(MEDIAN)
+    suite = load_suite(suite_file(**{**MEDIAN_GRID, "methods": {"exact": {}}}))
+    summary = run_suite(suite, tmp_path / "run", executor="processes", workers=1, progress=False)
+    assert not summary.ok
+    table = load_results(tmp_path / "run")
+    assert (table["status"] == "failed").all()
+    assert table["error"].str.contains("median not registered in this worker process").all()

@@ -11,29 +11,19 @@ import pytest
 
 from sbibench.records import RecordError, StaleRecordsError, completed_keys, load_results
 from sbibench.run.runner import run_suite
-from sbibench.run.suite import load_suite
 
-SMALL = """\
-name = "small"
-description = "two cheap methods on one task"
-tasks = ["normal_mean"]
-budgets = [200]
-seeds = [0]
-observations = [1, 2]
-num_posterior_samples = 300
-metrics = ["c2st", "moments"]
+# Two cheap methods on one task; a test adds its own methods after them.
+SMALL = {
+    "name": "small", "description": "two cheap methods on one task", "tasks": ["normal_mean"],
+    "num_posterior_samples": 300, "metrics": ["c2st", "moments"], "sbc": (20, 10),
+}  # fmt: skip
+CHEAP = {"exact": {}, "rej_abc": {"num_accepted": 20}}
 
-[sbc]
-num_datasets = 20
-num_posterior_samples = 10
-
-[methods.exact]
-[methods.rej_abc]
-num_accepted = 20
-"""
-
-FLAKY = """\
+# The user's methods: one that fails until its cause is fixed, one whose worker dies, one that
+# never returns.
+USER_METHODS = """\
 import os
+import time
 
 def flaky(task, observation, num_simulations, seed):
     if not os.path.exists(os.environ["SBIBENCH_TEST_FIXED"]):
@@ -42,19 +32,25 @@ def flaky(task, observation, num_simulations, seed):
 
 def vanish(task, observation, num_simulations, seed):
     os._exit(3)
+
+def hang(task, observation, num_simulations, seed):
+    while True:
+        time.sleep(0.01)
 """
 
 
 @pytest.fixture
-def small(tmp_path, monkeypatch):
-    (tmp_path / "user_methods.py").write_text(FLAKY)
+def small(tmp_path, monkeypatch, make_suite):
+    (tmp_path / "user_methods.py").write_text(USER_METHODS)
     monkeypatch.syspath_prepend(str(tmp_path))  # spawned workers inherit sys.path
     monkeypatch.setenv("SBIBENCH_TEST_FIXED", str(tmp_path / "fixed"))
 
-    def make(extra="", top=""):
-        path = tmp_path / "small.toml"
-        path.write_text(top + SMALL + extra)
-        return load_suite(path)
+    def make(function=None, **fields):
+        """The small suite, with a method ``<function>`` running ``user_methods:<function>``."""
+        methods = dict(CHEAP)
+        if function is not None:
+            methods[function] = {"method": "external", "function": f"user_methods:{function}"}
+        return make_suite(**{**SMALL, "methods": methods, **fields})
 
     return make
 
@@ -100,7 +96,7 @@ def test_records_of_another_task_card_or_version_are_stale(tmp_path, small):
 
 
 def test_a_failed_job_runs_again_once_its_cause_is_fixed(tmp_path, small):
-    suite = small('[methods.flaky]\nmethod = "external"\nfunction = "user_methods:flaky"\n')
+    suite = small("flaky")
     out = tmp_path / "run"
     first = run_suite(suite, out, progress=False)
     assert first.failed_records == 2 and not first.ok
@@ -116,7 +112,7 @@ def test_a_failed_job_runs_again_once_its_cause_is_fixed(tmp_path, small):
 def test_the_exit_code_reflects_the_whole_folder(tmp_path, small):
     """A second run that has nothing to do still fails while the folder holds failed records,
     and prints each failure's reason and record file."""
-    suite = small('[methods.flaky]\nmethod = "external"\nfunction = "user_methods:flaky"\n')
+    suite = small("flaky")
     run_suite(suite, tmp_path / "run", progress=False)
     command = [sys.executable, "-m", "sbibench", "run", str(tmp_path / "small.toml"),
                "--out", str(tmp_path / "run"), "--no-progress"]  # fmt: skip
@@ -153,22 +149,12 @@ def test_a_record_missing_a_field_is_named_when_loading(tmp_path, small):
 
 
 def test_a_lost_worker_fails_the_run_and_names_the_job(tmp_path, small):
-    suite = small('[methods.vanish]\nmethod = "external"\nfunction = "user_methods:vanish"\n')
-    suite = load_suite(tmp_path / "small.toml")
+    suite = small("vanish")
     out = tmp_path / "run"
     summary = run_suite(suite, out, executor="processes", workers=1, progress=False)
     vanished = {job.key for job in suite.jobs() if job.method == "vanish"}
     assert vanished <= set(summary.lost) and not summary.ok
     assert not vanished & completed_keys(out)
-
-
-HANG = """
-import time
-
-def hang(task, observation, num_simulations, seed):
-    while True:
-        time.sleep(0.01)
-"""
 
 
 @pytest.mark.parametrize("executor", ["serial", "processes", "dask"])
@@ -177,13 +163,8 @@ def test_a_job_past_its_time_limit_is_stopped_and_the_grid_goes_on(tmp_path, sma
     thread (Dask) is stopped; 10 s leaves the other jobs, imports included, well inside."""
     if executor == "dask":
         pytest.importorskip("dask.distributed")
-    (tmp_path / "user_hang.py").write_text(HANG)
-    small('[methods.hang]\nmethod = "external"\nfunction = "user_hang:hang"\n', "timeout = 10\n")
-    path = tmp_path / "small.toml"
-    path.write_text(path.read_text().replace("observations = [1, 2]", "observations = [1]"))
-    summary = run_suite(
-        load_suite(path), tmp_path / "run", executor=executor, workers=1, progress=False
-    )
+    suite = small("hang", timeout=10, observations=[1])
+    summary = run_suite(suite, tmp_path / "run", executor=executor, workers=1, progress=False)
     table = load_results(tmp_path / "run")
     hung = table[table["method"] == "hang"]
     assert len(hung) == 1 and (hung["status"] == "failed").all()

@@ -1,5 +1,5 @@
-"""The CPUs a process may use: its affinity mask and cgroup quota, not the host's count; the
-default workers that follow, and the CLI's refusal of zero workers or threads."""
+"""The CPUs a process may use: its affinity mask and cgroup quota, not the host's count, and the
+default workers that follow; the CPU's name in records."""
 
 import os
 import subprocess
@@ -7,10 +7,8 @@ import sys
 
 import pytest
 
-from sbibench.cli import main
 from sbibench.run.cpus import available_cpus, cgroup_cpu_limit, cpu_name
 from sbibench.run.executors import default_workers
-from sbibench.run.runner import _warn_oversubscribed
 
 affinity = pytest.mark.skipif(
     not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
@@ -67,36 +65,6 @@ def test_the_quota_caps_the_affinity_mask(tmp_path):
     (tmp_path / "cpu.max").write_text("50000 100000\n")
     assert available_cpus(tmp_path) == 1
     assert default_workers("processes", cpus=available_cpus(tmp_path)) == 1
-
-
-def test_default_workers_divide_the_cpus_by_the_threads():
-    assert default_workers("processes", threads=1, cpus=6) == 6
-    assert default_workers("dask", threads=4, cpus=6) == 1
-    assert default_workers("processes", threads=8, cpus=6) == 1
-    assert default_workers("serial", threads=1, cpus=6) == 1
-    with pytest.raises(ValueError, match="threads must be a whole number >= 1, got 0"):
-        default_workers("processes", threads=0)
-
-
-@pytest.mark.parametrize("option", ["--workers", "--threads"])
-@pytest.mark.parametrize("value", ["0", "-2", "two"])
-def test_the_cli_refuses_workers_or_threads_below_one(capsys, option, value):
-    with pytest.raises(SystemExit) as exit_:
-        main(["run", "quick", "--executor", "processes", option, value])
-    assert exit_.value.code == 2
-    assert f"argument {option}: need a whole number >= 1" in capsys.readouterr().err
-
-
-def test_more_workers_than_cpus_is_one_line_of_warning(capsys):
-    cpus = available_cpus()
-    _warn_oversubscribed("processes", cpus, 1, remote=False)
-    _warn_oversubscribed("serial", 99, 1, remote=False)  # serial runs one worker
-    _warn_oversubscribed("dask", cpus + 1, 1, remote=True)  # a remote cluster's own CPUs
-    assert capsys.readouterr().err == ""
-    _warn_oversubscribed("processes", cpus, 2, remote=False)
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    assert f"{cpus} worker(s) x 2 thread(s) exceed the {cpus} CPU(s)" in err
 
 
 def test_cpu_name_is_the_model_and_torchs_instruction_set(tmp_path):

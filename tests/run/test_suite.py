@@ -1,0 +1,163 @@
+"""Suites: the shipped ones, what a suite file may leave out, and bad input caught when the
+file loads, naming the file and the field."""
+
+import pytest
+
+from sbibench.methods import get_method
+from sbibench.registry import list_suites
+from sbibench.run.suite import SuiteError, load_suite
+
+SHIPPED = ["frontier", "full", "ladder", "quick", "sbibm", "standard"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: s.replace('"poisson_gamma"]', '"poisson"]'), "unknown task 'poisson'"),
+        (lambda s: s + "[methods.npee]\n", "methods.npee: unknown method 'npee'"),
+        (
+            lambda s: s.replace("max_epochs = 3", "epochs = 3"),
+            "methods.npe: unknown config key.*epochs",
+        ),
+        (
+            lambda s: s.replace("observations = [1, 2]", "observations = [1, 11]"),
+            "observations 1..10",
+        ),
+        (lambda s: "colour = 1\n" + s, "unknown field.*colour"),
+        (
+            lambda s: s.replace("max_epochs = 3", 'estimator = "nsff"'),
+            "methods.npe: estimator must be one of",
+        ),
+        (
+            lambda s: s.replace("max_epochs = 3", "max_epochs = -5"),
+            "methods.npe: max_epochs must be a whole number >= 1, got -5",
+        ),
+        (
+            lambda s: s.replace("num_accepted = 20", "num_accepted = 2.5"),
+            "methods.rej_abc: num_accepted must be a whole number",
+        ),
+        (lambda s: s.replace('metrics = ["c2st",', 'metrics = ["c2sst",'), "field 'metrics'"),
+        (
+            lambda s: s.replace('"poisson_gamma"]', '"linear_gaussian_d50"]').replace(
+                "num_posterior_samples = 500", "num_posterior_samples = 5000"
+            ),
+            "num_posterior_samples is 5000, but task 'linear_gaussian_d50' stores 2000",
+        ),
+    ],
+)
+def test_bad_suites_fail_before_any_work(suite_file, edit, message, tiny_suite):
+    path = suite_file(edit(tiny_suite), "bad.toml")
+    with pytest.raises(SuiteError, match=message) as error:
+        load_suite(path)
+    assert str(path) in str(error.value)
+
+
+def test_a_suite_may_leave_out_its_description_and_sbc_table(make_suite):
+    """Without them: description "", and calibration over 200 datasets of 100 draws."""
+    suite = make_suite(description=None, sbc=None)
+    assert "description" not in suite.text and "[sbc]" not in suite.text
+    assert (suite.description, suite.sbc_datasets, suite.sbc_samples) == ("", 200, 100)
+    amortized = [job for job in suite.jobs() if job.amortized]
+    assert amortized and {(job.sbc_datasets, job.sbc_samples) for job in amortized} == {(200, 100)}
+
+
+def test_an_sbc_table_may_set_one_key_and_no_other(suite_file, make_suite):
+    """``[sbc] num_datasets = 0`` alone turns calibration off, draws at their default; a key
+    that is neither of the two is refused with the file named."""
+    suite = make_suite(sbc={"num_datasets": 0})
+    assert (suite.sbc_datasets, suite.sbc_samples) == (0, 100)
+    assert {job.sbc_datasets for job in suite.jobs()} == {0}
+    path = suite_file(sbc={"num_dataset": 40, "num_posterior_samples": 20})
+    with pytest.raises(SuiteError, match=r"\[sbc\] may set only num_datasets and") as error:
+        load_suite(path)
+    assert str(path) in str(error.value) and "'num_dataset': 40" in str(error.value)
+
+
+def test_unknown_suite_name_lists_the_shipped_ones():
+    with pytest.raises(SuiteError, match=f"unknown suite 'quik'; shipped: {', '.join(SHIPPED)}"):
+        load_suite("quik")
+
+
+def test_shipped_suites_load():
+    assert list_suites() == SHIPPED
+    for name in SHIPPED:
+        suite = load_suite(name)
+        assert suite.name == name and suite.description and suite.jobs()
+
+
+def test_variants_stay_out_of_the_well_specified_suites():
+    """Misspecified and failing variants run only in the frontier suite, each beside the task
+    it varies; the leaderboard suites name well-specified tasks only."""
+    from sbibench import get_task, list_tasks
+
+    variants = {n for n in list_tasks() if get_task(n).assumes or get_task(n).failures}
+    assert variants == {"normal_mean_misspecified", "normal_mean_failing"}
+    for name in ("quick", "standard", "full", "sbibm"):
+        assert not variants & set(load_suite(name).tasks), name
+    frontier = set(load_suite("frontier").tasks)
+    others = {"normal_mean", "beta_binomial", "dirichlet_multinomial", "normal_mean_sets"}
+    ladder = set(load_suite("ladder").tasks)
+    assert variants | others | ladder == frontier
+
+
+def test_a_method_table_may_name_the_tasks_it_runs_on(make_suite, tiny_suite):
+    """`tasks` in a method's table keeps it to those of the suite's tasks (a set embedding
+    for set data); a task outside the suite's list is refused with the table named."""
+    suite = make_suite(tiny_suite + '[methods.only]\nmethod = "exact"\ntasks = ["normal_mean"]\n')
+    assert {job.task for job in suite.jobs() if job.method == "only"} == {"normal_mean"}
+    assert {job.task for job in suite.jobs() if job.method == "exact"} == set(suite.tasks)
+    bad = tiny_suite + '[methods.only]\nmethod = "exact"\ntasks = ["two_moons"]\n'
+    with pytest.raises(SuiteError, match="methods.only.tasks must be a non-empty list"):
+        make_suite(bad)
+
+
+def test_a_task_may_score_fewer_observations_than_the_others(make_suite):
+    """`task_observations` gives one task its own observations (a ladder rung with five beside
+    tasks with ten); the other tasks keep the suite's, and each is checked against its task."""
+    suite = make_suite(task_observations={"poisson_gamma": [2]})
+    observed = {(job.task, job.observations) for job in suite.jobs() if job.method == "exact"}
+    assert observed == {("normal_mean", (1, 2)), ("poisson_gamma", (2,))}
+    assert {job.observations for job in suite.jobs() if job.task == "poisson_gamma"} == {(2,)}
+    for bad, message in [
+        ({"two_moons": [1]}, "task_observations names 'two_moons', not among the suite's tasks"),
+        ({"poisson_gamma": [11]}, "task 'poisson_gamma' has observations 1..10"),
+        ({"poisson_gamma": []}, "task_observations.poisson_gamma' must be a non-empty list"),
+    ]:
+        with pytest.raises(SuiteError, match=message):
+            make_suite(task_observations=bad)
+
+
+def test_the_thread_count_is_part_of_the_job(make_suite):
+    suite = make_suite()
+    one, two = suite.jobs(), suite.jobs(threads=2)
+    assert [job.threads for job in one] == [1] * len(one)
+    assert {job.key for job in one}.isdisjoint(job.key for job in two)
+    with pytest.raises(ValueError, match="threads must be a whole number >= 1, got 0"):
+        suite.jobs(threads=0)
+
+
+def test_the_sbibm_suite_is_sbibms_grid():
+    """Four tasks with exact posteriors, sbibm's three budgets, ten observations, 10,000
+    draws, sbibm's C2ST recipe, its eight algorithms (NRE as NRE-B with a ResNet)."""
+    suite = load_suite("sbibm")
+    assert suite.tasks == (
+        "linear_gaussian",
+        "gaussian_linear_uniform",
+        "gaussian_mixture",
+        "two_moons",
+    )
+    assert suite.budgets == (1000, 10000, 100000) and suite.num_posterior_samples == 10000
+    assert len(suite.observations) == 10 and "c2st_sbibm" in suite.metrics
+    methods = {label: get_method(name, **config) for label, (name, config) in suite.methods.items()}
+    assert sorted(methods) == [
+        "nle",
+        "npe",
+        "nre_b",
+        "rej_abc",
+        "smc_abc",
+        "snle",
+        "snpe_c",
+        "snre_b",
+    ]
+    assert methods["nre_b"].classifier == "resnet" and methods["snre_b"].rounds == 10
+    assert methods["smc_abc"].population(100_000) == 1000
