@@ -128,6 +128,49 @@ def test_no_import_cycles():
     assert not cycles, "import cycles:\n" + "\n".join(_path(graph, c) for c in cycles)
 
 
+# The rooms of docs/architecture.md, in order: a module imports only modules of its own room
+# or of a room above it (earlier in this list), never one below. (Within a room, the test
+# above keeps the imports free of circles.)
+ROOMS = [
+    ("sbibench.registry", "sbibench.checks", "sbibench.paths"),
+    ("sbibench.models", "sbibench.metrics", "sbibench.nn", "sbibench.autodiff", "sbibench.mcmc"),
+    ("sbibench.failures", "sbibench.reference.store", "sbibench.reference"),
+    ("sbibench.task",),
+    ("sbibench.scoring",),
+    ("sbibench.reference.build", "sbibench.methods"),
+    ("sbibench.records",),
+    ("sbibench.run",),
+    ("sbibench.report",),
+    ("sbibench.cli", "sbibench.pytest_plugin", "sbibench.__main__"),
+]
+
+
+def _room(module):
+    """The index of the room holding ``module``: that of its longest name in ROOMS."""
+    homes = [
+        (len(name), index)
+        for index, room in enumerate(ROOMS)
+        for name in room
+        if module == name or module.startswith(name + ".")
+    ]
+    if homes:
+        return max(homes)[1]
+    raise AssertionError(f"{module} belongs to no room of ROOMS: place it there")
+
+
+def test_imports_point_up_the_rooms_never_down():
+    # the longest name decides: reference/build sits below the task it builds from
+    assert _room("sbibench.reference.build") > _room("sbibench.task") > _room("sbibench.reference")
+    graph = _graph()
+    del graph["sbibench"]  # the package's lazy public names reach everything, by design
+    graph = {module: imported - {"sbibench"} for module, imported in graph.items()}
+    downward = []
+    for module, imported in sorted(graph.items()):
+        here = _room(module)
+        downward += [f"{module} -> {other}" for other in sorted(imported) if _room(other) > here]
+    assert not downward, "imports pointing down the rooms:\n" + "\n".join(downward)
+
+
 @pytest.mark.parametrize(
     ("code", "heavy"),
     [
