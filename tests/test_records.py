@@ -54,7 +54,7 @@ def test_a_new_record_is_ok_unless_an_error_is_given():
 
 def test_a_run_folder_names_where_each_file_lives(tmp_path):
     run = RunFolder(str(tmp_path))
-    assert run == RunFolder(tmp_path) and run.path == tmp_path
+    assert run.path == tmp_path  # a str is taken as a path
     assert run.records == tmp_path / "records"
     assert run.record("a-b-1") == tmp_path / "records" / "a-b-1.json"
     assert run.ranks("a-b-1") == tmp_path / "records" / "a-b-1.sbc.npz"

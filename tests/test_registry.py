@@ -3,11 +3,20 @@ the shipped suites."""
 
 import importlib.metadata
 import math
+import pathlib
 
 import pytest
 
 from sbibench import registry
-from sbibench.registry import GROUPS, SUITES_DIR, list_suites, load, lookup, with_entry_points
+from sbibench.registry import (
+    GROUPS,
+    SUITES_DIR,
+    list_suites,
+    load,
+    lookup,
+    module_of,
+    with_entry_points,
+)
 
 
 def test_load_imports_the_named_attribute():
@@ -18,15 +27,18 @@ def test_load_imports_the_named_attribute():
 @pytest.mark.parametrize(
     ("path", "message"),
     [
-        ("math.pi", "expected 'package.module:attribute', got 'math.pi'"),
-        (":pi", "expected 'package.module:attribute', got ':pi'"),
-        ("math:", "expected 'package.module:attribute', got 'math:'"),
-        ("no_such_module_here:f", "cannot import 'no_such_module_here:f': No module named"),
-        ("math:tau_twice", "cannot import 'math:tau_twice': .*tau_twice"),
+        ("math.pi", "expected 'package.module:attribute' for the score function, got 'math.pi'"),
+        (":pi", "expected 'package.module:attribute' for the score function, got ':pi'"),
+        ("math:", "expected 'package.module:attribute' for the score function, got 'math:'"),
+        (
+            "no_such_module_here:f",
+            r"cannot import 'no_such_module_here:f' \(score function\): No module named",
+        ),
+        ("math:tau_twice", r"cannot import 'math:tau_twice' \(score function\): .*tau_twice"),
     ],
 )
 def test_a_bad_path_is_a_value_error_naming_it(path, message):
-    with pytest.raises(ValueError, match=f"^score function: {message}"):
+    with pytest.raises(ValueError, match=f"^{message}"):
         load(path, "score function")
 
 
@@ -35,7 +47,7 @@ def test_an_unknown_name_lists_the_known_ones():
     assert lookup(table, "e", "constant") is math.e
     with pytest.raises(ValueError, match=r"^unknown constant 'tau'; known: e, pi$"):
         lookup(table, "tau", "constant")
-    with pytest.raises(ValueError, match="constant: cannot import 'math:nope'"):
+    with pytest.raises(ValueError, match=r"cannot import 'math:nope' \(constant\)"):
         lookup({"nope": "math:nope"}, "nope", "constant")
 
 
@@ -70,3 +82,10 @@ def test_without_entry_points_the_table_is_the_builtin_one():
 def test_list_suites_names_the_six_shipped_suites():
     assert list_suites() == ["frontier", "full", "ladder", "quick", "sbibm", "standard"]
     assert all((SUITES_DIR / f"{name}.toml").is_file() for name in list_suites())
+
+
+def test_an_entry_registered_as_the_object_itself_is_returned_as_it_is():
+    """A class registered at run time is its own entry; its module is its own."""
+    table = {"pi": "math:pi", "path": pathlib.Path}
+    assert lookup(table, "path", "class") is pathlib.Path
+    assert module_of(table["pi"]) == "math" and module_of(table["path"]) == "pathlib"
