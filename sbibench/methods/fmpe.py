@@ -25,11 +25,10 @@ import torch
 from torch import Tensor
 
 from sbibench.methods.posteriors import ODEPosterior
-from sbibench.methods.settings import check_settings, one_of, positive, setting, widths
+from sbibench.methods.settings import check_settings, positive, setting
 from sbibench.methods.training import (
-    EMBEDDINGS,
+    FieldSettings,
     TrainingSettings,
-    field_net,
     prior_simulations,
     validation_noise,
 )
@@ -40,7 +39,7 @@ __all__ = ["FMPE"]
 
 
 @dataclasses.dataclass(frozen=True)
-class FMPE(TrainingSettings):
+class FMPE(FieldSettings, TrainingSettings):
     """Flow-matching posterior estimation; see the module docstring.
 
     Arguments:
@@ -55,17 +54,14 @@ class FMPE(TrainingSettings):
 
     name: ClassVar[str] = "fmpe"
     amortized: ClassVar[bool] = True
-    hidden_features: tuple = setting((64, 64, 64), widths)
-    embedding: str | None = setting(None, one_of(*EMBEDDINGS))
     sigma_min: float = setting(1e-4, positive)
     time_power: float = 0.0
-    ode_steps: int = 50
 
     def fit(self, task: Task, num_simulations: int, seed: int) -> ODEPosterior:
         check_settings(self)
         with prior_simulations(task, num_simulations, seed) as run:
             u, x = run.u, run.x.float()
-            norm, net = field_net(VectorField, task, u, x, self.hidden_features, self.embedding)
+            norm, net = self.network(VectorField, task, u, x)
             shrink, power = 1 - self.sigma_min, self.time_power
 
             def loss(z1: Tensor, x_: Tensor) -> Tensor:

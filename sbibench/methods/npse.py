@@ -42,15 +42,12 @@ from sbibench.methods.settings import (
     above,
     check_settings,
     fraction,
-    one_of,
     positive,
     setting,
-    widths,
 )
 from sbibench.methods.training import (
-    EMBEDDINGS,
+    FieldSettings,
     TrainingSettings,
-    field_net,
     prior_simulations,
     validation_noise,
 )
@@ -94,7 +91,7 @@ def score_flow(
 
 
 @dataclasses.dataclass(frozen=True)
-class NPSE(TrainingSettings):
+class NPSE(FieldSettings, TrainingSettings):
     """Score-based posterior estimation with a VP diffusion; see the module docstring.
 
     Arguments:
@@ -113,12 +110,9 @@ class NPSE(TrainingSettings):
 
     name: ClassVar[str] = "npse"
     amortized: ClassVar[bool] = True
-    hidden_features: tuple = setting((64, 64, 64), widths)
-    embedding: str | None = setting(None, one_of(*EMBEDDINGS))
     beta_min: float = setting(0.1, positive)
     beta_max: float = setting(20.0, above("beta_min"))
     t_eps: float = setting(1e-3, fraction)
-    ode_steps: int = 50
     learning_rate: float = setting(1e-3, positive)
     patience: int = 100
 
@@ -126,7 +120,7 @@ class NPSE(TrainingSettings):
         check_settings(self)
         with prior_simulations(task, num_simulations, seed) as run:
             u, x = run.u, run.x.float()
-            norm, net = field_net(ScoreNet, task, u, x, self.hidden_features, self.embedding)
+            norm, net = self.network(ScoreNet, task, u, x)
 
             def loss(z: Tensor, x_: Tensor) -> Tensor:
                 generator = validation_noise(net)

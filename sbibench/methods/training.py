@@ -128,6 +128,34 @@ build = EstimatorSettings.build  # build(config, task, u, x)
 
 
 @dataclasses.dataclass(frozen=True)
+class FieldSettings:
+    """The network of a method sampled by an ODE (flow matching, score-based NPE).
+
+    Arguments:
+        hidden_features: widths of the network's MLP.
+        embedding: None, or ``"deepset"`` for i.i.d. data.
+        ode_steps: RK4 steps of the sampling ODE (4 network evaluations each).
+    """
+
+    hidden_features: tuple = setting((64, 64, 64), widths)
+    embedding: str | None = setting(None, one_of(*EMBEDDINGS))
+    ode_steps: int = 50
+
+    def network(
+        self, build: Callable[..., nn.Module], task: Task, u: Tensor, x: Tensor
+    ) -> tuple[ZScore, nn.Module]:
+        """The z-scoring of the unconstrained parameters ``u`` (N, D) and the network
+        ``build(D, context, hidden_features, embedding=...)`` of them, its contexts z-scored on
+        ``x`` (N, M)."""
+        dim = dim_unconstrained(task)
+        norm = ZScore(dim).fit_(u)
+        embedding, context = embedding_net(self.embedding, task)
+        net = build(dim, context, tuple(self.hidden_features), embedding=embedding)
+        net.standardize_(x)
+        return norm, net
+
+
+@dataclasses.dataclass(frozen=True)
 class ClassifierSettings:
     """The classifier d(u, x) of a ratio method (NRE and its variants).
 
@@ -166,20 +194,6 @@ def embedding_net(embedding: str | None, task: Task) -> tuple[nn.Module | None, 
     if embedding == "deepset":
         return nn.Sequential(nn.Unflatten(-1, (task.dim_data, 1)), DeepSet(1, 20)), 20
     raise ValueError(f"embedding must be None or 'deepset', got {embedding!r}")
-
-
-def field_net(
-    build: Callable[..., nn.Module], task: Task, u: Tensor, x: Tensor, hidden: Any, embedding: Any
-) -> tuple[Any, nn.Module]:
-    """The z-scoring of the unconstrained parameters ``u`` (N, D) and a vector-field or score
-    network ``build(D, context, hidden, embedding=...)`` of them, its contexts z-scored on
-    ``x`` (N, M): what flow matching and score-based NPE train."""
-    dim = dim_unconstrained(task)
-    norm = ZScore(dim).fit_(u)
-    embedding, context = embedding_net(embedding, task)
-    net = build(dim, context, tuple(hidden), embedding=embedding)
-    net.standardize_(x)
-    return norm, net
 
 
 def validation_noise(net: nn.Module) -> torch.Generator | None:
