@@ -29,8 +29,8 @@ from sbibench.methods.settings import check_settings, positive, setting
 from sbibench.methods.training import (
     FieldSettings,
     TrainingSettings,
+    noised_rows,
     prior_simulations,
-    validation_noise,
 )
 from sbibench.nn import VectorField, train
 from sbibench.task import Task
@@ -65,9 +65,7 @@ class FMPE(FieldSettings, TrainingSettings):
             shrink, power = 1 - self.sigma_min, self.time_power
 
             def loss(z1: Tensor, x_: Tensor) -> Tensor:
-                generator = validation_noise(net)
-                if generator is not None:  # validation: 16 noise draws per row
-                    z1, x_ = z1.repeat(16, 1), x_.repeat(16, 1)
+                generator, (z1, x_) = noised_rows(net, z1, x_)
                 t = torch.rand(len(z1), 1, generator=generator) ** (1 / (1 + power))
                 eps = torch.randn(z1.shape, generator=generator)
                 z_t = t * z1 + (1 - shrink * t) * eps

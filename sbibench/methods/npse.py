@@ -48,8 +48,8 @@ from sbibench.methods.settings import (
 from sbibench.methods.training import (
     FieldSettings,
     TrainingSettings,
+    noised_rows,
     prior_simulations,
-    validation_noise,
 )
 from sbibench.nn import ScoreNet, train
 from sbibench.task import Task
@@ -123,9 +123,7 @@ class NPSE(FieldSettings, TrainingSettings):
             norm, net = self.network(ScoreNet, task, u, x)
 
             def loss(z: Tensor, x_: Tensor) -> Tensor:
-                generator = validation_noise(net)
-                if generator is not None:  # validation: 16 noise draws per row
-                    z, x_ = z.repeat(16, 1), x_.repeat(16, 1)
+                generator, (z, x_) = noised_rows(net, z, x_)
                 t = self.t_eps + (1 - self.t_eps) * torch.rand(len(z), generator=generator)
                 eps = torch.randn(z.shape, generator=generator)
                 s = noise_levels(t, self.beta_min, self.beta_max)

@@ -55,6 +55,7 @@ __all__ = [
     "prior_simulations",
     "round_sizes",
     "run_rounds",
+    "noised_rows",
     "validation_noise",
 ]
 
@@ -201,6 +202,14 @@ def validation_noise(net: nn.Module) -> torch.Generator | None:
     on every call, so the validation loss of every epoch uses the same noise (common random
     numbers) and early stopping compares epochs rather than noise draws."""
     return None if getattr(net, "training", True) else torch.Generator().manual_seed(0)
+
+
+def noised_rows(net: nn.Module, *rows: Tensor) -> tuple[torch.Generator | None, tuple]:
+    """The noise generator of `validation_noise` and the rows (N, ·) to draw noise for: as
+    given in training; in evaluation each row 16 times, so the validation loss averages 16
+    noise draws per row (flow matching's and the score's losses draw noise per row)."""
+    generator = validation_noise(net)
+    return generator, rows if generator is None else tuple(row.repeat(16, 1) for row in rows)
 
 
 @dataclasses.dataclass

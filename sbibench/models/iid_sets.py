@@ -32,9 +32,8 @@ from sbibench.models.common import (
     Field,
     check_data,
     check_theta,
-    positive,
-    real,
 )
+from sbibench.models.linear_gaussian import NORMAL_MEAN
 
 __all__ = ["NORMAL_MEAN_SETS", "NormalMeanSets", "set_sizes", "valid_sets"]
 
@@ -168,14 +167,11 @@ def _build(prior: dict, simulator: dict) -> NormalMeanSets:
     )
 
 
-NORMAL_MEAN_SETS = Family(
-    prior={
-        "mean": real("prior mean of mu"),
-        "std": positive("prior standard deviation of mu"),
-    },
+NORMAL_MEAN_SETS = Family(  # normal_mean's prior and noise, sets of stated sizes for its draws
+    prior=NORMAL_MEAN.prior,
     simulator={
         "set_sizes": sizes("the sizes n that each simulation draws from, uniformly"),
-        "noise_std": positive("known standard deviation of each draw"),
+        "noise_std": NORMAL_MEAN.simulator["noise_std"],
         "observation_sizes": sizes("n of observation k = 1..K, one per observation"),
     },
     build=_build,
