@@ -50,6 +50,7 @@ from sbibench.methods.mcmc_posterior import MCMCPosterior, MCMCSettings, Potenti
 from sbibench.methods.settings import check_settings
 from sbibench.methods.training import (
     EstimatorSettings,
+    RoundsSettings,
     TrainingSettings,
     mcmc_rounds,
     prior_simulations,
@@ -158,13 +159,11 @@ class NLE(EstimatorSettings, MCMCSettings, TrainingSettings):
 
 
 @dataclasses.dataclass(frozen=True)
-class SNLE(EstimatorSettings, MCMCSettings, TrainingSettings):
+class SNLE(EstimatorSettings, MCMCSettings, RoundsSettings, TrainingSettings):
     """Sequential NLE: ``rounds`` equal parts of the budget; see the module docstring."""
 
     name: ClassVar[str] = "snle"
-    amortized: ClassVar[bool] = False
     summary: bool = False
-    rounds: int = 10
 
     def run(
         self, task: Task, observation: Tensor, num_simulations: int, seed: int

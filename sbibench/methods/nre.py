@@ -46,6 +46,7 @@ from sbibench.methods.mcmc_posterior import MCMCPosterior, MCMCSettings, Potenti
 from sbibench.methods.settings import check_settings, non_negative, positive, setting
 from sbibench.methods.training import (
     ClassifierSettings,
+    RoundsSettings,
     TrainingSettings,
     mcmc_rounds,
     prior_simulations,
@@ -206,23 +207,19 @@ class NRE_B(ClassifierSettings, MCMCSettings, TrainingSettings):  # noqa: N801 -
 
 
 @dataclasses.dataclass(frozen=True)
-class SNRE(ClassifierSettings, MCMCSettings, TrainingSettings):
+class SNRE(ClassifierSettings, MCMCSettings, RoundsSettings, TrainingSettings):
     """Sequential NRE (AALR loss) in ``rounds``; see the module docstring."""
 
     name: ClassVar[str] = "snre"
-    amortized: ClassVar[bool] = False
-    rounds: int = 10
     loss = aalr
     run = _run
 
 
 @dataclasses.dataclass(frozen=True)
-class SNRE_B(ClassifierSettings, MCMCSettings, TrainingSettings):  # noqa: N801 - published name
+class SNRE_B(ClassifierSettings, MCMCSettings, RoundsSettings, TrainingSettings):  # noqa: N801 - published name
     """Sequential NRE-B (sbi's SNRE_B, sbibm's SNRE) in ``rounds``; see the module docstring."""
 
     name: ClassVar[str] = "snre_b"
-    amortized: ClassVar[bool] = False
-    rounds: int = 10
     num_atoms: int = 10
     loss = sre
     run = _run

@@ -43,6 +43,7 @@ from sbibench.methods.posteriors import BasePosterior, NeuralPosterior, estimato
 from sbibench.methods.settings import estimator_name, setting
 from sbibench.methods.training import (
     EstimatorSettings,
+    RoundsSettings,
     TrainingSettings,
     run_rounds,
     validation_noise,
@@ -127,13 +128,11 @@ def _sequential(
 
 
 @dataclasses.dataclass(frozen=True)
-class SNPEC(EstimatorSettings, TrainingSettings):
+class SNPEC(EstimatorSettings, RoundsSettings, TrainingSettings):
     """APT with the atomic loss; see the module docstring."""
 
     name: ClassVar[str] = "snpe_c"
-    amortized: ClassVar[bool] = False
     min_batch_size: ClassVar[int] = 2  # an atom set needs another row of the minibatch
-    rounds: int = 10
     num_atoms: int = 10
     run = _sequential
     _proposal, _result = _flow_proposal, _neural_result
@@ -161,13 +160,11 @@ class SNPEC(EstimatorSettings, TrainingSettings):
 
 
 @dataclasses.dataclass(frozen=True)
-class SNPEB(EstimatorSettings, TrainingSettings):
+class SNPEB(EstimatorSettings, RoundsSettings, TrainingSettings):
     """Importance-weighted maximum likelihood; see the module docstring."""
 
     name: ClassVar[str] = "snpe_b"
-    amortized: ClassVar[bool] = False
     min_batch_size: ClassVar[int] = 1
-    rounds: int = 10
     run = _sequential
     _proposal, _result = _flow_proposal, _neural_result
 
@@ -183,13 +180,11 @@ class SNPEB(EstimatorSettings, TrainingSettings):
 
 
 @dataclasses.dataclass(frozen=True)
-class SNPEA(EstimatorSettings, TrainingSettings):
+class SNPEA(EstimatorSettings, RoundsSettings, TrainingSettings):
     """MDN with the proposal correction; see the module docstring."""
 
     name: ClassVar[str] = "snpe_a"
-    amortized: ClassVar[bool] = False
     min_batch_size: ClassVar[int] = 1
-    rounds: int = 10
     estimator: str = setting("mdn", estimator_name)
     oversampling: int = 10
     run = _sequential

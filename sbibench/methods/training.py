@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -44,6 +44,7 @@ from sbibench.nn import Classifier, DeepSet, Estimator, ZScore, build_estimator
 from sbibench.task import Task
 
 __all__ = [
+    "RoundsSettings",
     "ClassifierSettings",
     "EstimatorSettings",
     "Simulations",
@@ -126,6 +127,19 @@ class EstimatorSettings:
 
 
 build = EstimatorSettings.build  # build(config, task, u, x)
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundsSettings:
+    """A sequential method: one run per observation, in ``rounds`` equal parts of the budget,
+    each simulated from the proposal the last one learnt (`run_rounds`, `mcmc_rounds`).
+
+    Arguments:
+        rounds: how many rounds.
+    """
+
+    amortized: ClassVar[bool] = False
+    rounds: int = 10
 
 
 @dataclasses.dataclass(frozen=True)
