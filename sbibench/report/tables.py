@@ -105,15 +105,25 @@ def leaderboard(table: Any) -> dict[str, list[list[str]]]:
     return boards
 
 
+def _carried(table: Any) -> Any:
+    """Which records carry their task's facts (``task_family`` and the columns beside it):
+    those written since the records have held them. A bool per record."""
+    if "task_family" in table:
+        return table["task_family"].notna()
+    return table["task"].isna()  # none do: all False
+
+
 def _facts(table: Any, column: str, of_card: Any) -> dict[str, Any]:
     """{task: its value in ``column``} for every task of the table: the value its records
-    carry, else (records written before the column existed) ``of_card(task)`` of today's card
-    where the task still exists."""
+    carry (None where they carry it empty), else, for records written before the task facts,
+    ``of_card(task)`` of today's card where the task still exists."""
     found = {}
+    carried = _carried(table)
     for name, group in table.groupby("task", sort=True):
-        values = group[column].dropna() if column in group else []
-        if len(values):
-            found[str(name)] = values.iloc[0]
+        own = group[carried[group.index]]
+        if len(own):
+            values = own[column].dropna()
+            found[str(name)] = values.iloc[0] if len(values) else None
             continue
         from sbibench.task import get_task  # only for older records: cards load torch
 
@@ -167,9 +177,12 @@ def misspecification_table(table: Any) -> list[list[str]]:
 
 def _observation_sizes(table: Any) -> Any:
     """Each record's set size n where its task's observations are i.i.d. sets of stated
-    sizes (``padded_sets``), else NaN: the records' own, or today's card's for older ones."""
-    sizes = table["observation_size"] if "observation_size" in table else None
-    if sizes is not None and sizes.notna().any():
+    sizes (``padded_sets``), else NaN: the record's own, or today's card's for a record
+    written before the task facts."""
+    carried = _carried(table)
+    sizes = table["observation_size"].astype(float) if "observation_size" in table else None
+    sizes = sizes.where(carried) if sizes is not None else table["observation"] * float("nan")
+    if carried.all():
         return sizes
     from sbibench.task import get_task  # only for older records: cards load torch
 
@@ -178,13 +191,12 @@ def _observation_sizes(table: Any) -> Any:
             task = get_task(str(row["task"]))
         except ValueError:
             return float("nan")
-        return (
-            task.model.observation_sizes[int(row["observation"]) - 1]
-            if task.padded_sets
-            else float("nan")
-        )
+        if not task.padded_sets:
+            return float("nan")
+        return task.model.observation_sizes[int(row["observation"]) - 1]
 
-    return table.apply(of_card, axis=1) if len(table) else table["observation"] * float("nan")
+    older = table[~carried]
+    return sizes.where(carried, older.apply(of_card, axis=1) if len(older) else sizes)
 
 
 def set_size_table(table: Any) -> list[list[str]]:
@@ -335,7 +347,7 @@ _BY_SIZE = (
 
 _BY_DIMENSION = (
     "One model family at several parameter dimensions D (the dimension ladder): each method's "
-    "mean headline score and mean seconds of training and sampling per observation (a fit shared by "
+    "mean {label} and mean seconds of training and sampling per observation (a fit shared by "
     "the observations of an amortized method counted in each), per rung."
 )
 
@@ -346,7 +358,11 @@ def sections(table: Any) -> list[tuple[str, str, list[list[str]]]]:
     found = [
         ("Misspecified observations", _MISSPECIFIED, misspecification_table(table)),
         ("Scores by set size", _BY_SIZE, set_size_table(table)),
-        ("Scores by dimension", _BY_DIMENSION, dimension_table(table)),
+        (
+            "Scores by dimension",
+            _BY_DIMENSION.format(label=headline().columns[0].label),
+            dimension_table(table),
+        ),
     ]
     return [section for section in found if len(section[2]) > 1]
 

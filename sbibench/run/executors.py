@@ -48,8 +48,7 @@ def default_executor(threads: int = 1, cpus: int | None = None) -> str:
         >>> default_executor(threads=1, cpus=2), default_executor(threads=2, cpus=2)
         ('processes', 'serial')
     """
-    whole(threads, "threads", 1)
-    return "processes" if (available_cpus() if cpus is None else cpus) // threads >= 2 else "serial"
+    return "processes" if default_workers("processes", threads, cpus) >= 2 else "serial"
 
 
 def default_workers(executor: str, threads: int = 1, cpus: int | None = None) -> int:

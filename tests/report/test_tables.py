@@ -150,3 +150,28 @@ def test_a_dimension_ladder_gets_a_table(ladder_run):
     two_rungs = table[table["task"] != "linear_gaussian"]
     assert dimension_ladders(two_rungs) == {}
     assert len(dimension_table(two_rungs)) == 1
+
+
+def test_task_facts_come_from_the_records_not_todays_cards(tiny_run, tmp_path):
+    """Records carry their task's facts: a task whose card no longer exists still reports as
+    misspecified and by set size, and an empty fact read back from results.csv (NaN) means
+    none, not "ask the card"."""
+    from sbibench.report.tables import _assumed_tasks, _observation_sizes, dimension_ladders
+
+    table = load_results(tiny_run)
+    gone = table[table["task"] == "normal_mean"].copy()
+    gone["task"], gone["task_assumes"] = "a_task_since_removed", "normal_mean"
+    gone["observation_size"] = gone["observation"] * 10
+    assert _assumed_tasks(gone) == {"a_task_since_removed": "normal_mean"}
+    assert list(_observation_sizes(gone)) == list(gone["observation"] * 10.0)
+    table.to_csv(tmp_path / "results.csv", index=False)
+    back = load_results(tmp_path / "results.csv")
+    assert back["task_assumes"].isna().all()  # "" comes back from CSV as empty
+    assert _assumed_tasks(back) == {} and _observation_sizes(back).isna().all()
+    assert dimension_ladders(back) == {}
+    # what a record says wins over today's card of the same name
+    renamed = back.assign(task="normal_mean_sets")  # its card states set sizes; these records none
+    assert _observation_sizes(renamed).isna().all()
+    # records written before the task facts existed fall back on today's cards
+    older = back.drop(columns=["task_family", "task_dim", "task_assumes", "observation_size"])
+    assert _assumed_tasks(older) == {} and _observation_sizes(older).isna().all()
