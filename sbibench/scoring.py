@@ -11,7 +11,7 @@ naming a `Score`); nothing else is edited:
 - evaluation calls its function for every observation, or once per fit over the SBC
   datasets for a calibration score (`sbibench.run.worker`);
 - its columns join the record schema, in registry order (`sbibench.records`);
-- the leaderboard shows every column with a label (`sbibench.report.render`);
+- the leaderboard shows every column with a label (`sbibench.report.tables`);
 - ``sbibench check`` judges every column with a `Rule` (`sbibench.report.check`).
 
 A score of one observation is a function of a `Draws`; a calibration score of a
