@@ -13,7 +13,7 @@ from typing import Any
 
 from sbibench import __version__
 from sbibench.registry import list_suites
-from sbibench.run.executors import EXECUTORS, default_executor
+from sbibench.run.executors import EXECUTORS
 from sbibench.scoring import headline
 
 __all__ = ["main"]
@@ -122,9 +122,8 @@ def _run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     out = args.out or f"runs/{suite.name}"
     print(f"sbibench: running suite {suite.name!r} into {out}/ (re-running resumes)")
-    executor = args.executor or default_executor(args.threads)
     summary = run_suite(
-        suite, out, executor=executor, workers=args.workers, scheduler=args.scheduler,
+        suite, out, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
         progress=not args.no_progress, threads=args.threads, rerun_stale=args.rerun_stale,
         timeout=args.timeout,
     )  # fmt: skip
@@ -226,11 +225,11 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     run.add_argument("--out", help="run folder (default runs/<suite>); re-running resumes")
     run.add_argument(
-        "--executor", choices=EXECUTORS,
-        help="where jobs run: serial (this process), processes (a local pool), dask (a "
-        "LocalCluster, or --scheduler's), slurm (submitit; needs sbibench[slurm]); default: "
-        "processes where the CPUs this process may use hold two or more jobs of --threads, "
-        "else serial. Records are the same whichever runs them",
+        "--executor", choices=EXECUTORS, default="processes",
+        help="where jobs run: processes (default: local, each job in a process of its own), "
+        "serial (in this process, one at a time: for debugging), dask (a LocalCluster, or "
+        "--scheduler's), slurm (submitit; needs sbibench[slurm]). Records are the same "
+        "whichever runs them",
     )  # fmt: skip
     run.add_argument(
         "--workers", type=_at_least_one,
@@ -298,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     _working_directory_importable()
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, ConnectionError, ImportError) as error:
+    except (ValueError, OSError, ImportError) as error:  # OSError: files, disks, sockets
         print(f"sbibench: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # finished records are on disk already: say so, no traceback

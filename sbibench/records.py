@@ -93,8 +93,9 @@ PROVENANCE = ("sbibench_version", "code_digest", "task_digest")
 
 class RunFolder:
     """Where each file of a run folder lives: ``path`` and, below it, ``records``, ``suite``
-    (suite.toml), ``table`` (results.csv), ``broken``, ``stale``, ``running`` (.running) and
-    ``slurm``; `record` and `ranks` name a job's files.
+    (suite.toml), ``table`` (results.csv), ``broken``, ``stale``, ``running`` (.running),
+    ``lock`` (.lock, held by the run using the folder) and ``slurm``; `record` and `ranks` name
+    a job's files.
 
     Example:
         >>> RunFolder("runs/quick").ranks("ab12")
@@ -108,6 +109,7 @@ class RunFolder:
         self.table = self.path / "results.csv"
         self.broken, self.stale = self.path / "broken", self.path / "stale"
         self.running, self.slurm = self.path / ".running", self.path / "slurm"
+        self.lock = self.path / ".lock"
 
     def record(self, key: str) -> Path:
         return self.records / f"{key}.json"

@@ -1,13 +1,15 @@
 """Executors that run a suite's jobs: one built by name, or any executor the caller made.
 
 By name, the runner builds (and afterwards shuts down) one of `EXECUTORS`: ``serial`` (in this
-process), ``processes`` (a local process pool), ``dask`` (a new ``LocalCluster``, or a client of
-the scheduler at an address) or ``slurm`` (submitit's ``AutoExecutor``). Or the caller passes an
-executor object: any ``concurrent.futures.Executor`` (a ``ProcessPoolExecutor``, a Dask
+process, one job after the other), ``processes`` (local: ``workers`` jobs at a time, each in a
+process of its own), ``dask`` (a new ``LocalCluster``, or a client of the scheduler at an
+address) or ``slurm`` (submitit's ``AutoExecutor``). Or the caller passes an executor object:
+any ``concurrent.futures.Executor`` (a ``ProcessPoolExecutor``, a Dask
 ``Client(...).get_executor()``) or anything else with ``submit(fn, *args)`` whose futures have
 ``done()`` and ``result()`` (submitit's executors). The caller owns it: the runner submits to
-it and never shuts it down. Whoever made it, each job sets its own torch threads in the worker
-that runs it, so every executor gives the same records.
+it and never shuts it down. Every executor but ``serial`` runs each job in a job process of its
+own (`sbibench.run.isolation`), so an exit, a signal or a time limit ends only that job; each
+job sets its own torch threads, so every executor gives the same records.
 
 This module imports no torch, Dask or submitit until an executor is built: the command's
 ``--help`` reads `EXECUTORS` from here.
@@ -23,32 +25,17 @@ from typing import Any
 
 from sbibench.checks import whole
 from sbibench.run.cpus import available_cpus
+from sbibench.run.isolation import stop_job_processes
 
 __all__ = [
     "EXECUTORS",
     "check_executor",
-    "default_executor",
     "default_workers",
     "is_local",
     "open_executor",
 ]
 
 EXECUTORS = ("serial", "processes", "dask", "slurm")
-
-
-def default_executor(threads: int = 1, cpus: int | None = None) -> str:
-    """The executor a run uses when none is named: ``processes`` where the CPUs hold two or
-    more jobs of ``threads`` torch threads each, else ``serial``.
-
-    Arguments:
-        threads: torch threads per job.
-        cpus: the CPUs to fill; default `available_cpus()` (affinity mask, cgroup quota).
-
-    Example:
-        >>> default_executor(threads=1, cpus=2), default_executor(threads=2, cpus=2)
-        ('processes', 'serial')
-    """
-    return "processes" if default_workers("processes", threads, cpus) >= 2 else "serial"
 
 
 def default_workers(executor: str, threads: int = 1, cpus: int | None = None) -> int:
@@ -174,33 +161,20 @@ def open_executor(
     if executor == "serial":
         yield None
     elif executor == "processes":
-        import multiprocessing
-
-        context = multiprocessing.get_context("spawn")  # fork after torch's threads can hang
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        # Each job runs in a process of its own (`sbibench.run.isolation`); these threads only
+        # start those processes and wait on them, so a dead job process costs only its job.
+        with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="sbibench") as pool:
             try:
                 yield pool
             except BaseException:  # an error, Ctrl-C, SIGTERM: stop the jobs still running
-                _stop_workers(pool)
+                pool.shutdown(wait=False, cancel_futures=True)
+                stop_job_processes()
                 raise
     elif executor == "dask":
         with _dask(workers, scheduler) as pool:
             yield pool
     else:
         yield _slurm(workers, threads, Path(folder))
-
-
-def _stop_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
-    """Terminate the pool's worker processes: leaving the pool's block would otherwise wait
-    for every running job to finish, and a run stopped by SIGTERM left its workers computing
-    on, orphaned. Python 3.14 has ``terminate_workers``; before it, the pool's own table of
-    processes is the only handle."""
-    if hasattr(pool, "terminate_workers"):
-        pool.terminate_workers()
-        return
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        process.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)
 
 
 @contextlib.contextmanager

@@ -16,7 +16,9 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
+import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -47,9 +49,10 @@ from sbibench.run.executors import (
     is_local,
     open_executor,
 )
+from sbibench.run.isolation import run_isolated
 from sbibench.run.provenance import job_provenance
 from sbibench.run.suite import Job, Suite
-from sbibench.run.worker import execute
+from sbibench.run.worker import RunStopped, execute
 
 __all__ = ["RunSummary", "prepare_folder", "run_suite"]
 
@@ -67,14 +70,14 @@ class RunSummary:
         lost: keys of the jobs whose worker died: no record, a re-run retries them.
         broken: unreadable record files moved aside (their jobs were run again).
         stale_moved: where stale records were moved, with ``rerun_stale``; else None.
-        table: the rebuilt results.csv.
+        table: the rebuilt results.csv (None where it could not be written).
     """
 
     jobs: int
     skipped: int
     finished: int
     failed_records: int
-    table: Path
+    table: Path | None
     failures: list[tuple[Path, str]] = dataclasses.field(default_factory=list)
     lost: list[str] = dataclasses.field(default_factory=list)
     broken: list[Path] = dataclasses.field(default_factory=list)
@@ -129,22 +132,57 @@ def _callers_threads_kept() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (``kill``, a batch system's time limit) ends the run as Ctrl-C does: pending
-    jobs are cancelled, local workers stopped, finished records kept. Without it the process
-    died at once and left its worker processes computing, orphaned."""
+def _stopped_by_signals() -> Iterator[None]:
+    """Ctrl-C and SIGTERM (``kill``, a batch system's time limit) stop the run: pending jobs
+    are cancelled, job processes killed, finished records kept. Both raise `RunStopped`, so a
+    job running in this process (``serial``) tells them from a KeyboardInterrupt its method
+    raised, which fails only that job."""
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set signal handlers
         return
 
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+    def stop(signum: int, frame: Any) -> None:
+        raise RunStopped(f"signal {signum}")
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _folder_held(out: Path) -> Iterator[None]:
+    """Hold ``out``'s run lock for the block: a second run into the same folder is refused
+    (two runs would compute every job twice, or mix two suites). The lock is the operating
+    system's (``flock``), so it goes with the process that held it, however that ends."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): nothing to hold
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    path = RunFolder(out).lock
+    with open(path, "a+") as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "another process"
+            raise RecordError(
+                f"{out} is in use by another run ({holder}); wait for it to finish, or "
+                "choose another --out"
+            ) from None
+        file.seek(0)
+        file.truncate()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        file.write(f"pid {os.getpid()} on {socket.gethostname()}, since {stamp}\n")
+        file.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(file, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
@@ -263,7 +301,7 @@ def run_suite(
         out: the run folder (created; must be this suite's if it exists).
         executor: ``serial``, ``processes``, ``dask`` or ``slurm``, built here and shut down
             at the end (default ``serial``: this process, where methods and scores registered
-            at run time are known; the command line's default is `default_executor`); or
+            at run time are known; the command line's default is ``processes``); or
             your own executor (any ``concurrent.futures.Executor``, such as a
             ``ProcessPoolExecutor`` or a Dask ``Client(...).get_executor()``, or an object with
             ``submit(fn, *args)`` whose futures have ``done()`` and ``result()``, such as
@@ -299,7 +337,23 @@ def run_suite(
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
     jobs = suite.jobs(threads, timeout)
+    with _folder_held(out):
+        return _run_held(suite, out, jobs, executor, workers, scheduler, progress, rerun_stale)
+
+
+def _run_held(
+    suite: Suite,
+    out: Path,
+    jobs: list[Job],
+    executor: Any,
+    workers: int | None,
+    scheduler: str | None,
+    progress: bool,
+    rerun_stale: bool,
+) -> RunSummary:
+    """`run_suite` once the folder's lock is held: set the folder up, run what is not done."""
     prepare_folder(suite, out)
+    _check_threads(out, jobs)
     expected = {job.key: _provenance(job.task, job.method_name) for job in jobs}
     state = scan_records(out, expected)
     stale_moved = None
@@ -310,6 +364,8 @@ def run_suite(
     todo = [job for job in jobs if job.key not in state.done]
     provenance = {"suite": suite.name, **environment()}
     local = is_local(executor, scheduler)  # remote workers may not share our CPUs or disk
+    named = isinstance(executor, str)
+    threads = jobs[0].threads if jobs else 1
     if named:
         _warn_oversubscribed(executor, workers, threads, remote=not local)
     finished, lost = 0, []
@@ -318,25 +374,19 @@ def run_suite(
     bar = tqdm(total=len(todo), desc=f"sbibench {suite.name}", unit="run", disable=not progress)
     futures: dict = {}
     phases = PhaseFiles(RunFolder(out).running) if local and progress else None
-    # Our own process pool cancels its jobs not yet started itself, in its manager thread, as
-    # it stops; cancelling them here first made Python 3.11's pool print an InvalidStateError
-    # traceback when its workers were terminated (Ctrl-C, SIGTERM).
-    cancelled = (
-        contextlib.nullcontext() if executor == "processes" else _cancelled_when_left(futures)
-    )
     try:
         with (
-            _terminate_as_interrupt(),
+            _stopped_by_signals(),
             _callers_threads_kept(),
             open_executor(executor, workers, threads, scheduler, RunFolder(out).slurm) as pool,
-            cancelled,
+            _cancelled_when_left(futures),
         ):
             if pool is None:
                 results = _serial(todo, bar)
-            else:
+            else:  # every job in a process of its own, wherever the executor runs it
                 for job in todo:
                     report = phases.reporter(job) if phases else None
-                    futures[pool.submit(execute, job, report)] = job
+                    futures[pool.submit(run_isolated, job, report)] = job
                 completed = _completed(futures, bar, phases)
                 results = ((job, _result(future)) for job, future in completed)
             for job, result in results:
@@ -347,19 +397,62 @@ def run_suite(
                 records, ranks = result
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
                 fields = {**provenance, **expected[job.key], "timestamp": stamp}
-                write_job(out, job.key, [{**fields, **record} for record in records], ranks)
+                _write(out, job, [{**fields, **record} for record in records], ranks)
                 finished += 1
     finally:  # also when stopped: the bar ends its line, results.csv holds what is finished
         bar.close()
         if phases:
             with contextlib.suppress(OSError):  # left behind only by jobs whose worker died
                 phases.folder.rmdir()
-        table = rebuild_table(out)
+        table = _rebuilt(out)
     failures = _failures(out, set(expected))
     return RunSummary(
         len(jobs), len(state.done), finished, sum(n for _, _, n in failures), table,
         [(path, error) for path, error, _ in failures], lost, state.broken, stale_moved,
     )  # fmt: skip
+
+
+def _check_threads(out: Path, jobs: list[Job]) -> None:
+    """Refuse to resume a folder at another ``threads`` than its records': the jobs' keys
+    differ, so every job would run again beside the old records, and tables would count both
+    as observations."""
+    if not jobs:
+        return
+    keys = completed_keys(out) - {job.key for job in jobs}  # jobs not of this grid
+    found: dict[int, int] = {}
+    for key in sorted(keys):
+        with contextlib.suppress(RecordError):  # an unreadable file is dealt with elsewhere
+            for record in read_job(RunFolder(out).record(key))[:1]:
+                found[record["threads"]] = found.get(record["threads"], 0) + 1
+    others = {threads: n for threads, n in found.items() if threads != jobs[0].threads}
+    if others:
+        held = ", ".join(f"{n} job(s) at --threads {t}" for t, n in sorted(others.items()))
+        raise RecordError(
+            f"{out} holds records run with another thread count ({held}); resume with the same "
+            f"--threads, or choose another --out for --threads {jobs[0].threads}"
+        )
+
+
+def _write(out: Path, job: Job, records: list[dict], ranks: dict) -> None:
+    """Write a job's records; a file-system error stops the run, naming the job and the
+    folder (records written before stay whole: each is written atomically)."""
+    try:
+        write_job(out, job.key, records, ranks)
+    except OSError as error:
+        raise OSError(
+            f"could not write the records of {_label(job)} into {RunFolder(out).records}: "
+            f"{error}; the records written before are kept, and re-running resumes"
+        ) from None
+
+
+def _rebuilt(out: Path) -> Path | None:
+    """results.csv rebuilt from the records; None, with one line on stderr, where it cannot
+    be written (the records are the source: the next run or report rebuilds it)."""
+    try:
+        return rebuild_table(out)
+    except OSError as error:
+        print(f"sbibench: could not rebuild {RunFolder(out).table}: {error}", file=sys.stderr)
+        return None
 
 
 _provenance_cache: dict[tuple[str, str], dict] = {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import signal
 import threading
 import time
 import traceback
@@ -28,7 +29,7 @@ from sbibench.task import Task, get_task
 if TYPE_CHECKING:
     from sbibench.run.suite import Job
 
-__all__ = ["JobTimeout", "execute"]
+__all__ = ["JobTimeout", "RunStopped", "execute", "failed_records", "run_job"]
 
 
 class JobTimeout(BaseException):  # noqa: N818 - raised into the job's thread
@@ -36,16 +37,36 @@ class JobTimeout(BaseException):  # noqa: N818 - raised into the job's thread
     handlers that turn a method's errors into failed records do not swallow it."""
 
 
+class RunStopped(KeyboardInterrupt):
+    """The run was stopped (Ctrl-C, SIGTERM): raised by the runner's signal handlers, so that
+    a job running in the driver's own process tells it from a KeyboardInterrupt that the
+    method raised, which only fails its job."""
+
+
+def _the_jobs(error: BaseException) -> bool:
+    """True for what a job's own code raised (any Exception, ``sys.exit``, a KeyboardInterrupt
+    of its own): it fails the job and the grid goes on. False for the run being stopped or
+    the job's time running out."""
+    if isinstance(error, (RunStopped, JobTimeout)):
+        return False
+    return isinstance(error, (Exception, SystemExit, KeyboardInterrupt))
+
+
 @contextlib.contextmanager
 def _time_limit(seconds: float | None) -> Iterator[None]:
     """Raise `JobTimeout` in this thread once ``seconds`` have passed inside the block.
 
-    A timer thread raises it asynchronously (``PyThreadState_SetAsyncExc``), so this works in
-    any thread (a Dask worker's too, where signals cannot be used); it takes effect at the
-    next Python instruction, after any torch call in progress returns.
+    In the main thread a SIGALRM timer raises it, which also ends a blocking call such as
+    ``time.sleep``; in another thread a timer thread raises it asynchronously
+    (``PyThreadState_SetAsyncExc``), at the next Python instruction. Neither stops a C call
+    that never returns: `sbibench.run.isolation` kills the job's process instead.
     """
     if seconds is None:
         yield
+        return
+    if threading.current_thread() is threading.main_thread():
+        with _alarm(seconds):
+            yield
         return
     target, lock, state = threading.get_ident(), threading.Lock(), {"fired": False, "open": True}
 
@@ -68,6 +89,20 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
             timer.cancel()
             if state["fired"]:  # clear it, should it still be pending
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), None)
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float) -> Iterator[None]:
+    def expire(signum: int, frame: Any) -> None:
+        raise JobTimeout
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _seed_for(*parts: Any) -> int:
@@ -161,33 +196,54 @@ def _calibrate(task: Task, posterior: Any, job: Job) -> tuple[dict, dict]:
 
 
 def _error_text(error: BaseException) -> str:
+    if isinstance(error, SystemExit):
+        return f"the job called sys.exit({error.code!r})"
+    if isinstance(error, KeyboardInterrupt):
+        return f"the job raised KeyboardInterrupt({', '.join(map(repr, error.args))})"
     lines = traceback.format_exception_only(type(error), error)
     return "".join(lines).strip()[-2000:]
 
 
 def execute(job: Job, report: Callable[[str], None] | None = None) -> tuple[list[dict], dict]:
-    """Run a job; returns its records (one per observation) and SBC ranks to keep.
+    """Run a job in this process (the ``serial`` executor); return its records (one per
+    observation) and the SBC ranks to keep.
+
+    Like `run_job`, and past ``job.timeout`` seconds the job is stopped and its records say
+    so. In this process nothing can stop ``os._exit`` or a C call that never returns: other
+    executors run each job in a process of its own (`sbibench.run.isolation`).
+    """
+    try:
+        with _time_limit(job.timeout):
+            return run_job(job, report)
+    except JobTimeout:
+        error = f"timeout: the job ran past its limit of {job.timeout:g} s and was stopped"
+        return failed_records(job, error)
+
+
+def run_job(job: Job, report: Callable[[str], None] | None = None) -> tuple[list[dict], dict]:
+    """Run a job; return its records (one per observation) and the SBC ranks to keep.
 
     Times per record: ``time_simulate``, ``time_train`` and ``time_propose`` (a sequential
     method's proposals in rounds after the first) are the fit's (shared by the observations of
     an amortized fit), ``time_sample`` this observation's scoring draws and ``time_score`` the
     metrics' time (noise floors are looked up, not computed, outside it).
 
-    A failing method or simulator does not raise: its records say ``status = "failed"`` with
-    the error text, so the grid goes on; nor does a job that runs past ``job.timeout`` seconds:
-    it is stopped and its records say so. Sets torch's threads in this process to
-    ``job.threads``, whichever executor runs it: results depend on the thread count.
+    What the method or simulator raises (an error, ``sys.exit``, a KeyboardInterrupt of its
+    own) does not propagate: its records say ``status = "failed"`` with the error text, so the
+    grid goes on. Sets torch's threads in this process to ``job.threads``, whichever executor
+    runs it: results depend on the thread count.
 
     ``report``, where given, is called with each phase as it starts (fitting, scoring an
     observation, calibrating), for the runner's progress line.
     """
     torch.set_num_threads(job.threads)
-    try:
-        with _time_limit(job.timeout):
-            return _execute(job, report or (lambda phase: None))
-    except JobTimeout:
-        error = f"timeout: the job ran past its limit of {job.timeout:g} s and was stopped"
-        return [new_record(_base(job), k, error) for k in job.observations], {}
+    return _execute(job, report or (lambda phase: None))
+
+
+def failed_records(job: Job, error: BaseException | str) -> tuple[list[dict], dict]:
+    """The records of a job that failed as a whole: one per observation, with the error."""
+    text = error if isinstance(error, str) else _error_text(error)
+    return [new_record(_base(job), k, text) for k in job.observations], {}
 
 
 def _base(job: Job) -> dict[str, Any]:
@@ -231,7 +287,9 @@ def _execute(job: Job, report: Callable[[str], None]) -> tuple[list[dict], dict]
                 k: method.run(task, task.observation(k), job.budget, job.seed)
                 for k in job.observations
             }
-    except Exception as error:  # a failing method fails its run, not the grid
+    except BaseException as error:  # a failing method fails its run, not the grid
+        if not _the_jobs(error):
+            raise
         return [new_record(base, k, _error_text(error)) for k in job.observations], {}
     records = []
     for i, (k, posterior) in enumerate(posteriors.items()):
@@ -240,7 +298,9 @@ def _execute(job: Job, report: Callable[[str], None]) -> tuple[list[dict], dict]
         sampled_before = posterior.timings.sample
         try:
             record.update(_score(task, k, posterior, job))
-        except Exception as error:  # e.g. NaN samples: the run failed, the grid goes on
+        except BaseException as error:  # e.g. NaN samples: the run failed, the grid goes on
+            if not _the_jobs(error):
+                raise
             record.update(status="failed", error=_error_text(error))
         timings = posterior.timings
         record.update(
@@ -261,7 +321,9 @@ def _execute(job: Job, report: Callable[[str], None]) -> tuple[list[dict], dict]
             summary["time_calibrate"] = time.perf_counter() - start
             for record in records:
                 record.update(summary)
-        except Exception as error:  # calibration failing marks the records, keeps the scores
+        except BaseException as error:  # calibration failing marks the records, keeps the scores
+            if not _the_jobs(error):
+                raise
             for record in records:
                 record.update(status="failed", error="calibration: " + _error_text(error))
     return records, kept

@@ -8,7 +8,7 @@ import pandas
 import pytest
 
 from sbibench.records import completed_keys, read_records
-from sbibench.run.executors import EXECUTORS, default_executor, default_workers
+from sbibench.run.executors import EXECUTORS, default_workers
 from sbibench.run.runner import run_suite
 from sbibench.run.suite import load_suite
 
@@ -38,23 +38,20 @@ def _same_records(folder, other):
     pandas.testing.assert_frame_equal(_records(folder), _records(other), check_exact=True)
 
 
-@pytest.mark.parametrize(
-    ("threads", "cpus", "executor"),
-    [(1, 1, "serial"), (1, 2, "processes"), (2, 2, "serial"), (2, 3, "serial"),
-     (2, 4, "processes"), (4, 16, "processes"), (16, 16, "serial")],
-)  # fmt: skip
-def test_the_default_executor_is_a_pool_where_the_cpus_hold_two_jobs(threads, cpus, executor):
-    assert default_executor(threads, cpus) == executor
-    assert executor in EXECUTORS
+def test_the_command_runs_each_job_in_a_process_of_its_own_by_default():
+    from sbibench.cli import _parser
+
+    args = _parser().parse_args(["run", "quick"])
+    assert args.executor == "processes" and args.executor in EXECUTORS
 
 
-def test_the_default_executor_counts_the_cpus_this_process_may_use(monkeypatch):
+def test_default_workers_count_the_cpus_this_process_may_use(monkeypatch):
     import sbibench.run.executors
 
     monkeypatch.setattr(sbibench.run.executors, "available_cpus", lambda: 1)
-    assert default_executor() == "serial"
+    assert default_workers("processes") == 1
     monkeypatch.setattr(sbibench.run.executors, "available_cpus", lambda: 4)
-    assert default_executor() == "processes" and default_executor(threads=3) == "serial"
+    assert default_workers("processes") == 4 and default_workers("processes", threads=3) == 1
 
 
 def test_default_workers_divide_the_cpus_by_the_threads():
@@ -66,8 +63,6 @@ def test_default_workers_divide_the_cpus_by_the_threads():
         default_workers("processes", threads=0)
     with pytest.raises(ValueError, match="unknown executor 'threads'; choose from serial"):
         default_workers("threads")
-    with pytest.raises(ValueError, match="threads must be a whole number >= 1, got 0"):
-        default_executor(threads=0, cpus=2)
 
 
 def test_serial_processes_and_dask_give_identical_records(tmp_path, make_suite):
@@ -89,8 +84,9 @@ def test_serial_processes_and_dask_give_identical_records(tmp_path, make_suite):
 def test_your_own_process_pool_gives_the_named_executors_records_and_stays_open(
     tmp_path, make_suite
 ):
-    """The pool's workers start on 2 torch threads; each job sets the suite's 1 itself, so the
-    records equal the named executor's, and the pool is the caller's to shut down."""
+    """The pool's workers start on 2 torch threads; each job runs in a process of its own on
+    the suite's 1, so the records equal the named executor's, the pool's worker is left as it
+    was, and the pool is the caller's to shut down."""
     import multiprocessing
 
     import torch
@@ -103,7 +99,7 @@ def test_your_own_process_pool_gives_the_named_executors_records_and_stays_open(
     ) as pool:
         summary = run_suite(suite, tmp_path / "pool", executor=pool, progress=True)
         assert summary.ok and summary.finished == 3
-        assert pool.submit(torch.get_num_threads).result(timeout=60) == 1
+        assert pool.submit(torch.get_num_threads).result(timeout=60) == 2
     serial = _records(tmp_path / "serial")
     assert len(serial) == 4 and (serial["threads"] == 1).all()
     _same_records(tmp_path / "serial", tmp_path / "pool")

@@ -1,6 +1,5 @@
 """Resuming a run folder: only whole, ok records made by today's code and data are reused;
-stale ones stop the run (or are set aside), failed and unreadable ones run again, a lost worker
-is named and fails the run."""
+stale ones stop the run (or are set aside), failed and unreadable ones run again."""
 
 import json
 import os
@@ -9,50 +8,8 @@ import sys
 
 import pytest
 
-from sbibench.records import RecordError, StaleRecordsError, completed_keys, load_results
+from sbibench.records import RecordError, StaleRecordsError, load_results
 from sbibench.run.runner import run_suite
-
-# Two cheap methods on one task; a test adds its own methods after them.
-SMALL = {
-    "name": "small", "description": "two cheap methods on one task", "tasks": ["normal_mean"],
-    "num_posterior_samples": 300, "metrics": ["c2st", "moments"], "sbc": (20, 10),
-}  # fmt: skip
-CHEAP = {"exact": {}, "rej_abc": {"num_accepted": 20}}
-
-# The user's methods: one that fails until its cause is fixed, one whose worker dies, one that
-# never returns.
-USER_METHODS = """\
-import os
-import time
-
-def flaky(task, observation, num_simulations, seed):
-    if not os.path.exists(os.environ["SBIBENCH_TEST_FIXED"]):
-        raise RuntimeError("the simulator's licence server is down")
-    return task.posterior(observation).sample((50,))
-
-def vanish(task, observation, num_simulations, seed):
-    os._exit(3)
-
-def hang(task, observation, num_simulations, seed):
-    while True:
-        time.sleep(0.01)
-"""
-
-
-@pytest.fixture
-def small(tmp_path, monkeypatch, make_suite):
-    (tmp_path / "user_methods.py").write_text(USER_METHODS)
-    monkeypatch.syspath_prepend(str(tmp_path))  # spawned workers inherit sys.path
-    monkeypatch.setenv("SBIBENCH_TEST_FIXED", str(tmp_path / "fixed"))
-
-    def make(function=None, **fields):
-        """The small suite, with a method ``<function>`` running ``user_methods:<function>``."""
-        methods = dict(CHEAP)
-        if function is not None:
-            methods[function] = {"method": "external", "function": f"user_methods:{function}"}
-        return make_suite(**{**SMALL, "methods": methods, **fields})
-
-    return make
 
 
 def _edit_records(path, **fields):
@@ -146,29 +103,3 @@ def test_a_record_missing_a_field_is_named_when_loading(tmp_path, small):
     path.write_text(json.dumps(content))
     with pytest.raises(RecordError, match=f"{path}: record 1 lacks field.*budget"):
         load_results(out)
-
-
-def test_a_lost_worker_fails_the_run_and_names_the_job(tmp_path, small):
-    suite = small("vanish")
-    out = tmp_path / "run"
-    summary = run_suite(suite, out, executor="processes", workers=1, progress=False)
-    vanished = {job.key for job in suite.jobs() if job.method == "vanish"}
-    assert vanished <= set(summary.lost) and not summary.ok
-    assert not vanished & completed_keys(out)
-
-
-@pytest.mark.parametrize("executor", ["serial", "processes", "dask"])
-def test_a_job_past_its_time_limit_is_stopped_and_the_grid_goes_on(tmp_path, small, executor):
-    """In every executor, a job in the worker's main thread (serial, processes) or in a worker
-    thread (Dask) is stopped; 10 s leaves the other jobs, imports included, well inside."""
-    if executor == "dask":
-        pytest.importorskip("dask.distributed")
-    suite = small("hang", timeout=10, observations=[1])
-    summary = run_suite(suite, tmp_path / "run", executor=executor, workers=1, progress=False)
-    table = load_results(tmp_path / "run")
-    hung = table[table["method"] == "hang"]
-    assert len(hung) == 1 and (hung["status"] == "failed").all()
-    assert hung["error"].str.contains("timeout: the job ran past its limit of 10 s").all()
-    others = table[table["method"] != "hang"]
-    assert (others["status"] == "ok").all(), others["error"].tolist()
-    assert summary.failed_records == 1
