@@ -36,8 +36,8 @@ judge**, with the reason.
 Nothing compared is an error, not a pass: ``check`` raises ValueError naming the folder when
 either side has no ok record (an empty folder, or the header-only results.csv of a run whose
 jobs were all lost), or when no cell is on both sides. Two records of one (task, method,
-budget, seed, observation) in a folder are refused when it is read (`sbibench.records.
-load_results`): they would count as two pairs. An ok record whose C2ST (the headline score) is
+budget, seed, observation) in a folder are refused when it is read
+(`sbibench.records.load_results`): they would count as two pairs. An ok record whose C2ST (the headline score) is
 NaN, in a cell where that side records C2ST, is **cannot judge**, one finding per cell and side
 naming the folder, the observations and seeds: not an error, so the other cells are still
 judged and shown, and not dropped in silence, since it exits non-zero (2) as every comparison
