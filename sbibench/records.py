@@ -319,16 +319,50 @@ def rebuild_table(folder: Path) -> Path:
     return path
 
 
+# What a record stands for in a folder: two records of one (task, method label, budget, seed,
+# observation) would be counted twice by the report and paired twice by the check.
+UNIQUE = ("task", "method", "budget", "seed", "observation")
+
+
 def load_results(path: str | Path) -> Any:
-    """A run folder (or a results.csv) as a pandas DataFrame, one row per record."""
+    """A run folder (or a results.csv) as a pandas DataFrame, one row per record.
+
+    Raises:
+        RecordError: a record file cannot be read, or two records share their task, method,
+            budget, seed and observation (a run resumed under another job key, such as another
+            ``--threads``); the message names the folder and the duplicates.
+    """
     import pandas as pd
 
     path = Path(path)
     if path.is_dir():
         if not RunFolder(path).records.is_dir():
             raise RecordError(f"{path}: not a run folder (no records/)")
-        return _ordered(pd.DataFrame(read_records(path)))
-    return pd.read_csv(path)
+        table = _ordered(pd.DataFrame(read_records(path)))
+    else:
+        table = pd.read_csv(path)
+    _refuse_duplicates(path, table)
+    return table
+
+
+def _refuse_duplicates(path: Path, table: Any) -> None:
+    """RecordError naming the records of ``table`` that share their `UNIQUE` columns."""
+    if not set(UNIQUE) <= set(table.columns):
+        return  # not a results table; its reader says so
+    twice = table[table.duplicated(list(UNIQUE), keep=False)]
+    if twice.empty:
+        return
+    groups = list(twice.groupby(list(UNIQUE), sort=True))
+    shown = "; ".join(
+        ", ".join(f"{name} {value}" for name, value in zip(UNIQUE, values, strict=True))
+        + (f" (keys {', '.join(map(str, rows['key']))})" if "key" in rows else "")
+        for values, rows in groups[:3]
+    )
+    more = f"; and {len(groups) - 3} more" if len(groups) > 3 else ""
+    raise RecordError(
+        f"{path}: {len(groups)} record(s) appear more than once: {shown}{more}; keep one job's "
+        "records of each (move the others out of records/)"
+    )
 
 
 def _ordered(table: Any) -> Any:

@@ -14,11 +14,11 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from sbibench.checks import is_whole
+from sbibench.checks import MAX_SEED, is_seed, is_whole
 from sbibench.failures import FIELDS as FAILURE_FIELDS
 from sbibench.failures import Failures
 from sbibench.models import FAMILIES, Model, get_family
-from sbibench.models.common import check_theta, sample
+from sbibench.models.common import MAX_MAGNITUDE, check_theta, sample
 from sbibench.models.iid_sets import valid_sets
 from sbibench.paths import data_dir
 from sbibench.reference.store import Reference, load_reference
@@ -250,6 +250,11 @@ def load_card(path: str | Path) -> Task:
             raise CardError(
                 f"{path}: field {key!r} must be a whole number >= {minimum}, got {value!r}"
             )
+    if not is_seed(card["seed"]):  # the reference build's torch.Generator().manual_seed
+        raise CardError(
+            f"{path}: field 'seed' must be a whole number in 0..2**63-1 ({MAX_SEED}), "
+            f"got {card['seed']!r}"
+        )
     family = get_family(card["family"])
     prior = _check_table(path, "prior", card["prior"], family.prior)
     simulator = _check_table(path, "simulator", card["simulator"], family.simulator)
@@ -334,6 +339,12 @@ def _check_observations(path: Path, table: Any, rows: int, model: Model) -> tupl
             raise CardError(
                 f"{path}: field observations.{key} must be {rows} lists of {fields[key]} "
                 "finite numbers"
+            )
+        if (array.abs() > MAX_MAGNITUDE).any():  # the bound of every real on a card
+            raise CardError(
+                f"{path}: field observations.{key} holds {array.abs().max().item():g}; its "
+                f"numbers must be at most {MAX_MAGNITUDE:.3g} in magnitude (their squares must "
+                "stay finite in float32, which methods train in)"
             )
         arrays.append(array)
     return arrays[0], arrays[1], table["source"]

@@ -225,6 +225,20 @@ def test_a_card_may_store_fewer_reference_samples(tmp_path):
             lambda c: c.replace("seed = 5", "seed = 5\nnum_reference_samples = 2e3"),
             "field 'num_reference_samples' must be a whole number",
         ),
+        (
+            lambda c: c.replace("shape = 2.0", "shape = 1e300"),
+            r"field prior.shape must be at most 1.84e\+19 in magnitude \(its square must stay "
+            r"finite in float32, which methods train in\), got 1e\+300",
+        ),
+        (
+            lambda c: c.replace("rate = 0.5", "rate = 1e-30"),
+            r"field prior.rate must be at least 5.42e-20 \(the square of its reciprocal",
+        ),
+        (
+            lambda c: c.replace("seed = 5", f"seed = {2**64}"),
+            r"field 'seed' must be a whole number in 0..2\*\*63-1 \(9223372036854775807\), "
+            f"got {2**64}",
+        ),
     ],
 )
 def test_broken_cards_name_the_file_and_the_field(tmp_path, edit, message):
@@ -308,3 +322,52 @@ def test_mismatched_mixture_lists_name_the_card(tmp_path):
     path.write_text(text)
     with pytest.raises(CardError, match="m.toml: simulator.weights has 2 entries"):
         load_card(path)
+
+
+NORMAL_MEAN = """\
+name = "{name}"
+family = "normal_mean"
+description = "a test card"
+num_observations = 2
+seed = 5
+
+[prior]
+mean = 0.0
+std = STD
+
+[simulator]
+num_draws = 3
+noise_std = 1.0
+"""
+
+
+@pytest.mark.parametrize("std", ["1e300", "1e25", "-1e300"])
+def test_a_finite_number_too_large_for_float32_squares_is_refused(tmp_path, std):
+    """A prior std of 1e300 overflowed while the card was built (std**2, an OverflowError,
+    not a CardError); 1e25 built, then every float32 square of its data was inf. Both are
+    refused naming the card and the field."""
+    path = _card(tmp_path, NORMAL_MEAN.replace("STD", std))
+    with pytest.raises(CardError, match="field prior.std must be at most 1.84e") as error:
+        load_card(path)
+    assert str(path) in str(error.value)
+
+
+def test_the_largest_card_number_squares_to_a_finite_float32(tmp_path):
+    """The bound is the largest float32 whose square is finite: a std of 1.8e19 (just below
+    it) loads, and the bound's square and its reciprocal's square are finite in float32."""
+    from sbibench.models.common import MAX_MAGNITUDE
+
+    task = load_card(_card(tmp_path, NORMAL_MEAN.replace("STD", "1.8e19")))
+    assert task.posterior(torch.zeros(3)).stddev.isfinite().all()
+    big = torch.tensor(MAX_MAGNITUDE, dtype=torch.float32)
+    assert torch.isfinite(big.square()) and torch.isfinite((1 / big).reciprocal().square())
+    assert not torch.isfinite((big * 1.0001).square())
+
+
+def test_fixed_observations_too_large_for_float32_squares_are_refused(tmp_path):
+    card = CARD.replace("num_observations = 10", "num_observations = 2")
+    data = ", ".join(["[" + ", ".join(["1.0"] * 19 + [value]) + "]" for value in ("2.0", "1e30")])
+    path = _card(tmp_path, card + OBSERVATIONS.format(theta="[1.0], [2.0]", data=data))
+    with pytest.raises(CardError, match="field observations.data holds 1e\\+30; its numbers") as e:
+        load_card(path)
+    assert str(path) in str(e.value)

@@ -11,10 +11,11 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from sbibench.checks import is_whole
+from sbibench.checks import is_seed, is_whole
 
 __all__ = [
     "DTYPE",
+    "MAX_MAGNITUDE",
     "Family",
     "Field",
     "Model",
@@ -28,6 +29,15 @@ __all__ = [
 ]
 
 DTYPE = torch.float64
+
+# The largest magnitude of a real number on a card: its square stays finite in float32. Models
+# compute in float64, but methods train on float32 copies of parameters and data, and square
+# them (standardisation, Gaussian log-densities, losses); a family squares its own numbers too
+# (a prior std of 1e300 makes std**2 overflow while the card is built). A positive number (a
+# scale, variance, rate or shape) must also have its reciprocal within this bound: precisions
+# 1/s**2 and standardising by s overflow the other way. A bound that is needed, not one that
+# promises a method learns well at such scales.
+MAX_MAGNITUDE = math.sqrt(torch.finfo(torch.float32).max)  # about 1.8e19
 
 
 class Model(Protocol):
@@ -85,21 +95,32 @@ def _number(value: Any) -> float:
         raise ValueError(f"must be a number, got {value!r}")
     if not math.isfinite(value):
         raise ValueError(f"must be finite, got {value!r}")
+    if abs(value) > MAX_MAGNITUDE:
+        raise ValueError(
+            f"must be at most {MAX_MAGNITUDE:.3g} in magnitude (its square must stay finite in "
+            f"float32, which methods train in), got {value!r}"
+        )
     return float(value)
 
 
 def real(meaning: str) -> Field:
-    """A finite real number."""
+    """A finite real number, at most `MAX_MAGNITUDE` in magnitude."""
     return Field(meaning, _number)
 
 
 def positive(meaning: str) -> Field:
-    """A finite number > 0 (scales, variances, rates)."""
+    """A finite number > 0 (scales, variances, rates), within `MAX_MAGNITUDE` and its
+    reciprocal."""
 
     def check(value: Any) -> float:
         number = _number(value)
         if number <= 0:
             raise ValueError(f"must be > 0, got {value!r}")
+        if number < 1 / MAX_MAGNITUDE:
+            raise ValueError(
+                f"must be at least {1 / MAX_MAGNITUDE:.3g} (the square of its reciprocal must "
+                f"stay finite in float32, which methods train in), got {value!r}"
+            )
         return number
 
     return Field(meaning, check)
@@ -119,12 +140,13 @@ def count(meaning: str, minimum: int = 1) -> Field:
 
 
 def seed_value(meaning: str) -> Field:
-    """A seed for ``torch.Generator.manual_seed``: a whole number in [0, 2**63)."""
+    """A seed for ``torch.Generator.manual_seed``: a whole number in 0..2**63-1
+    (`sbibench.checks.MAX_SEED`)."""
     inner = count(meaning, minimum=0).check
 
     def check(value: Any) -> int:
         number = inner(value)
-        if number >= 2**63:
+        if not is_seed(number):
             raise ValueError(f"must be < 2**63, got {value!r}")
         return number
 

@@ -33,6 +33,16 @@ and not judged. A rule that lacks what it needs (a record without its noise sd, 
 its parameter or dataset count) is never given an invented value: that comparison is **cannot
 judge**, with the reason.
 
+Nothing compared is an error, not a pass: ``check`` raises ValueError naming the folder when
+either side has no ok record (an empty folder, or the header-only results.csv of a run whose
+jobs were all lost), or when no cell is on both sides. Two records of one (task, method,
+budget, seed, observation) in a folder are refused when it is read
+(`sbibench.records.load_results`): they would count as two pairs. An ok record whose C2ST (the headline score) is
+NaN, in a cell where that side records C2ST, is **cannot judge**, one finding per cell and side
+naming the folder, the observations and seeds: not an error, so the other cells are still
+judged and shown, and not dropped in silence, since it exits non-zero (2) as every comparison
+that lacks what it needs does.
+
 Exit codes of ``sbibench check`` (`Verdict.exit_code`): 0 nothing regressed and everything
 was judged; 1 a regression, failed or missing (whatever else); 2 no regression, but at least one
 comparison could not be judged (the command also exits 2 on unreadable input).
@@ -120,12 +130,31 @@ class Verdict:
         return 1 if self.regressions else 2 if self.undecided else 0
 
 
-def _table(source: str | Path) -> Any:
+def _table(source: str | Path, side: str) -> Any:
     table = load_results(source)
     missing = [c for c in CELL + PAIR + ["status"] if c not in table]
     if missing:
         raise ValueError(f"{source}: not an sbibench results table (missing {', '.join(missing)})")
+    if not (table["status"] == "ok").any():
+        raise ValueError(
+            f"{side} {source}: no ok records ({len(table)} record(s) in all), nothing to compare"
+        )
     return table
+
+
+def _unscored(key: tuple, table: Any, side: str, source: str | Path) -> list[Cell]:
+    """A cannot-judge finding where ok records of a cell lack the headline score (NaN) that
+    other ok records of the same cell and side have."""
+    name = headline().columns[0].name
+    if not _has(table, name) or table[name].notna().all():
+        return []
+    lacking = table[table[name].isna()]
+    shown = ", ".join(f"obs {o} seed {s}" for o, s in lacking[PAIR].to_numpy().tolist()[:5])
+    more = ", ..." if len(lacking) > 5 else ""
+    task, method, budget = key
+    return [Cell(str(task), str(method), int(budget), name, math.nan, math.nan, len(lacking),
+                 math.nan, "cannot judge", f"{side} {source}: {len(lacking)} ok record(s) "
+                 f"without {name} (NaN), not compared: {shown}{more}")]  # fmt: skip
 
 
 def _judged() -> list[tuple[Any, bool]]:
@@ -317,10 +346,15 @@ def check(
     for name, path in (("baseline", baseline), ("candidate", candidate)):
         if not Path(path).exists():
             raise FileNotFoundError(f"{name} {path}: no such run folder or results.csv")
-    base_table, cand_table = _table(baseline), _table(candidate)
+    base_table, cand_table = _table(baseline, "baseline"), _table(candidate, "candidate")
     base_cells = dict(iter(base_table.groupby(CELL, sort=True)))
     cand_cells = dict(iter(cand_table.groupby(CELL, sort=True)))
     shared = [key for key in base_cells if key in cand_cells]
+    if not shared:
+        raise ValueError(
+            f"baseline {baseline} and candidate {candidate} share no (task, method, budget) "
+            "cell, nothing to compare"
+        )
 
     def ok(table: Any) -> Any:
         return table[table["status"] == "ok"]
@@ -357,6 +391,8 @@ def check(
             continue
         if cand_ok.empty:  # every run failed or is missing: said above, no score to compare
             continue
+        cells += _unscored(key, base_ok, "baseline", baseline)
+        cells += _unscored(key, cand_ok, "candidate", candidate)
         for column, _ in judged:
             name = column.name
             if not _has(base_ok, name):

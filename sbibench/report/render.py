@@ -181,8 +181,10 @@ def _png(figure: Any) -> str:
 def write_report(folder: str | Path, out: str | Path | None = None) -> list[Path]:
     """Write LEADERBOARD.md, report.html (figures embedded) and leaderboard.tex.
 
-    The run folder's results.csv is rebuilt from its records first, so that the table and the
-    report agree even when the run that wrote the records was killed before rebuilding it.
+    The report is made from the records themselves (read into memory). Written into the run
+    folder, it also rebuilds the folder's results.csv, so that the table and the report agree
+    even when the run that wrote the records was killed before rebuilding it; written
+    elsewhere, it writes nothing into the run folder, which may be read-only.
 
     Arguments:
         folder: a run folder written by `sbibench run`.
@@ -194,7 +196,8 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> list[Path
     table = load_results(folder)
     if table.empty:
         raise ValueError(f"{folder}: no records to report")
-    rebuild_table(folder)
+    if out.resolve() == folder.resolve():
+        rebuild_table(folder)
     boards = tables.leaderboard(table)
     titles = tables.titles(boards, table)  # each task, marked where it is misspecified
     page = Page(

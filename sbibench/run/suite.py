@@ -35,7 +35,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from sbibench.checks import is_whole, whole
+from sbibench.checks import FILE_NAME_RULE, MAX_SEED, is_file_name, is_seed, is_whole, whole
 from sbibench.methods import config_hash, get_method, is_amortized
 from sbibench.registry import SUITES_DIR, list_suites
 from sbibench.scoring import list_scores
@@ -44,7 +44,7 @@ from sbibench.task import get_task, list_tasks
 __all__ = ["Job", "Suite", "SuiteError", "load_suite", "list_suites"]
 
 KEYS = {
-    "name": "the suite's name",
+    "name": "the suite's name (the default run folder is runs/<name>)",
     "tasks": 'task names, or "all"',
     "budgets": "simulation budgets",
     "seeds": "seeds",
@@ -169,6 +169,8 @@ class Suite:
 
 
 def _whole_numbers(path: Path, key: str, value: Any, minimum: int) -> tuple[int, ...]:
+    """A non-empty list of distinct whole numbers >= ``minimum`` (a number listed twice would
+    run its jobs twice)."""
     if not isinstance(value, list) or not value:
         raise SuiteError(f"{path}: field {key!r} must be a non-empty list")
     for item in value:
@@ -176,7 +178,27 @@ def _whole_numbers(path: Path, key: str, value: Any, minimum: int) -> tuple[int,
             raise SuiteError(
                 f"{path}: field {key!r} holds {item!r}; need whole numbers >= {minimum}"
             )
+    _distinct(path, key, value)
     return tuple(value)
+
+
+def _distinct(path: Path, key: str, value: list) -> None:
+    """SuiteError naming the first item that ``value`` lists twice."""
+    for i, item in enumerate(value):
+        if item in value[:i]:
+            raise SuiteError(f"{path}: field {key!r} lists {item!r} twice; list each once")
+
+
+def _seeds(path: Path, value: Any) -> tuple[int, ...]:
+    """The seeds: distinct whole numbers in 0..MAX_SEED (`sbibench.checks.MAX_SEED` says why)."""
+    seeds = _whole_numbers(path, "seeds", value, 0)
+    for seed in seeds:
+        if not is_seed(seed):
+            raise SuiteError(
+                f"{path}: field 'seeds' holds {seed!r}; need whole numbers in 0..2**63-1 "
+                f"({MAX_SEED})"
+            )
+    return seeds
 
 
 def _task_observations(path: Path, value: Any, tasks: list[str]) -> dict[str, tuple[int, ...]]:
@@ -203,6 +225,11 @@ def _methods(
         raise SuiteError(f"{path}: [methods] must hold at least one method table")
     methods, method_tasks = {}, {}
     for label, table in value.items():
+        if not is_file_name(label):  # part of each record's file name
+            raise SuiteError(
+                f"{path}: method label {label!r} (in [methods]) cannot be part of a record's "
+                f"file name; a label is {FILE_NAME_RULE}"
+            )
         if not isinstance(table, dict):
             raise SuiteError(f"{path}: methods.{label} must be a table")
         config = dict(table)
@@ -237,9 +264,14 @@ def _load(path: Path, text: str) -> Suite:
     missing = [key for key in KEYS if key not in raw]
     if missing:
         raise SuiteError(f"{path}: missing field(s) {', '.join(missing)}")
+    if not is_file_name(raw["name"]):  # the default run folder is runs/<name>
+        raise SuiteError(
+            f"{path}: field 'name' is {raw['name']!r}; a suite's name is {FILE_NAME_RULE}"
+        )
     tasks = list_tasks() if raw["tasks"] == "all" else raw["tasks"]
     if not isinstance(tasks, list) or not tasks:
         raise SuiteError(f"{path}: field 'tasks' must be a list of task names or \"all\"")
+    _distinct(path, "tasks", tasks)
     observations = _whole_numbers(path, "observations", raw["observations"], 1)
     task_observations = _task_observations(path, raw.get("task_observations", {}), tasks)
     for name in tasks:
@@ -284,12 +316,12 @@ def _load(path: Path, text: str) -> Suite:
         )
     methods, method_tasks = _methods(path, raw["methods"], tasks)
     return Suite(
-        name=str(raw["name"]),
+        name=raw["name"],
         description=str(raw.get("description", "")),
         tasks=tuple(tasks),
         methods=methods,
         budgets=_whole_numbers(path, "budgets", raw["budgets"], 1),
-        seeds=_whole_numbers(path, "seeds", raw["seeds"], 0),
+        seeds=_seeds(path, raw["seeds"]),
         observations=observations,
         num_posterior_samples=samples,
         metrics=tuple(metrics),

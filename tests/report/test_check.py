@@ -1,5 +1,6 @@
 """CI regression checks: a degraded method is caught, an unchanged one passes."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -242,3 +243,78 @@ def test_c2st_regression_beyond_tolerance_plus_k_noise_sds(tiny_run, tmp_path):
     assert _finding(under, "normal_mean", "exact", "c2st").verdict == "same"
     wider = check(tiny_run, _csv(tiny_run, tmp_path, "over2.csv", shift(limit + 0.002)), k=4)
     assert _finding(wider, "normal_mean", "exact", "c2st").verdict == "same"
+
+
+def _cli_check(baseline, candidate):
+    return subprocess.run(
+        [sys.executable, "-m", "sbibench", "check", "--baseline", str(baseline), "--candidate", str(candidate)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_nothing_to_compare_is_an_error_naming_the_folder(tiny_run, tmp_path):
+    """A baseline folder with no records, the header-only results.csv of a run whose jobs were
+    all lost, or records that all failed: no ok record on a side is an error (it passed with
+    exit 0), on either side, and so is a pair of tables that share no cell."""
+    empty = tmp_path / "empty"
+    (empty / "records").mkdir(parents=True)
+    header = tmp_path / "header.csv"
+    header.write_text((tiny_run / "results.csv").read_text().splitlines()[0] + "\n")
+    failed = _csv(tiny_run, tmp_path, "failed.csv", lambda t: t.assign(status="failed"))
+    for base, cand, side in [(empty, tiny_run, "baseline"), (tiny_run, empty, "candidate"),
+                             (header, tiny_run, "baseline"), (tiny_run, header, "candidate"),
+                             (tiny_run, failed, "candidate")]:  # fmt: skip
+        bad = base if side == "baseline" else cand
+        with pytest.raises(ValueError, match=f"^{side} {re.escape(str(bad))}: no ok records"):
+            check(base, cand)
+    result = _cli_check(empty, tiny_run)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == f"sbibench: error: baseline {empty}: no ok records (0 record(s) in all), nothing to compare\n"  # fmt: skip
+    other = _csv(tiny_run, tmp_path, "other.csv", lambda t: t.assign(method=t["method"] + "_other"))
+    with pytest.raises(ValueError, match="share no \\(task, method, budget\\) cell"):
+        check(tiny_run, other)
+    assert _cli_check(tiny_run, other).returncode == 2
+
+
+def test_an_ok_record_without_c2st_is_a_cannot_judge_finding(tiny_run, tmp_path):
+    """It was dropped in silence; now it is listed with the folder, cell, observation and
+    seed, the other pairs are still judged, and the exit code is 2."""
+
+    def lose(t):
+        rows = (t["task"] == "normal_mean") & (t["method"] == "exact") & (t["observation"] == 2)
+        t.loc[rows, "c2st"] = float("nan")
+        return t
+
+    cand = _csv(tiny_run, tmp_path, "cand.csv", lose)
+    verdict = check(tiny_run, cand)
+    (found,) = [c for c in verdict.undecided if c.score == "c2st"]
+    assert (found.task, found.method, found.budget, found.pairs) == ("normal_mean", "exact", 200, 1)
+    assert found.reason.startswith(f"candidate {cand}: 1 ok record(s) without c2st (NaN)")
+    assert "obs 2 seed 0" in found.reason
+    (judged,) = [c for c in verdict.cells if c.score == "c2st" and c.verdict == "same"
+                 and (c.task, c.method) == ("normal_mean", "exact")]  # fmt: skip
+    assert judged.pairs == 1  # the other pair, still judged
+    assert verdict.exit_code == 2 and "1 cannot judge" in format_verdict(verdict)
+    assert check(cand, tiny_run).undecided[0].reason.startswith(f"baseline {cand}:")
+
+
+def test_duplicated_records_are_refused_in_the_shared_loader(tiny_run, tmp_path):
+    """A record twice in a folder (a run resumed under another job key) counted twice in the
+    check; the loader that the check and the report share refuses it, naming the duplicate."""
+    from sbibench.records import RecordError, load_results
+    from sbibench.report.render import write_report
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    (source,) = [p for p in (run / "records").glob("normal_mean-rej_abc-*.json")
+                 if '"observation": 1' in p.read_text()]  # fmt: skip
+    shutil.copy(source, run / "records" / "normal_mean-rej_abc-0000000000000000.json")
+    message = (f"^{re.escape(str(run))}: 1 record\\(s\\) appear more than once: task normal_mean, "
+               "method rej_abc, budget 200, seed 0, observation 1 \\(keys ")  # fmt: skip
+    for read in (load_results, lambda f: check(f, tiny_run), lambda f: check(tiny_run, f),
+                 lambda f: write_report(f, tmp_path / "report")):  # fmt: skip
+        with pytest.raises(RecordError, match=message):
+            read(run)
+    twice = _csv(tiny_run, tmp_path, "twice.csv", lambda t: pd.concat([t, t.iloc[:1]]))
+    with pytest.raises(RecordError, match=f"^{re.escape(str(twice))}: 1 record"):
+        check(tiny_run, twice)
+    assert _cli_check(tiny_run, twice).returncode == 2

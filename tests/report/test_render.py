@@ -2,8 +2,10 @@
 a real browser; rebuilt from the records when the results table is stale."""
 
 import base64
+import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 
@@ -106,5 +108,46 @@ def test_a_report_rebuilds_a_stale_results_table(tiny_run, tmp_path):
     table = run / "results.csv"
     whole = table.read_text()
     table.write_text(whole.splitlines()[0] + "\n")
-    write_report(run, tmp_path / "report")
+    write_report(run)
     assert table.read_text() == whole
+
+
+def test_a_report_written_elsewhere_writes_nothing_into_the_run_folder(tiny_run, tmp_path):
+    """With --out elsewhere every file of the run folder keeps its inode and modification time
+    (results.csv was rewritten, by rename), and a stale results.csv is left as it is."""
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    table = run / "results.csv"
+    table.write_text(table.read_text().splitlines()[0] + "\n")
+
+    def files():
+        return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(run.rglob("*"))}
+
+    before = files()
+    write_report(run, tmp_path / "report")
+    assert files() == before and (tmp_path / "report" / "LEADERBOARD.md").is_file()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root ignores file permissions")  # fmt: skip
+def test_a_report_written_elsewhere_reads_a_read_only_run_folder(tiny_run, tmp_path):
+    """With --out elsewhere the report reads the records and writes nothing into the run
+    folder (it rebuilt results.csv there, and failed on a read-only folder)."""
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    paths = sorted(run.rglob("*"), reverse=True) + [run]  # files before their folders
+    modes = {path: path.stat().st_mode for path in paths}
+    try:
+        for path in paths:
+            path.chmod(modes[path] & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+        written = write_report(run, tmp_path / "report")
+        result = subprocess.run(
+            [sys.executable, "-m", "sbibench", "report", str(run), "--out", str(tmp_path / "cli")],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        for path in reversed(paths):  # folders before their files
+            path.chmod(modes[path])
+    assert all(path.is_file() for path in written)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "cli" / "LEADERBOARD.md").is_file()
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before

@@ -161,3 +161,80 @@ def test_the_sbibm_suite_is_sbibms_grid():
     ]
     assert methods["nre_b"].classifier == "resnet" and methods["snre_b"].rounds == 10
     assert methods["smc_abc"].population(100_000) == 1000
+
+
+@pytest.mark.parametrize("label", ["npe/maf", "..", ".npe", "npe maf", "npé", "a\\b", "x" * 65])
+def test_a_method_label_that_cannot_be_a_file_name_is_refused_when_the_suite_loads(
+    suite_file, tiny_suite, label
+):
+    """A label is part of every record's file name (records/<task>-<label>-<hash>.json):
+    one that is not a plain file name stops the suite at load, before any work."""
+    path = suite_file(tiny_suite + f'[methods."{label}"]\nmethod = "exact"\n'.replace("\\", "\\\\"))
+    with pytest.raises(SuiteError, match="cannot be part of a record's file name") as error:
+        load_suite(path)
+    assert str(path) in str(error.value) and repr(label) in str(error.value)
+    assert "letters a-z, A-Z, digits, '_', '-' and '.', not starting with '.'" in str(error.value)
+
+
+def test_labels_of_letters_digits_underscores_dashes_and_dots_load(make_suite, tiny_suite):
+    suite = make_suite(tiny_suite + '[methods."NPE-maf.v2_0"]\nmethod = "exact"\n')
+    assert "NPE-maf.v2_0" in suite.methods and "x" * 64 not in suite.methods
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "a\\b", ".hidden", "", "."])
+def test_a_suite_name_that_would_leave_the_runs_folder_is_refused(suite_file, name):
+    """`sbibench run` writes into runs/<name> by default: the name follows the labels' rule."""
+    path = suite_file(name=name, filename="bad.toml")
+    with pytest.raises(SuiteError, match="field 'name' is .*; a suite's name is 1 to 64") as error:
+        load_suite(path)
+    assert str(path) in str(error.value) and repr(name) in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"budgets": [200, 300, 200]}, "field 'budgets' lists 200 twice"),
+        ({"seeds": [0, 1, 1]}, "field 'seeds' lists 1 twice"),
+        ({"observations": [2, 1, 2]}, "field 'observations' lists 2 twice"),
+        ({"task_observations": {"poisson_gamma": [1, 1]}},
+         "field 'task_observations.poisson_gamma' lists 1 twice"),
+        ({"tasks": ["normal_mean", "normal_mean"]}, "field 'tasks' lists 'normal_mean' twice"),
+    ],
+)  # fmt: skip
+def test_a_budget_seed_observation_or_task_listed_twice_is_refused(suite_file, fields, message):
+    """Listed twice, its jobs would run twice and count twice in the check."""
+    path = suite_file(filename="twice.toml", **fields)
+    with pytest.raises(SuiteError, match=message) as error:
+        load_suite(path)
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("seed", [2**63, 2**64, -1])
+def test_a_seed_outside_0_to_2_63_minus_1_is_refused(suite_file, seed):
+    path = suite_file(seeds=[0, seed], filename="seeds.toml")
+    with pytest.raises(SuiteError, match=f"field 'seeds' holds {seed}; need whole numbers") as e:
+        load_suite(path)
+    assert str(path) in str(e.value)
+
+
+def test_the_largest_seed_runs_end_to_end(make_suite, tmp_path):
+    """Seed 2**63 - 1 reaches torch's generators (plus a round number in a sequential method),
+    the record files and results.csv, whose seed column pandas reads back as int64."""
+    import pandas as pd
+    import torch
+
+    from sbibench.checks import MAX_SEED
+    from sbibench.records import load_results
+    from sbibench.run.runner import run_suite
+
+    torch.Generator().manual_seed(MAX_SEED + 10)  # seed + r, the round r of a sequential method
+    suite = make_suite(
+        tasks=["normal_mean"], budgets=[100], seeds=[MAX_SEED], observations=[1],
+        metrics=["moments"], sbc=(0, 10),
+        methods={"rej_abc": {"num_accepted": 5}, "snpe_c": {"rounds": 2, "max_epochs": 1}},
+    )  # fmt: skip
+    summary = run_suite(suite, tmp_path / "run", progress=False)
+    assert summary.ok, summary.failures
+    for table in (load_results(tmp_path / "run"), pd.read_csv(summary.table)):
+        assert set(table["status"]) == {"ok"} and len(table) == 2
+        assert table["seed"].dtype == "int64" and set(table["seed"]) == {MAX_SEED}
