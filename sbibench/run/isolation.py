@@ -44,6 +44,7 @@ PRELOAD_MODULES = ("sbibench.run.worker", "torch._dynamo", "scipy.stats", "ot")
 
 _live: set[Any] = set()  # job processes running now, for `stop_job_processes`
 _live_lock = threading.Lock()
+_daemon_lock = threading.Lock()
 
 
 def _context() -> Any:
@@ -72,12 +73,13 @@ def _children_allowed() -> Iterator[None]:
     (`_exit_when_orphaned`), so the refusal does not apply. The flag is set back at once.
     """
     config = multiprocessing.current_process()._config  # noqa: SLF001 - no public switch
-    daemon = config.pop("daemon", None)
-    try:
-        yield
-    finally:
-        if daemon is not None:
-            config["daemon"] = daemon
+    with _daemon_lock:  # a Dask worker may start jobs from several threads
+        daemon = config.pop("daemon", None)
+        try:
+            yield
+        finally:
+            if daemon is not None:
+                config["daemon"] = daemon
 
 
 def run_isolated(job: Job, report: Callable[[str], None] | None = None) -> tuple[list[dict], dict]:
