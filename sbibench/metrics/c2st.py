@@ -115,8 +115,10 @@ def c2st(
     Returns:
         An :class:`~sbibench.metrics.Estimate` with the mean held-out accuracy in [0, 1] and
         method ``"c2st-mlp"`` (``"c2st-sbibm"`` for sbibm's recipe); ``details`` holds ``num_samples`` (per set, after
-        subsampling), ``folds``, ``epochs`` (of the longest-running fold model) and the
-        null's fields when requested.
+        subsampling), ``folds``, ``epochs`` (of the longest-running fold model),
+        ``fold_std`` (the sd of the fold accuracies), ``noise_std`` (the accuracy's noise
+        sd with the classifier's training: the larger of the binomial sd and
+        ``fold_std / sqrt(folds)``) and the null's fields when requested.
 
     Raises:
         ValueError: On NaN/inf, mismatched dimensions, fewer samples than folds in either
