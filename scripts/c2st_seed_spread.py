@@ -1,5 +1,7 @@
 """How much C2ST moves with its classifier's seed alone, on fixed draws of real fits, against the
-binomial sd that `sbibench check` records as a score's noise: a script, not asv.
+noise a record carries: the binomial sd (``c2st_null_sd``) and the noise sd with the classifier's
+training (``c2st_noise_sd``, the larger of the binomial sd and the fold accuracies' standard
+error): a script, not asv.
 
     python scripts/c2st_seed_spread.py [--cells two_moons:npe:1000 normal_mean:npe:1000]
         [--sizes 2000 10000] [--seeds 6]
@@ -7,7 +9,9 @@ binomial sd that `sbibench check` records as a score's noise: a script, not asv.
 Each cell (task:method:simulations) is fitted once (seed 0; a sequential method runs on
 observation 1), and n draws for observation 1 (draw seed 0) are scored against the first n
 reference samples with C2ST seeds 0 .. seeds - 1. Printed per cell and n: the accuracies, their
-sd, the binomial sd 0.5 / sqrt(2 n) and the ratio. One torch thread.
+sd over seeds (measured), the binomial sd 0.5 / sqrt(2 n) (old), the mean over seeds of the
+recorded noise sd (new), and the ratios measured / old and measured / new (at most about 1:
+the recorded noise covers the seed spread). One torch thread.
 """
 
 import argparse
@@ -46,12 +50,15 @@ def main() -> None:
         reference = task.reference_samples(1)
         for n in args.sizes:
             samples = posterior.sample(n, x, seed=0)
-            values = [c2st(reference[:n], samples, seed=s).value for s in range(args.seeds)]
+            scores = [c2st(reference[:n], samples, seed=s) for s in range(args.seeds)]
+            values = [score.value for score in scores]
             spread, binomial = statistics.stdev(values), 0.5 / (2 * n) ** 0.5
+            noise = statistics.mean(score.details["noise_std"] for score in scores)
             print(
                 f"{cell:34s} n={n:6d}: C2ST "
                 + " ".join(f"{v:.4f}" for v in values)
-                + f" | sd {spread:.4f}, binomial sd {binomial:.4f}, ratio {spread / binomial:.1f}",
+                + f" | sd {spread:.4f}, binomial sd {binomial:.4f} (ratio {spread / binomial:.1f}),"
+                f" noise sd {noise:.4f} (ratio {spread / noise:.1f})",
                 flush=True,
             )
 

@@ -7,7 +7,7 @@ import textwrap
 
 def test_plugin_fixtures_and_assertions(tmp_path):
     (tmp_path / "test_user.py").write_text(
-        textwrap.dedent("""
+        textwrap.dedent(r"""
         import pytest
         from sbibench.pytest_plugin import assert_calibrated, assert_posterior_close
         from sbibench.methods import get_method
@@ -28,7 +28,7 @@ def test_plugin_fixtures_and_assertions(tmp_path):
 
             with pytest.raises(AssertionError, match="SBC rejects calibration"):
                 assert_calibrated(Narrow(), sbibench_task, num_datasets=200, num_samples=50)
-            with pytest.raises(AssertionError, match="C2ST .* > 0.6 .*exact posterior scores"):
+            with pytest.raises(AssertionError, match=r"C2ST .* \(noise sd 0\.\d+\) > 0.6 .*exact posterior scores"):
                 x = sbibench_task.observation(1)
                 assert_posterior_close(Narrow().sample(1000, x), sbibench_task, 1, max_c2st=0.6)
     """)

@@ -115,8 +115,10 @@ def c2st(
     Returns:
         An :class:`~sbibench.metrics.Estimate` with the mean held-out accuracy in [0, 1] and
         method ``"c2st-mlp"`` (``"c2st-sbibm"`` for sbibm's recipe); ``details`` holds ``num_samples`` (per set, after
-        subsampling), ``folds``, ``epochs`` (of the longest-running fold model) and the
-        null's fields when requested.
+        subsampling), ``folds``, ``epochs`` (of the longest-running fold model),
+        ``fold_std`` (the sd of the fold accuracies), ``noise_std`` (the accuracy's noise
+        sd with the classifier's training: the larger of the binomial sd and
+        ``fold_std / sqrt(folds)``) and the null's fields when requested.
 
     Raises:
         ValueError: On NaN/inf, mismatched dimensions, fewer samples than folds in either
@@ -168,10 +170,11 @@ def c2st(
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         try:
-            value, right, epochs = _sbibm_cross_validate(data, folds, generator)
+            fold_acc, right, epochs = _sbibm_cross_validate(data, folds, generator)
         finally:
             torch.set_num_threads(threads)
-        details = {"num_samples": n, "folds": folds, "epochs": epochs}
+        value = float(fold_acc.mean())
+        details = {"num_samples": n, "folds": folds, "epochs": epochs, **_noise(fold_acc, 2 * n)}
         if null == "binomial":
             details.update(_binomial_null(right, 2 * n))
         return Estimate(value, "c2st-sbibm", details)
@@ -187,20 +190,21 @@ def c2st(
         learning_rate=learning_rate,
         num_threads=num_threads,
     )
-    accuracy, correct, epochs = train(torch.arange(2 * n)[None])
+    fold_acc, correct, epochs = train(torch.arange(2 * n)[None])
     details: dict[str, float | int | str] = {
         "num_samples": n,
         "folds": folds,
         "epochs": epochs,
+        **_noise(fold_acc[0], 2 * n),
     }
-    value = float(accuracy[0])
+    value = float(fold_acc[0].mean())
     if null == "binomial":
         details.update(_binomial_null(int(correct[0]), 2 * n))
     elif null == "permutation":
         perms = torch.stack(
             [torch.randperm(2 * n, generator=generator) for _ in range(num_permutations)]
         )
-        null_acc, _, _ = train(perms)
+        null_acc = train(perms)[0].mean(1)
         details.update(
             null="permutation",
             num_permutations=num_permutations,
@@ -209,6 +213,29 @@ def c2st(
             p_value=float((1 + (null_acc >= value).sum()) / (num_permutations + 1)),
         )
     return Estimate(value, "c2st-mlp", details)
+
+
+def _noise(fold_acc: Tensor, total: int) -> dict[str, float]:
+    """The accuracy's noise sd, the classifier's training included, from its ``folds`` fold
+    accuracies (folds,) over ``total`` held-out predictions.
+
+    The accuracy is the mean of the fold accuracies, so the standard error of that mean,
+    ``fold_std / sqrt(folds)``, is the direct estimate of its sd: each fold accuracy differs
+    from the others by its own test points' binomial noise *and* by its own model's training
+    (initialisation, minibatch order, training rows), so this one number holds both, and no
+    binomial term is added to it (a variance sum would count the test points' noise twice).
+    From five folds it is rough (four degrees of freedom: it falls below half its value about
+    one time in ten), and the binomial sd ``0.5 / sqrt(total)`` is a floor the accuracy's
+    noise never goes below (the held-out points alone give it, at accuracy 1/2 and within
+    a factor of 0.6 of it up to accuracy 0.9), so the recorded noise is the larger of the two:
+    the binomial sd where the classifier's training adds little, the fold spread where it
+    dominates. Fold accuracies share training rows and so are positively correlated, which
+    makes the spread a slight underestimate rather than an overestimate;
+    `tests/metrics/test_c2st.py` checks it against the spread over classifier seeds.
+    """
+    fold_std = float(fold_acc.std())  # folds >= 2: checked by c2st
+    binomial = 0.5 / math.sqrt(total)
+    return {"fold_std": fold_std, "noise_std": max(binomial, fold_std / math.sqrt(len(fold_acc)))}
 
 
 def _binomial_null(correct: int, total: int) -> dict[str, float | str]:
@@ -237,8 +264,8 @@ def _cross_validate(
     """Stratified k-fold accuracies for R labellings at once.
 
     ``data`` is (2n, D); each row of ``orders`` (R, 2n) is a permutation of the rows whose
-    first n entries carry label 0 and last n label 1. Returns the mean fold accuracy (R,),
-    the number of correct held-out predictions (R,) and the epochs trained.
+    first n entries carry label 0 and last n label 1. Returns the fold accuracies
+    (R, folds), the number of correct held-out predictions (R,) and the epochs trained.
     """
     num_labellings, two_n = orders.shape
     n = two_n // 2
@@ -292,7 +319,7 @@ def _cross_validate(
             correct[m] = right.sum()
     fold_acc = fold_acc.view(num_labellings, folds)
     correct = correct.view(num_labellings, folds)
-    return fold_acc.mean(1), correct.sum(1), epochs
+    return fold_acc, correct.sum(1), epochs
 
 
 def _forward(weights: list[Tensor], inputs: Tensor) -> Tensor:
@@ -422,7 +449,7 @@ _SBIBM_MAX_EPOCHS = 10_000
 
 def _sbibm_cross_validate(
     data: Tensor, folds: int, generator: torch.Generator
-) -> tuple[float, int, int]:
+) -> tuple[Tensor, int, int]:
     """sbibm's recipe: plain shuffled k-fold (not stratified) over the 2n rows (the first n of
     label 0), an MLP per fold trained to convergence of its training loss, mean held-out
     accuracy over the folds.
@@ -430,8 +457,8 @@ def _sbibm_cross_validate(
     The fold models train together, as in `_train`. Plain k-fold training sets differ in
     size by at most one row; each is cut to the smallest (one row of 8,000 at n = 10,000).
     Each model keeps the weights of the epoch at which it stopped, as scikit-learn does.
-    Returns the mean fold accuracy, the number of correct held-out predictions and the epochs
-    of the longest-running model.
+    Returns the fold accuracies (folds,), the number of correct held-out predictions and the
+    epochs of the longest-running model.
     """
     two_n, dim = data.shape
     n = two_n // 2
@@ -494,4 +521,4 @@ def _sbibm_cross_validate(
             right = (logits > 0).float() == labels[test]
             accuracies.append(right.double().mean())
             correct += int(right.sum())
-    return float(torch.stack(accuracies).mean()), correct, epochs
+    return torch.stack(accuracies), correct, epochs

@@ -8,9 +8,12 @@ the registry:
 - **noise** (C2ST): records are paired by (observation, seed); d is the change towards worse
   (candidate - baseline where lower is better), n the pairs. The noise sd of the mean change
   is ``sqrt(max(mean(s_b² + s_c²), var(d)) / n)``, with s the sd each record carries in the
-  rule's ``needs`` column (``c2st_null_sd``: the binomial sd of a classifier's accuracy on its
-  held-out points) and var(d) the pairs' sample variance (n > 1; it holds a method's own
-  seed-to-seed spread). A **regression** when mean(d) > tolerance + k x sd, an
+  rule's ``needs`` column (``c2st_noise_sd``: the noise sd of a classifier's accuracy, its
+  training included, `sbibench.metrics.c2st`) and var(d) the pairs' sample variance (n > 1; it
+  holds a method's own seed-to-seed spread). A record written before ``needs`` existed is
+  read through the rule's ``fallback`` (``c2st_null_sd``, the binomial sd of the held-out
+  points alone, smaller where the classifier's training adds noise), and the finding's reason
+  says how many records did so. A **regression** when mean(d) > tolerance + k x sd, an
   **improvement** when mean(d) < -(tolerance + k x sd).
 - **p_value** (SBC, ``sbc_ecdf_p_min``): each fit has one p-value, the smallest over its D
   parameters of the simultaneous ECDF-band test. The level is Bonferroni-corrected over every
@@ -184,17 +187,24 @@ def _sign(column: Any) -> float:
     return 1.0 if column.better == "lower" else -1.0
 
 
-def _side(table: Any, name: str, needs: str) -> Any:
-    """(observation, seed, value, sd) of one side; sd NaN where the table has no ``needs``."""
-    sd = table[needs] if needs in table else math.nan
-    return table[PAIR].assign(value=table[name], sd=sd)
+def _side(table: Any, name: str, needs: str, fallback: str) -> Any:
+    """(observation, seed, value, sd, stood_in) of one side: sd from ``needs``, or from
+    ``fallback`` (``stood_in`` True) in a record without it; NaN where neither is recorded."""
+    side = table[PAIR].assign(value=table[name], sd=math.nan, stood_in=False)
+    if needs in table:
+        side["sd"] = table[needs].astype(float)
+    if fallback and fallback in table:
+        older = side["sd"].isna() & table[fallback].notna()
+        side.loc[older, "sd"] = table.loc[older, fallback].astype(float)
+        side["stood_in"] = older
+    return side
 
 
 def _noise(column: Any, base: Any, cand: Any, tolerance: float, k: float) -> tuple:
     """The noise rule; (baseline, candidate, pairs, limit, verdict, reason)."""
-    name, needs = column.name, column.rule.needs
-    merged = _side(base, name, needs).merge(
-        _side(cand, name, needs), on=PAIR, suffixes=("_b", "_c")
+    name, needs, fallback = column.name, column.rule.needs, column.rule.fallback
+    merged = _side(base, name, needs, fallback).merge(
+        _side(cand, name, needs, fallback), on=PAIR, suffixes=("_b", "_c")
     )
     merged = merged[merged["value_b"].notna() & merged["value_c"].notna()]
     n = len(merged)
@@ -217,6 +227,13 @@ def _noise(column: Any, base: Any, cand: Any, tolerance: float, k: float) -> tup
         f"change {mean_c - mean_b:+.3g} ({column.better} is better), limit {limit:.3g} = "
         f"{tolerance:g} + {k:g} x noise sd {sd:.3g}"
     )
+    for side, suffix in (("baseline", "_b"), ("candidate", "_c")):
+        older = int(merged[f"stood_in{suffix}"].sum())
+        if older:
+            reason += (
+                f"; {older} of the {side}'s {n} record(s) predate {needs}: {fallback} stands "
+                "in, which can understate the noise"
+            )
     return mean_b, mean_c, n, limit, verdict, reason
 
 

@@ -32,13 +32,14 @@ def summary_table(results: str | Path) -> str:
     mw = max([len("method"), *map(len, table["method"].astype(str))]) + 2
     lines = [
         f"{label}: mean over observations and seeds ± the half-width of its 95% Student-t "
-        "interval (none for one value);",
+        "interval, at least 1.96 x the records' own noise sd of the mean;",
         "floor: what the exact posterior scores at the same sample size.",
         f"{'task':{tw}}{'method':{mw}}{'budget':>8}{label:>16}{'floor':>8}{'failed':>8}",
     ]
     for (task, method, budget), group in table.groupby(["task", "method", "budget"]):
         good = group[group["status"] == "ok"]
-        mean, half = tables.interval(good[name]) if name in good else (math.nan, 0)
+        noise = tables.noise_sds(good, name)
+        mean, half = tables.interval(good[name], noise) if name in good else (math.nan, 0)
         floor, _ = (
             tables.interval(good[f"{name}_floor"]) if f"{name}_floor" in good else (math.nan, 0)
         )

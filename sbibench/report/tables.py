@@ -1,9 +1,12 @@
 """The report's tables from a run's records: per-task leaderboards, the misspecification,
 set-size and dimension sections, where the time went, and the run's provenance.
 
-Every cell is the mean over observations and seeds with a 95% Student-t interval (mean +-
-t(0.975, n - 1) standard errors; no interval for a single value); each score's columns, labels
-and directions come from the score registry (`sbibench.scoring`).
+Every cell is the mean over observations and seeds with a 95% interval: mean +- t(0.975, n -
+1) standard errors of the values (Student's t), widened for a score whose records carry their
+own noise sd (the column its ``noise`` rule needs: C2ST's ``c2st_noise_sd``, with its training
+noise) to at least 1.96 sqrt(mean(s²) / n), so that one value, or a few that agree by chance,
+is not shown as exact; no interval for a single value of a score without a noise sd. Each
+score's columns, labels and directions come from the score registry (`sbibench.scoring`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ __all__ = [
     "interval",
     "leaderboard",
     "misspecification_table",
+    "noise_sds",
     "provenance",
     "sections",
     "set_size_table",
@@ -56,22 +60,46 @@ def directions() -> str:
     )
 
 
-def interval(values: Any) -> tuple[float, float]:
+def interval(values: Any, noise: Any = None) -> tuple[float, float]:
+    """(mean, 95% half-width) of ``values`` (n,); ``noise`` (n,): each value's own noise sd,
+    or None. The half-width is Student's t over the values' spread, at least 1.96 x the
+    recorded noise's sd of the mean, sqrt(mean(s²) / n) (the same floor `sbibench check` puts
+    under a paired change); NaN for one value without noise."""
     values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
+    finite = np.isfinite(values)
+    if noise is not None:
+        noise = np.asarray(noise, dtype=float)[finite]
+        noise = noise if len(noise) and np.isfinite(noise).all() else None
+    values = values[finite]
     if len(values) == 0:
         return math.nan, math.nan
+    known = math.nan if noise is None else 1.96 * math.sqrt(float(np.mean(noise**2)) / len(values))
     if len(values) == 1:
-        return float(values[0]), math.nan
+        return float(values[0]), known
     from scipy.stats import t  # scipy loads in a fraction of a second, only when needed
 
     # Student's t, not 1.96: with 2 observations the 95% half-width is 6.5x the normal one
     half = t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
-    return float(values.mean()), float(half)
+    return float(values.mean()), float(half if math.isnan(known) else max(half, known))
 
 
-def _cell(values: Any) -> str:
-    mean, half = interval(values)
+def noise_sds(table: Any, column: str) -> Any:
+    """Each record's noise sd for ``column``: the column its ``noise`` rule needs, or the
+    rule's fallback in records written before it (C2ST's binomial ``c2st_null_sd``, which
+    leaves out the classifier's training); None for a score without one."""
+    rule = next(
+        (c.rule for m in registered() for c in m.columns if c.name == column and c.rule), None
+    )
+    if rule is None or rule.kind != "noise":
+        return None
+    sds = table[rule.needs] if rule.needs in table else None
+    if rule.fallback and rule.fallback in table:
+        sds = table[rule.fallback] if sds is None else sds.fillna(table[rule.fallback])
+    return sds
+
+
+def _cell(values: Any, noise: Any = None) -> str:
+    mean, half = interval(values, noise)
     if math.isnan(mean):
         return "–"
     return f"{mean:.3g}" if math.isnan(half) else f"{mean:.3g} ± {half:.2g}"
@@ -96,7 +124,7 @@ def leaderboard(table: Any) -> dict[str, list[list[str]]]:
             row = [str(method), str(budget), str(len(group)), str((group["status"] != "ok").sum())]
             for column, _, per_job in present:
                 values = good.drop_duplicates("key") if per_job else good
-                row.append(_cell(values[column]))
+                row.append(_cell(values[column], noise_sds(values, column)))
                 floor = f"{column}_floor"
                 if floor in table and table[floor].notna().any():
                     row.append(_cell(good[floor]))
@@ -170,7 +198,10 @@ def misspecification_table(table: Any) -> list[list[str]]:
             twin = ok[(ok["task"] == assumed) & (ok["method"] == method) & (ok["budget"] == budget)]
             row = [task, assumed, str(method), str(budget)]
             for column, _ in present:
-                row += [_cell(twin[column]), _cell(group[column])]
+                row += [
+                    _cell(twin[column], noise_sds(twin, column)),
+                    _cell(group[column], noise_sds(group, column)),
+                ]
             rows.append(row)
     return rows
 
@@ -221,7 +252,7 @@ def set_size_table(table: Any) -> list[list[str]]:
     for (task, method, budget, n), group in ok.groupby(cells, sort=True):
         row = [task, str(method), str(budget), str(int(n)), str(len(group))]
         for column, _ in present:
-            row.append(_cell(group[column]))
+            row.append(_cell(group[column], noise_sds(group, column)))
             if f"{column}_floor" in table and table[f"{column}_floor"].notna().any():
                 row.append(_cell(group[f"{column}_floor"]))
         rows.append(row)

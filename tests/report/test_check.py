@@ -152,13 +152,15 @@ def test_coverage_regression_beyond_its_binomial_sd(tiny_run, tmp_path):
 
 
 def test_without_recorded_noise_the_verdict_is_cannot_judge(tiny_run, tmp_path):
-    """No invented variance: a baseline without c2st_null_sd cannot judge C2ST (exit 2);
-    without sbc_datasets coverage cannot be judged; the SBC count is taken from either side."""
-    base = _csv(tiny_run, tmp_path, "base.csv", lambda t: t.drop(columns=["c2st_null_sd"]))
+    """No invented variance: a baseline without any C2ST noise sd (c2st_noise_sd nor its
+    binomial stand-in c2st_null_sd) cannot judge C2ST (exit 2); without sbc_datasets coverage
+    cannot be judged; the SBC count is taken from either side."""
+    drop = ["c2st_noise_sd", "c2st_null_sd"]
+    base = _csv(tiny_run, tmp_path, "base.csv", lambda t: t.drop(columns=drop))
     verdict = check(base, tiny_run)
     c2st = [c for c in verdict.cells if c.score == "c2st"]
     assert c2st and {c.verdict for c in c2st} == {"cannot judge"}
-    assert "c2st_null_sd" in c2st[0].reason and verdict.exit_code == 2
+    assert "c2st_noise_sd" in c2st[0].reason and verdict.exit_code == 2
     result = subprocess.run(
         [sys.executable, "-m", "sbibench", "check", "--baseline", str(base), "--candidate", str(tiny_run)],
         capture_output=True, text=True, timeout=300,
@@ -227,10 +229,11 @@ def test_the_verdict_table_names_every_rule_and_the_exit_code(tiny_run):
 
 def test_c2st_regression_beyond_tolerance_plus_k_noise_sds(tiny_run, tmp_path):
     """Rule: the mean paired change exceeds tolerance + k x sqrt(mean(s_b² + s_c²) / n), s the
-    recorded c2st_null_sd (a constant shift has no sample variance of its own)."""
+    recorded c2st_noise_sd (a constant shift has no sample variance of its own)."""
     table = pd.read_csv(tiny_run / "results.csv")
     rows = table[(table["task"] == "normal_mean") & (table["method"] == "exact")]
-    sd = ((2 * rows["c2st_null_sd"] ** 2).mean() / len(rows)) ** 0.5
+    assert (rows["c2st_noise_sd"] >= rows["c2st_null_sd"]).all()
+    sd = ((2 * rows["c2st_noise_sd"] ** 2).mean() / len(rows)) ** 0.5
     limit = 0.02 + 3 * sd
 
     def shift(by):
@@ -243,6 +246,34 @@ def test_c2st_regression_beyond_tolerance_plus_k_noise_sds(tiny_run, tmp_path):
     assert _finding(under, "normal_mean", "exact", "c2st").verdict == "same"
     wider = check(tiny_run, _csv(tiny_run, tmp_path, "over2.csv", shift(limit + 0.002)), k=4)
     assert _finding(wider, "normal_mean", "exact", "c2st").verdict == "same"
+
+
+def test_records_before_the_noise_sd_are_judged_by_their_binomial_sd(tiny_run, tmp_path):
+    """Records written before c2st_noise_sd existed still load and are judged: their binomial
+    c2st_null_sd stands in for it (on one side or both), and the reason says how many records
+    did so; a record that has c2st_noise_sd is judged by it, the larger sd."""
+    table = pd.read_csv(tiny_run / "results.csv")
+    rows = table[(table["task"] == "normal_mean") & (table["method"] == "exact")]
+    old = _csv(tiny_run, tmp_path, "old.csv", lambda t: t.drop(columns=["c2st_noise_sd"]))
+    for base, cand, sides in [(old, tiny_run, ["baseline"]), (tiny_run, old, ["candidate"]),
+                              (old, old, ["baseline", "candidate"])]:  # fmt: skip
+        verdict = check(base, cand)
+        assert verdict.exit_code == 0 and not verdict.undecided
+        found = _finding(verdict, "normal_mean", "exact", "c2st")
+        for side in sides:
+            assert f"of the {side}'s {len(rows)} record(s) predate c2st_noise_sd" in found.reason
+        assert "c2st_null_sd stands in" in found.reason
+    # the limit follows the sd each side carries: binomial on the old side, the new one on
+    # the other (a constant shift has no sample variance of its own)
+    found = _finding(check(old, tiny_run), "normal_mean", "exact", "c2st")
+    variance = (rows["c2st_null_sd"] ** 2 + rows["c2st_noise_sd"] ** 2).mean() / len(rows)
+    assert found.limit == pytest.approx(0.02 + 3 * variance**0.5)
+    # a results table that mixes both kinds of record: only the older ones stand in
+    first = rows.index[0]
+    mixed = _csv(tiny_run, tmp_path, "mixed.csv", lambda t: t.assign(
+        c2st_noise_sd=t["c2st_noise_sd"].where(t.index != first)))  # fmt: skip
+    found = _finding(check(mixed, tiny_run), "normal_mean", "exact", "c2st")
+    assert "1 of the baseline's" in found.reason and "candidate's" not in found.reason
 
 
 def _cli_check(baseline, candidate):

@@ -1,6 +1,7 @@
 """The report's tables: leaderboard cells with Student-t intervals, where the time went, the
 misspecified, set-size and dimension-ladder tables."""
 
+import pandas as pd
 import pytest
 
 from sbibench.records import load_results
@@ -175,3 +176,19 @@ def test_task_facts_come_from_the_records_not_todays_cards(tiny_run, tmp_path):
     # records written before the task facts existed fall back on today's cards
     older = back.drop(columns=["task_family", "task_dim", "task_assumes", "observation_size"])
     assert _assumed_tasks(older) == {} and _observation_sizes(older).isna().all()
+
+
+def test_intervals_are_at_least_the_recorded_noise():
+    """A score whose records carry a noise sd: the half-width is at least 1.96 sqrt(mean(s²) /
+    n), so one value, or values that agree by chance, get an interval; records written before
+    c2st_noise_sd use their binomial c2st_null_sd."""
+    from sbibench.report.tables import _cell, interval, noise_sds
+
+    assert interval([0.7], [0.01]) == pytest.approx((0.7, 1.96 * 0.01))
+    assert interval([0.7, 0.7], [0.01, 0.02])[1] == pytest.approx(1.96 * (0.00025 / 2) ** 0.5)
+    assert interval([0.5, 0.6], [0.001, 0.001]) == interval([0.5, 0.6])  # the spread is wider
+    assert _cell([0.7], [0.01]) == "0.7 ± 0.02"
+    both = pd.DataFrame({"c2st_noise_sd": [0.02, None], "c2st_null_sd": [0.01, 0.01]})
+    assert noise_sds(both, "c2st").tolist() == [0.02, 0.01]
+    assert noise_sds(both.drop(columns="c2st_noise_sd"), "c2st").tolist() == [0.01, 0.01]
+    assert noise_sds(both, "mmd") is None
