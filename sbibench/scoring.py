@@ -303,16 +303,20 @@ def _nll(draws: Draws) -> dict[str, Any]:
 def _sbc(inputs: Calibration) -> dict[str, Any]:
     import numpy as np
 
-    from sbibench.metrics import chi2_uniformity, ecdf_uniformity, sbc_ranks
+    from sbibench.metrics import chi2_uniformity, ecdf_uniformity, rank_shape, sbc_ranks
 
     ranks = sbc_ranks(inputs.theta, inputs.samples)
     chi2 = chi2_uniformity(ranks, inputs.num_samples)
     ecdf = ecdf_uniformity(ranks, inputs.num_samples)
+    bias, dispersion = rank_shape(ranks, inputs.num_samples)
     return {
         "sbc_datasets": int(len(inputs.theta)),
         "sbc_num_parameters": int(inputs.theta.shape[-1]),
         "sbc_chi2_p_min": float(np.min(chi2.p_value)),
         "sbc_ecdf_p_min": float(np.min(ecdf.p_value)),
+        # the shape of the histogram, each the parameter's z of largest magnitude, signed
+        "sbc_bias_z": float(bias[np.argmax(np.abs(bias))]),
+        "sbc_dispersion_z": float(dispersion[np.argmax(np.abs(dispersion))]),
         "ranks": ranks.numpy(),
     }
 
@@ -320,7 +324,7 @@ def _sbc(inputs: Calibration) -> dict[str, Any]:
 def _coverage(inputs: Calibration) -> dict[str, Any]:
     import numpy as np
 
-    from sbibench.metrics import expected_coverage, tarp
+    from sbibench.metrics import ecdf_uniformity, expected_coverage, tarp
 
     if inputs.log_prob is not None:
         curve = expected_coverage(inputs.theta, inputs.samples, inputs.log_prob)
@@ -329,6 +333,8 @@ def _coverage(inputs: Calibration) -> dict[str, Any]:
     return {
         "coverage_method": curve.method,
         "coverage_max_deviation": curve.max_deviation,
+        "coverage_mean_deviation": curve.mean_deviation,
+        "coverage_ecdf_p": float(ecdf_uniformity(curve.ranks, curve.num_samples).p_value[0]),
         "coverage_ranks": np.asarray(curve.ranks),
     }
 
@@ -375,16 +381,19 @@ _BUILTIN = (
         "sbc", _sbc,
         (Column("sbc_datasets"), Column("sbc_num_parameters"),
          Column("sbc_chi2_p_min", better="higher"),
-         Column("sbc_ecdf_p_min", "SBC p (min)", "higher", Rule("p_value", "sbc_num_parameters"))),
+         Column("sbc_ecdf_p_min", "SBC p (min)", "higher", Rule("p_value", "sbc_num_parameters")),
+         Column("sbc_bias_z"), Column("sbc_dispersion_z")),
         options="ranks per parameter; chi-square and simultaneous ECDF band tests, min over "
-        "parameters",
+        "parameters; bias and dispersion z of the rank histogram, largest over parameters",
         calibration=True, arrays=("ranks",),
     ),
     Score(
         "coverage", _coverage,
         (Column("coverage_method"),
-         Column("coverage_max_deviation", "coverage dev.", "lower", Rule("binomial", "sbc_datasets"))),
-        options="HPD expected coverage where the method has a density, TARP otherwise",
+         Column("coverage_max_deviation", "coverage dev.", "lower", Rule("binomial", "sbc_datasets")),
+         Column("coverage_mean_deviation"), Column("coverage_ecdf_p")),
+        options="HPD expected coverage where the method has a density, TARP otherwise; signed "
+        "mean deviation; ECDF band test of the coverage ranks",
         calibration=True, arrays=("coverage_ranks",),
     ),
 )  # fmt: skip

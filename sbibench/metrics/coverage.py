@@ -56,6 +56,12 @@ class CoverageCurve:
         """Largest |coverage - level| over the grid; 0 for a perfectly calibrated curve."""
         return float(np.abs(self.coverage - self.levels).max())
 
+    @property
+    def mean_deviation(self) -> float:
+        """Mean of coverage - level over the grid, signed: > 0 conservative (regions too
+        wide), < 0 overconfident (too narrow); about 0 for a calibrated curve."""
+        return float((self.coverage - self.levels).mean())
+
 
 def _curve(
     method: str, ranks: Tensor, num_samples: int, levels: np.ndarray | None

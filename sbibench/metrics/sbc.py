@@ -31,7 +31,14 @@ from torch import Tensor
 
 from sbibench.metrics.score import as_calibration_draws
 
-__all__ = ["UniformityTest", "sbc_ranks", "chi2_uniformity", "ecdf_uniformity"]
+__all__ = [
+    "UniformityTest",
+    "sbc_ranks",
+    "chi2_uniformity",
+    "ecdf_uniformity",
+    "ecdf_p_quantiles",
+    "rank_shape",
+]
 
 
 @dataclass(frozen=True)
@@ -231,16 +238,7 @@ def ecdf_uniformity(
     table = _tail_table(n, num_samples + 1, k)
     tails = np.take_along_axis(table, counts, axis=1)  # (K - 1, D)
     t_obs = tails.min(0)
-    # P(min t <= t_obs) <= (K - 1) t_obs (union bound): far out in the tail, where the
-    # exact computation is slow and 1 - P(inside) loses all precision, report that bound.
-    bonferroni = np.minimum(1.0, len(z) * t_obs)
-    p = np.array(
-        [
-            1.0 - _prob_inside(n, z, *_interval(table, t, strict=True)) if b > 1e-6 else b
-            for t, b in zip(t_obs, bonferroni, strict=True)
-        ]
-    )
-    p = np.clip(p, 0.0, 1.0)
+    p = np.array([_p_of_tail(n, z, table, t) for t in t_obs])
     return UniformityTest(
         "ecdf-band",
         alpha,
@@ -253,6 +251,112 @@ def ecdf_uniformity(
         upper=upper / n,
         adjusted_level=gamma,
     )
+
+
+def _p_of_tail(n: int, z: np.ndarray, table: np.ndarray, t: float) -> float:
+    """P(min_i t_i <= t) under uniformity: the ECDF test's p-value, increasing in t."""
+    # P(min t <= t) <= (K - 1) t (union bound): far out in the tail, where the exact
+    # computation is slow and 1 - P(inside) loses all precision, report that bound.
+    bound = min(1.0, len(z) * float(t))
+    if bound <= 1e-6:
+        return bound
+    return float(np.clip(1.0 - _prob_inside(n, z, *_interval(table, t, strict=True)), 0.0, 1.0))
+
+
+def ecdf_p_quantiles(
+    ranks: Tensor | np.ndarray,
+    num_samples: int,
+    quantiles: tuple[float, ...] = (0.05, 0.95),
+    num_resamples: int = 200,
+    seed: int = 0,
+    num_points: int | None = None,
+) -> np.ndarray:
+    """Quantiles of the smallest ECDF-test p-value over the columns of ``ranks`` when the N
+    datasets (rows, resampled together across columns) are drawn again with replacement.
+
+    The spread this gives is SBC's own: how much the p-value of the same fit moves with the
+    draw of its N datasets. The ECDF test's p-value is an increasing function of its
+    statistic t (the smallest pointwise tail probability), the same function for every
+    column of one (N, L, K), so the quantiles of the smallest t over the resamples map to
+    those of the smallest p-value with one exact computation each.
+
+    Arguments:
+        ranks: Ranks of one fit, shape (N, T): e.g. its D parameters' SBC ranks beside its
+            coverage ranks, all in {0, ..., L}.
+        num_samples: L.
+        quantiles: Which quantiles, each in [0, 1].
+        num_resamples: B, the bootstrap resamples.
+        seed: Seed of the resampling.
+        num_points: K, as in :func:`ecdf_uniformity`.
+
+    Returns:
+        The quantiles of min over columns of the ECDF p-value, shape (len(quantiles),).
+
+    Example:
+        >>> r = np.random.default_rng(0).integers(0, 101, (500, 2))
+        >>> lo, hi = ecdf_p_quantiles(r, 100)
+        >>> bool(0 <= lo <= hi <= 1)
+        True
+    """
+    r = _check_ranks(ranks, num_samples)
+    if not all(0 <= q <= 1 for q in quantiles):
+        raise ValueError(f"quantiles must lie in [0, 1], got {quantiles!r}")
+    if not isinstance(num_resamples, int | np.integer) or num_resamples < 1:
+        raise ValueError(f"num_resamples must be a positive integer, got {num_resamples!r}")
+    k = min(num_samples + 1, 100) if num_points is None else num_points
+    if not 2 <= k <= num_samples + 1:
+        raise ValueError(f"num_points must be in [2, num_samples + 1], got {k}")
+    n = r.shape[0]
+    bounds = _points(num_samples + 1, k)
+    z = bounds / (num_samples + 1)
+    table = _tail_table(n, num_samples + 1, k)
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=num_resamples).astype(np.float64)
+    smallest = np.full(num_resamples, np.inf)
+    for column in r.T:
+        onehot = np.zeros((n, num_samples + 1))
+        onehot[np.arange(n), column] = 1.0
+        below = np.cumsum(weights @ onehot, axis=1)[:, bounds - 1]  # (B, K - 1)
+        counts = np.rint(below).astype(np.int64)
+        tails = table[np.arange(len(bounds))[None, :], counts]
+        smallest = np.minimum(smallest, tails.min(1))
+    t = np.quantile(smallest, quantiles)
+    return np.array([_p_of_tail(n, z, table, value) for value in t])
+
+
+def rank_shape(ranks: Tensor | np.ndarray, num_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """The shape of a rank histogram as two z-scores per dimension: bias and dispersion.
+
+    With u = r / L, the bias statistic is the mean of u - 1/2 and the dispersion statistic
+    the mean of |u - 1/2| minus its value under uniformity; each is divided by its exact
+    standard error under uniformity on {0, ..., L} (so each is about N(0, 1) for an exact
+    posterior). Bias > 0: the true parameters rank high among the samples, the posterior
+    sits too low (< 0: too high). Dispersion > 0: ranks pile at both edges, a U shape, the
+    posterior is too narrow (under-dispersed, overconfident); < 0: a hump, too wide
+    (over-dispersed, conservative). A posterior shifted to one side also raises the
+    dispersion statistic; its bias statistic is then the larger.
+
+    Arguments:
+        ranks: Ranks, shape (N,) or (N, D), in {0, ..., L}.
+        num_samples: L.
+
+    Returns:
+        ``(bias, dispersion)``, each shape (D,).
+
+    Example:
+        >>> edges = np.array([0, 100] * 50)  # every rank at an edge: far too narrow
+        >>> bias, dispersion = rank_shape(edges, 100)
+        >>> round(float(bias[0]), 6), bool(dispersion[0] > 10)
+        (0.0, True)
+    """
+    r = _check_ranks(ranks, num_samples)
+    values = np.arange(num_samples + 1) / num_samples - 0.5
+    u = r / num_samples - 0.5
+    out = []
+    for g, null in ((u, values), (np.abs(u), np.abs(values))):
+        se = null.std() / np.sqrt(r.shape[0])  # population sd of g under uniformity
+        out.append((g.mean(0) - null.mean()) / se)
+    return out[0], out[1]
 
 
 @functools.lru_cache(maxsize=32)

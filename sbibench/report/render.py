@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sbibench.records import load_results, rebuild_table
-from sbibench.report import tables
+from sbibench.report import calibration, tables
 from sbibench.report.figures import all_figures
 from sbibench.scoring import headline
 
@@ -61,6 +61,8 @@ class Page:
         figures: (title, PNG as base64) of each figure.
         times: where the worker time went, rows with a header first.
         sections: (title, what it shows, rows with a header first) beside the boards.
+        rule: the calibration verdicts' rule (`sbibench.metrics.verdict.RULE`) where the
+            boards show verdicts, else empty.
     """
 
     boards: dict[str, list[list[str]]]
@@ -68,6 +70,7 @@ class Page:
     figures: list[tuple[str, str]]
     times: list[list[str]]
     sections: list[tuple[str, str, list[list[str]]]]
+    rule: str = ""
 
     def parts(self) -> tuple:
         return self.boards, self.provenance, self.figures, self.times, self.sections
@@ -85,6 +88,8 @@ def _markdown(page: Page) -> str:
     out += ["", "Mean ± 95% interval over observations and seeds; *floor*: the same score of "
             "the exact posterior at the same sample size (what a perfect method gets); "
             f"{tables.directions()}.", ""]  # fmt: skip
+    if page.rule:
+        out += [page.rule, ""]
     for title, rows in boards.items():
         out += [f"## {title}", "", *_markdown_table(rows), ""]
     for title, text, rows in sections:
@@ -131,9 +136,10 @@ def _latex_table(rows: list[list[str]], caption: str) -> list[str]:
 def _latex(page: Page) -> str:
     boards, provenance, _, _, sections = page.parts()
     out = ["% sbibench leaderboard; " + "; ".join(f"{n}: {v}" for n, v in provenance)]
+    rule = " " + _latex_escape(page.rule) if page.rule else ""
     for task, rows in boards.items():
         out += _latex_table(rows, _latex_escape(task) + r": mean $\pm$ 95\% interval over "
-                            r"observations and seeds; floor: the exact posterior's score.")  # fmt: skip
+                            r"observations and seeds; floor: the exact posterior's score." + rule)  # fmt: skip
     for title, text, rows in sections:
         out += _latex_table(rows, _latex_escape(f"{title}. {text}"))
     return "\n".join(out) + "\n"
@@ -157,6 +163,8 @@ def _html(page: Page) -> str:
     ]
     parts += [f"<li><b>{html.escape(n)}</b>: {html.escape(str(v))}</li>" for n, v in provenance]
     parts.append("</ul>")
+    if page.rule:
+        parts.append(f"<p>{html.escape(page.rule)}</p>")
     for title, rows in boards.items():
         parts += [f"<h2>{html.escape(title)}</h2>", *_html_table(rows)]
     for title, text, rows in sections:
@@ -199,7 +207,10 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> list[Path
         raise ValueError(f"{folder}: no records to report")
     if out.resolve() == folder.resolve():
         rebuild_table(folder)
-    boards = tables.leaderboard(table)
+    from sbibench.metrics.verdict import RULE  # sbibench.metrics loads torch
+
+    verdicts = calibration.verdicts(table, folder)
+    boards = tables.leaderboard(table, verdicts)
     titles = tables.titles(boards, table)  # each task, marked where it is misspecified
     page = Page(
         boards={titles[task]: rows for task, rows in boards.items()},
@@ -207,6 +218,7 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> list[Path
         figures=[(title, _png(figure)) for title, figure in all_figures(table, folder)],
         times=tables.time_table(table),
         sections=tables.sections(table),
+        rule=RULE if verdicts else "",
     )
     paths = [out / "LEADERBOARD.md", out / "report.html", out / "leaderboard.tex"]
     for path, render in zip(paths, (_markdown, _html, _latex), strict=True):

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from sbibench.report.calibration import cell
 from sbibench.scoring import headline, registered
 
 __all__ = [
@@ -105,8 +106,10 @@ def _cell(values: Any, noise: Any = None) -> str:
     return f"{mean:.3g}" if math.isnan(half) else f"{mean:.3g} ± {half:.2g}"
 
 
-def leaderboard(table: Any) -> dict[str, list[list[str]]]:
-    """Per task, rows [method, budget, runs, failed, metric cells...] (first row: header)."""
+def leaderboard(table: Any, verdicts: dict[str, Any] | None = None) -> dict[str, list[list[str]]]:
+    """Per task, rows [method, budget, runs, failed, metric cells...] (first row: header),
+    and a last column "calibration" with each cell's fits' verdicts where ``verdicts``
+    ({job key: verdict}, `sbibench.report.calibration.verdicts`) holds any."""
     boards = {}
     ok = table[table["status"] == "ok"]
     for task in sorted(table["task"].unique()):
@@ -117,6 +120,8 @@ def leaderboard(table: Any) -> dict[str, list[list[str]]]:
             header.append(label)
             if floor in table and table[floor].notna().any():
                 header.append(f"{label} floor")
+        if verdicts:
+            header.append("calibration")
         rows = [header]
         groups = table[table["task"] == task].groupby(["method", "budget"], sort=True)
         for (method, budget), group in groups:
@@ -128,6 +133,8 @@ def leaderboard(table: Any) -> dict[str, list[list[str]]]:
                 floor = f"{column}_floor"
                 if floor in table and table[floor].notna().any():
                     row.append(_cell(good[floor]))
+            if verdicts:
+                row.append(cell(group["key"], verdicts))
             rows.append(row)
         boards[task] = rows
     return boards
