@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 EXECUTORS = ("serial", "processes", "dask", "slurm")
+SLURM_HOURS = 24  # the time a SLURM job asks for when the suite sets no time limit
 
 
 def default_workers(executor: str, threads: int = 1, cpus: int | None = None) -> int:
@@ -125,6 +127,7 @@ def open_executor(
     threads: int = 1,
     scheduler: str | None = None,
     folder: str | Path = "slurm",
+    timeout: float | None = None,
 ) -> Iterator[Any]:
     """The executor to submit jobs to, for the length of the block; None for ``serial``.
 
@@ -138,6 +141,8 @@ def open_executor(
         threads: torch threads per job: SLURM's ``cpus_per_task`` (each job sets its own).
         scheduler: with ``dask``, the address of a running scheduler; default a LocalCluster.
         folder: with ``slurm``, where submitit keeps its job files and logs.
+        timeout: with ``slurm``, the jobs' own limit in seconds: each SLURM job asks for it
+            and 5 minutes more (for its start), else for `SLURM_HOURS` hours.
 
     Raises:
         ImportError: ``dask`` or ``slurm`` without its optional dependency.
@@ -174,7 +179,7 @@ def open_executor(
         with _dask(workers, scheduler) as pool:
             yield pool
     else:
-        yield _slurm(workers, threads, Path(folder))
+        yield _slurm(workers, threads, Path(folder), timeout)
 
 
 @contextlib.contextmanager
@@ -204,8 +209,10 @@ def _dask(workers: int, scheduler: str | None) -> Iterator[Any]:
             cluster.close()
 
 
-def _slurm(workers: int, threads: int, folder: Path) -> Any:
-    """submitit's AutoExecutor (SLURM where there is one, else local processes)."""
+def _slurm(workers: int, threads: int, folder: Path, timeout: float | None) -> Any:
+    """submitit's AutoExecutor (SLURM where there is one, else local processes), each job
+    asking for the time it may take: submitit's own default (2 minutes locally, 5 on SLURM)
+    stopped ordinary jobs midway."""
     try:
         import submitit
     except ImportError:
@@ -213,5 +220,8 @@ def _slurm(workers: int, threads: int, folder: Path) -> Any:
             '--executor slurm needs submitit: pip install "sbibench[slurm]"'
         ) from None
     executor = submitit.AutoExecutor(folder=folder)
-    executor.update_parameters(slurm_array_parallelism=workers, cpus_per_task=threads)
+    minutes = SLURM_HOURS * 60 if timeout is None else math.ceil(timeout / 60) + 5
+    executor.update_parameters(
+        slurm_array_parallelism=workers, cpus_per_task=threads, timeout_min=minutes
+    )
     return executor

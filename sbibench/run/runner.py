@@ -378,7 +378,14 @@ def _run_held(
         with (
             _stopped_by_signals(),
             _callers_threads_kept(),
-            open_executor(executor, workers, threads, scheduler, RunFolder(out).slurm) as pool,
+            open_executor(
+                executor,
+                workers,
+                threads,
+                scheduler,
+                RunFolder(out).slurm,
+                jobs[0].timeout if jobs else None,
+            ) as pool,
             _cancelled_when_left(futures),
         ):
             if pool is None:
