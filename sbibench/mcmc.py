@@ -34,7 +34,15 @@ from torch import Tensor
 from sbibench.autodiff import vjp
 from sbibench.checks import whole
 
-__all__ = ["MCMCResult", "SAMPLERS", "ess", "sample_mcmc", "sir_init", "split_rhat"]
+__all__ = [
+    "MCMCResult",
+    "SAMPLERS",
+    "ess",
+    "importance_ess",
+    "sample_mcmc",
+    "sir_init",
+    "split_rhat",
+]
 
 LogDensity = Callable[[Tensor, Tensor], Tensor]  # points (K, D), chain indices (K,) -> (K,)
 SAMPLERS = ("slice", "hmc", "mala")
@@ -73,24 +81,42 @@ class MCMCResult:
 def sir_init(
     candidates: Tensor, log_weights: Tensor, num_chains: int, generator: torch.Generator | None
 ) -> Tensor:
-    """Sampling-importance-resampling without replacement (Gumbel top-k).
+    """Sampling-importance-resampling with replacement.
+
+    Each starting point is an independent draw from the weighted candidates, so the chains
+    spread over the target's modes in proportion to the modes' mass (up to the importance
+    weights' error, small when `importance_ess` is well above ``num_chains``). Picking the
+    ``num_chains`` best candidates without replacement would not: once the candidates of
+    real weight run out it takes the next best, which flattens the modes' balance towards the
+    proposal's and starts chains at the edges of the modes. A candidate picked twice starts
+    two chains at one point; their first slice sweep separates them.
 
     Arguments:
-        candidates: (K, D) draws from a proposal, typically the prior.
+        candidates: (K, D) draws from a proposal, typically the prior; K < 2^24.
         log_weights: (K,) log target - log proposal, up to a constant (NaN counts as -inf).
-        num_chains: how many distinct starting points to pick, C <= K.
-        generator: source of the Gumbel noise.
+        num_chains: how many starting points to draw, C >= 1.
+        generator: source of the draws.
 
     Returns:
-        (C, D) starting points, each candidate picked at most once with probability
-        increasing in its weight.
+        (C, D) starting points.
+
+    Raises:
+        ValueError: no candidate has a finite weight.
     """
-    if not 1 <= num_chains <= candidates.shape[0]:
-        raise ValueError(f"num_chains must be in 1..{candidates.shape[0]}, got {num_chains}")
-    w = torch.nan_to_num(log_weights.double(), nan=-math.inf, posinf=math.inf)
-    u = torch.rand(w.shape, generator=generator, dtype=torch.float64).clamp_min(1e-300)
-    keys = torch.where(torch.isfinite(w), w - torch.log(-torch.log(u)), -math.inf)
-    return candidates[keys.argsort(descending=True, stable=True)[:num_chains]]
+    whole(num_chains, "num_chains", 1)
+    w = torch.nan_to_num(log_weights.double(), nan=-math.inf, posinf=math.inf, neginf=-math.inf)
+    if not torch.isfinite(w).any():
+        raise ValueError("no candidate has a finite log-weight: cannot start the chains")
+    p = torch.softmax(torch.where(torch.isfinite(w), w, -math.inf), 0)
+    return candidates[torch.multinomial(p, num_chains, replacement=True, generator=generator)]
+
+
+def importance_ess(log_weights: Tensor) -> Tensor:
+    """Kish's effective sample size of importance weights, (..., K) -> (...): (sum w)^2 /
+    sum w^2, between 1 and K (0 when no weight is positive; NaN counts as -inf)."""
+    w = torch.nan_to_num(log_weights.double(), nan=-math.inf, posinf=math.inf, neginf=-math.inf)
+    w = (w - w.amax(-1, keepdim=True)).exp().nan_to_num(0.0)
+    return w.sum(-1).square() / w.square().sum(-1).clamp_min(1e-300)
 
 
 def split_rhat(chains: Tensor) -> Tensor:
