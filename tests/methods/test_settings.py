@@ -46,8 +46,8 @@ def test_a_list_or_dict_default_is_copied_per_instance():
 
 
 def test_rules_between_settings_hold_for_the_methods_that_declare_them():
-    with pytest.raises(ValueError, match=r"init_candidates \(10\) must be >= num_chains \(50\)"):
-        get_method("nle", num_chains=50, init_candidates=10)
+    with pytest.raises(ValueError, match=r"need 0 < beta_min < beta_max, got 5.0, 1.0"):
+        get_method("npse", beta_min=5.0, beta_max=1.0)
     with pytest.raises(ValueError, match="population_size must be a whole number >= 2"):
         get_method("smc_abc", population_size=1)
 
