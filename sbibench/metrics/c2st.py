@@ -351,14 +351,21 @@ def _gradients(weights: list[Tensor], inputs: Tensor, labels: Tensor) -> Tensor:
     d3 = (torch.sigmoid(logits) - labels.unsqueeze(-1)) / inputs.shape[1]
     torch.bmm(h2.transpose(1, 2), d3, out=g3)
     torch.sum(d3, 1, keepdim=True, out=gb3)
-    d2 = torch.bmm(d3, w3.transpose(1, 2)).mul_(z2 > 0)
+    d2 = _relu_backward(torch.bmm(d3, w3.transpose(1, 2)), z2)
     torch.bmm(h1.transpose(1, 2), d2, out=g2)
     torch.sum(d2, 1, keepdim=True, out=gb2)
-    d1 = torch.bmm(d2, w2.transpose(1, 2)).mul_(z1 > 0)
+    d1 = _relu_backward(torch.bmm(d2, w2.transpose(1, 2)), z1)
     torch.bmm(inputs.transpose(1, 2), d1, out=g1)
     torch.sum(d1, 1, keepdim=True, out=gb1)
     logits = logits.squeeze(-1)
     return (torch.nn.functional.softplus(logits) - labels * logits).mean(1)
+
+
+def _relu_backward(grad: Tensor, pre: Tensor) -> Tensor:
+    """``grad`` where the ReLU's input ``pre`` > 0, else 0: autograd's own ReLU backward, one
+    pass. Multiplying by the mask ``pre > 0`` converted the booleans to floats first, 7x
+    slower (270 against 35 us at (5, 200, 100)), a quarter of a step of sbibm's recipe."""
+    return torch.ops.aten.threshold_backward(grad, pre, 0.0)
 
 
 def _train(
