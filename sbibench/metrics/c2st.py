@@ -444,6 +444,25 @@ def _train(
     return best, epochs
 
 
+def _models_kept(
+    weights: list[Tensor], optimizer: torch.optim.Adam, keep: Tensor
+) -> tuple[list[Tensor], torch.optim.Adam]:
+    """The weights of the models ``keep`` marks, and an Adam optimizer that carries their
+    state on: stopped models no longer cost a step (in sbibm's recipe the fold models stop
+    hundreds of epochs apart)."""
+    kept = [w.detach()[keep].clone() for w in weights]
+    carried = torch.optim.Adam(kept, lr=1e-3, fused=True)
+    for old, new in zip(weights, kept, strict=True):
+        new.grad = torch.zeros_like(new)
+        state = optimizer.state[old]
+        carried.state[new] = {
+            "step": state["step"].clone(),
+            "exp_avg": state["exp_avg"][keep].clone(),
+            "exp_avg_sq": state["exp_avg_sq"][keep].clone(),
+        }
+    return kept, carried
+
+
 # scikit-learn's MLPClassifier as sbibm's c2st configures it (sbibm/metrics/c2st.py, 1.1.0):
 # hidden_layer_sizes=(10 D, 10 D), activation="relu", solver="adam", max_iter=10000; the rest
 # are MLPClassifier's defaults.
@@ -491,16 +510,18 @@ def _sbibm_cross_validate(
     final = [w.clone() for w in weights]
     optimizer = torch.optim.Adam(weights, lr=1e-3, fused=True)
     batch = min(_SBIBM_BATCH, size)
+    active = torch.arange(num_models)  # the fold models still training
     best_loss = torch.full((num_models,), math.inf)
     no_change = torch.zeros(num_models, dtype=torch.long)
-    running = torch.ones(num_models, dtype=torch.bool)
     epochs = 0
     for _ in range(_SBIBM_MAX_EPOCHS):
         epochs += 1
-        order = torch.argsort(torch.rand(num_models, size, generator=generator), dim=1)
-        inputs = data[train_idx.gather(1, order)]
-        lab = train_lab.gather(1, order)
-        epoch_loss = torch.zeros(num_models, dtype=torch.float64)
+        # Every fold's order is drawn, stopped or not: a model's minibatches do not depend on
+        # when the others stopped (the same draws as training all to the end).
+        order = torch.argsort(torch.rand(num_models, size, generator=generator), dim=1)[active]
+        inputs = data[train_idx[active].gather(1, order)]
+        lab = train_lab[active].gather(1, order)
+        epoch_loss = torch.zeros(len(active), dtype=torch.float64)
         for start in range(0, size, batch):
             part = slice(start, min(start + batch, size))
             rows = part.stop - part.start
@@ -513,14 +534,17 @@ def _sbibm_cross_validate(
         epoch_loss /= size
         no_change = torch.where(epoch_loss > best_loss - _SBIBM_TOL, no_change + 1, 0)
         best_loss = torch.minimum(best_loss, epoch_loss)
-        stopping = running & (no_change > _SBIBM_NO_CHANGE)
-        for f, w in zip(final, weights, strict=True):
-            f[stopping] = w.detach()[stopping]
-        running &= ~stopping
-        if not running.any():
-            break
+        stopping = no_change > _SBIBM_NO_CHANGE
+        if stopping.any():  # keep their weights; train only the others from here on
+            for f, w in zip(final, weights, strict=True):
+                f[active[stopping]] = w.detach()[stopping]
+            keep = ~stopping
+            active, best_loss, no_change = active[keep], best_loss[keep], no_change[keep]
+            if not len(active):
+                break
+            weights, optimizer = _models_kept(weights, optimizer, keep)
     for f, w in zip(final, weights, strict=True):  # models that ran out of epochs
-        f[running] = w.detach()[running]
+        f[active] = w.detach()
     accuracies, correct = [], 0
     with torch.no_grad():
         for m, test in enumerate(tests):
