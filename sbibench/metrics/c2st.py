@@ -24,7 +24,8 @@ folds.
   on the weights, minibatches of 200, training to convergence of the training loss (no
   improvement by 1e-4 for more than 10 epochs, at most 10,000 epochs), the last weights.
   Written here in torch; `tests/metrics/test_c2st.py` checks it against scikit-learn
-  itself. It trains for hundreds of epochs: minutes at 10,000 vs 10,000 in 10-D.
+  itself. It trains for hundreds of epochs: about a minute at 10,000 vs 10,000 in 10-D
+  (`benchmarks/c2st_sbibm_speed.py`), the fold models that have stopped no longer trained.
 
 Both train the models of all folds (and of all label permutations, for the permutation null)
 at once as one batched network (stacked weights, :func:`torch.baddbmm`). How the default
