@@ -21,6 +21,7 @@ each.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import multiprocessing
 import os
@@ -55,6 +56,7 @@ def _context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
+@functools.cache
 def _preload() -> list[str]:
     """The modules the fork server imports (one that fails to import is skipped there)."""
     names = list(PRELOAD_MODULES)

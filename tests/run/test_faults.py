@@ -16,6 +16,7 @@ import pytest
 from sbibench.records import RecordError, completed_keys, load_results
 from sbibench.run.runner import run_suite
 from sbibench.run.suite import load_suite
+from tests.run.test_runner import _alive
 
 
 def _by_method(folder):
@@ -79,14 +80,6 @@ def test_a_time_limit_under_dask_leaves_the_worker_usable(tmp_path, small):
         summary = run_suite(small(), tmp_path / "after", executor=client.get_executor(),
                             progress=False)  # fmt: skip
         assert summary.ok and set(client.run(os.getpid).values()) == workers
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as file:
-            return file.read().split(")")[-1].split()[0] != "Z"  # a zombie has finished
-    except FileNotFoundError:
-        return False
 
 
 def _wait_for(condition, seconds=120):
