@@ -1,8 +1,15 @@
 """Every test and every doctest (the `Example:` blocks in sbibench/) runs on a forked, seeded
-global RNG, so none leaks randomness into another, and with one torch thread."""
+global RNG, so none leaks randomness into another, and with one torch thread. Noise floors at
+sizes no reference stores are cached in a folder of the test session's own, not the user's."""
+
+import os
+import tempfile
 
 import pytest
 import torch
+
+# Set before any job process starts, so they all share it (and nothing from an earlier session).
+os.environ["SBIBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="sbibench-test-cache-")
 
 
 @pytest.fixture(autouse=True)

@@ -90,11 +90,11 @@ def _build_one(name: str) -> str:
     return str(build_reference(get_task(name)))
 
 
-def _verify_one(name: str, floors: bool) -> list[str]:
+def _verify_one(name: str, floors: bool, floor_draws: int) -> list[str]:
     from sbibench.reference.build import verify_reference
     from sbibench.task import get_task
 
-    return verify_reference(get_task(name), floors=floors)
+    return verify_reference(get_task(name), floors=floors, floor_draws=floor_draws)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -105,7 +105,13 @@ def _build(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     failed = 0
-    for name, problems in _per_task(args, _verify_one, not args.skip_floors):
+    from sbibench.reference.build import FLOOR_DRAWS
+
+    if args.floor_draws > FLOOR_DRAWS:
+        print(f"sbibench: --floor-draws: a floor has {FLOOR_DRAWS} draws", file=sys.stderr)
+        return 2
+    checked = _per_task(args, _verify_one, not args.skip_floors, args.floor_draws)
+    for name, problems in checked:
         print(f"{name}: {'ok' if not problems else 'FAILED'}", flush=True)
         for problem in problems:
             print(f"  {problem}")
@@ -216,6 +222,12 @@ def _parser() -> argparse.ArgumentParser:
                 "--skip-floors", action="store_true",
                 help="do not regenerate the noise floors (seconds per observation); "
                 "their checksums are still checked",
+            )  # fmt: skip
+            action.add_argument(
+                "--floor-draws", type=_at_least_one, default=1, metavar="N",
+                help="regenerate the first N of each floor's exact-posterior draws (default 1; "
+                "seconds per observation each); every stored mean and sd is re-derived from "
+                "the stored draws whatever N",
             )  # fmt: skip
     shipped = ", ".join(list_suites())
     run = commands.add_parser("run", help=f"run a suite's grid: {shipped}, or a file")

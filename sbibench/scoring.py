@@ -20,7 +20,9 @@ A score of one observation is a function of a `Draws`; a calibration score of a
 
 Noise floors. A score with ``floor=True`` is a function of the two sample sets alone (and
 its options), so the same function between the reference and as many fresh exact draws is what
-a perfect method scores: its noise floor. Floors are computed once and stored beside the
+a perfect method scores: its noise floor, kept as the mean and sd over repeated independent
+exact draws (a single draw is not a floor: on a bimodal posterior it swings with how the draws
+split between the modes). Floors are computed once and stored beside the
 reference posteriors (`sbibench.reference.build`), with `SCORE_OPTIONS` (the floor scores'
 ``options``, `score_options`); floors stored under other options are refused rather than compared with today's
 scores, so registering a new floor score means rebuilding the references
@@ -175,7 +177,8 @@ class Score:
             score), or its ``"module:attribute"``, imported on first use.
         columns: the columns it writes, in the order the record schema lists them.
         floor: whether it has a noise floor; the floor of its first column is written as
-            ``<name>_floor``.
+            ``<name>_floor`` (its mean over exact-posterior draws) and ``<name>_floor_sd``
+            (their sd).
         options: what fixes its value (estimator, seeds, sizes); stored beside floors.
         calibration: computed once per fit over the SBC datasets (when the suite's
             ``sbc.num_datasets`` > 0) rather than per observation; its columns repeat in the
@@ -230,7 +233,7 @@ class Score:
         """Every column it writes, the floor column included."""
         names = [c.name for c in self.columns]
         if self.floor:
-            names.insert(1, f"{self.name}_floor")
+            names[1:1] = [f"{self.name}_floor", f"{self.name}_floor_sd"]
         return tuple(names)
 
     def resolve(self) -> Callable[[Any], dict[str, Any]]:

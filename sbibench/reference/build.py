@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import math
+import os
 import zipfile
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from torch.distributions import Dirichlet, Distribution
 
 from sbibench import __version__
 from sbibench.models.common import sample
+from sbibench.paths import write_atomic
 from sbibench.reference.store import (
     FILES,
     Reference,
@@ -53,10 +56,13 @@ from sbibench.scoring import (
 from sbibench.task import NUM_REFERENCE_SAMPLES, Task
 
 __all__ = [
+    "FLOOR_DRAWS",
     "FLOOR_SIZES",
     "NUM_SAMPLES",
     "build_reference",
     "exact_moments",
+    "floor_cache_dir",
+    "floor_summary",
     "generate_reference",
     "noise_floors",
     "verify_reference",
@@ -65,6 +71,11 @@ __all__ = [
 
 NUM_SAMPLES = NUM_REFERENCE_SAMPLES  # per observation, unless the card says fewer
 FLOOR_SIZES = (2000, 10_000)  # the scoring sample sizes of the shipped suites, where stored
+# Independent exact-posterior draws behind each floor. A floor is their mean and sd: with 10,
+# the sd is known to about 1 / sqrt(2 * 9) = 24% and the mean to a third of an sd, enough to
+# tell a method 2 sd above its floor from one at it; each more draw costs as much as a whole
+# floor did when it was one draw (about 10 CPU-minutes over every stored reference).
+FLOOR_DRAWS = 10
 
 
 def exact_moments(posterior: Distribution) -> tuple[Tensor, Tensor]:
@@ -81,11 +92,15 @@ def exact_moments(posterior: Distribution) -> tuple[Tensor, Tensor]:
 
 
 def generate_reference(
-    task: Task, num_samples: int | None = None, floors: bool = True
+    task: Task,
+    num_samples: int | None = None,
+    floors: bool = True,
+    floor_draws: int = FLOOR_DRAWS,
 ) -> Reference:
     """Draw a task's observations and exact posterior samples (``num_samples`` per observation,
     default the card's ``num_reference_samples``) from its card's seed, and compute the noise
-    floors at the ``FLOOR_SIZES`` it holds (a few seconds per observation) if asked."""
+    floors at the ``FLOOR_SIZES`` it holds (a few seconds per observation and draw) if asked:
+    the first ``floor_draws`` of the `FLOOR_DRAWS` draws (fewer only to verify)."""
     num_samples = task.num_reference_samples if num_samples is None else num_samples
     generator = torch.Generator().manual_seed(task.seed)
     if task.fixed_observations is not None:  # the card's; the generator draws samples only
@@ -104,34 +119,80 @@ def generate_reference(
     table = {}
     if floors:
         rows = [
-            _floor_row(task, x[k - 1], samples[k - 1], k, n)
+            _floor_row(task, x[k - 1], samples[k - 1], k, n, floor_draws)
             for k in range(1, len(x) + 1)
             for n in FLOOR_SIZES
             if n <= num_samples
         ]
-        table = {"options": SCORE_OPTIONS, "floors": rows}
+        table = {"options": SCORE_OPTIONS, "draws": floor_draws, "floors": rows}
     return Reference(x, theta, samples, means, covariances, manifest={}, floors=table)
 
 
-def _floor_row(task: Task, x: Tensor, reference: Tensor, k: int, n: int) -> dict:
-    """The floor scores of observation k at sample size n: reference[:n] vs n exact draws."""
-    digest = hashlib.sha256(f"noise-floor:{task.seed}:{k}:{n}".encode()).digest()
+def _floor_draw(task: Task, x: Tensor, reference: Tensor, k: int, n: int, r: int) -> dict:
+    """Draw r of observation k's floors at sample size n: the floor scores of reference[:n]
+    against n exact draws from a generator of their own (seeded by card seed, k, n, r)."""
+    digest = hashlib.sha256(f"noise-floor:{task.seed}:{k}:{n}:{r}".encode()).digest()
     generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
     exact = sample(task.posterior(x), n, generator)
     scores = sample_scores(reference[:n], exact, FLOOR_SCORES, mmd_bandwidth(reference))
-    return {"observation": k, "num_samples": n, **{name: scores[name] for name in FLOOR_SCORES}}
+    return {name: scores[name] for name in FLOOR_SCORES}
 
 
-_COMPUTED_FLOORS: dict[tuple, dict] = {}  # floors at sizes not stored, for this process
+def floor_summary(values: list[float]) -> tuple[float, float]:
+    """Mean and sd (n - 1 in the denominator) of a floor's draws, summed exactly
+    (`math.fsum`), so stored summaries are re-derived bit for bit from the stored draws."""
+    mean = math.fsum(values) / len(values)
+    variance = math.fsum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)
+    return mean, math.sqrt(variance)
+
+
+def _floor_row(
+    task: Task, x: Tensor, reference: Tensor, k: int, n: int, draws: int = FLOOR_DRAWS
+) -> dict:
+    """Observation k's floors at sample size n: for each floor score, the mean (under its
+    name) and sd (``<name>_sd``) over the first ``draws`` floor draws, and the draws
+    themselves (``draws``: ``{score: [value per draw]}``)."""
+    values = [_floor_draw(task, x, reference, k, n, r) for r in range(draws)]
+    row: dict = {"observation": k, "num_samples": n}
+    for name in FLOOR_SCORES:
+        row[name], row[f"{name}_sd"] = floor_summary([v[name] for v in values])
+    row["draws"] = {name: [v[name] for v in values] for name in FLOOR_SCORES}
+    return row
+
+
+def floor_cache_dir() -> Path:
+    """Where floors at sizes no reference stores are kept once computed:
+    ``SBIBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/sbibench`` (default ``~/.cache/sbibench``),
+    then ``floors/``. Every job process of a run, and every later run on the machine, reads
+    them there instead of spending `FLOOR_DRAWS` classifier fits per observation again."""
+    root = os.environ.get("SBIBENCH_CACHE_DIR")
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        root = Path(base) / "sbibench"
+    return Path(root) / "floors"
 
 
 def _computed_floor(task: Task, folder: Path, k: int, n: int) -> dict:
-    key = (folder, task.card_sha256, k, n)
-    if key not in _COMPUTED_FLOORS:
-        reference = load_reference(task, folder)
-        row = _floor_row(task, reference.observations[k - 1], reference.samples[k - 1], k, n)
-        _COMPUTED_FLOORS[key] = row
-    return _COMPUTED_FLOORS[key]
+    """Observation k's floors at a size n that ``noise_floors.json`` does not hold: from the
+    cache (`floor_cache_dir`), else computed and written there. The file's name hashes what
+    fixes the floor (the reference samples' sha256, the score options, the draws, k, n); one
+    that cannot be read is computed again."""
+    reference = load_reference(task, folder)
+    key = json.dumps([reference.manifest["files"]["samples.npz"], SCORE_OPTIONS, FLOOR_DRAWS, k, n])
+    path = floor_cache_dir() / f"{task.name}-{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+    try:
+        row = json.loads(path.read_text())
+        if all(name in row and f"{name}_sd" in row for name in FLOOR_SCORES):
+            return row
+    except (OSError, ValueError):
+        pass
+    row = _floor_row(task, reference.observations[k - 1], reference.samples[k - 1], k, n)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, (json.dumps(row) + "\n").encode())
+    except OSError:  # a read-only home: the floor is still right, only not kept
+        pass
+    return row
 
 
 def noise_floors(task: Task, k: int, n: int, folder: Path | None = None) -> dict[str, float]:
@@ -139,7 +200,9 @@ def noise_floors(task: Task, k: int, n: int, folder: Path | None = None) -> dict
     for this process) for a size that ``noise_floors.json`` does not hold.
 
     Returns:
-        ``{score: floor}`` for every score in `sbibench.scoring.FLOOR_SCORES`.
+        For every score in `sbibench.scoring.FLOOR_SCORES`, its floor's mean over the
+        `FLOOR_DRAWS` exact-posterior draws under the score's name, and their sd under
+        ``<name>_sd``.
 
     Raises:
         ReferenceError: the stored floors were computed under other score options.
@@ -151,11 +214,10 @@ def noise_floors(task: Task, k: int, n: int, folder: Path | None = None) -> dict
             f"{folder / 'noise_floors.json'}: computed under other score options "
             f"({table['options']}); run `sbibench reference build --task {task.name}`"
         )
-    for row in table["floors"]:
-        if row["observation"] == k and row["num_samples"] == n:
-            return {name: row[name] for name in FLOOR_SCORES}
-    row = _computed_floor(task, folder, k, n)
-    return {name: row[name] for name in FLOOR_SCORES}
+    row = next((r for r in table["floors"] if (r["observation"], r["num_samples"]) == (k, n)), None)
+    if row is None:
+        row = _computed_floor(task, folder, k, n)
+    return {key: row[key] for name in FLOOR_SCORES for key in (name, f"{name}_sd")}
 
 
 def _manifest(task: Task, reference: Reference, contents: dict[str, bytes]) -> dict:
@@ -199,7 +261,6 @@ def build_reference(task: Task, folder: Path | None = None) -> Path:
     reference = generate_reference(task)
     contents = file_contents(task, reference)
     write_reference(folder, contents, _manifest(task, reference, contents))
-    _COMPUTED_FLOORS.clear()
     return folder
 
 
@@ -239,14 +300,18 @@ def _row(line: str) -> np.ndarray:
     return np.array([float(v) for v in line.split(",")])
 
 
-def verify_reference(task: Task, folder: Path | None = None, floors: bool = True) -> list[str]:
+def verify_reference(
+    task: Task, folder: Path | None = None, floors: bool = True, floor_draws: int = 1
+) -> list[str]:
     """Regenerate a task's reference from its card and compare with the files on disk.
 
     Returns a list of problems, each naming the file (empty when everything matches):
     checksums, the card's hash, and every observation, parameter, sample, moment and (with
-    ``floors``, a few seconds per observation) noise floor. Floors are compared to 1e-6
-    relative (1e-7 absolute): MMD's float32 kernel sums may differ in their last digits
-    with the number of threads; C2ST and Wasserstein reproduce exactly.
+    ``floors``) noise floor. Of each floor's `FLOOR_DRAWS` draws the first ``floor_draws``
+    are regenerated (a few seconds per observation and draw), and every stored mean and sd
+    is re-derived from the stored draws. Draws are compared to 1e-6 relative (1e-7
+    absolute): MMD's float32 kernel sums may differ in their last digits with the number
+    of threads; C2ST and Wasserstein reproduce exactly.
     """
     folder = Path(folder) if folder is not None else reference_dir(task)
     try:
@@ -264,7 +329,7 @@ def verify_reference(task: Task, folder: Path | None = None, floors: bool = True
         problems.append(
             f"{folder / 'MANIFEST.json'}: built from another version of {task.card_path}"
         )
-    expected = generate_reference(task, floors=floors)
+    expected = generate_reference(task, floors=floors, floor_draws=floor_draws)
     for name, content in file_contents(task, expected).items():
         path = folder / name
         if name == "noise_floors.json":
@@ -307,22 +372,36 @@ def _same_floor(name: str, stored: float | None, regenerated: float, n: int) -> 
 
 
 def _compare_floors(path: Path, expected: dict) -> list[str]:
-    """Problems between stored noise floors and regenerated ones, naming each observation."""
+    """Problems between stored noise floors and regenerated draws, naming each observation."""
     try:
         stored = read_floors(path)
     except ReferenceError as error:
         return [str(error)]
     if stored["options"] != expected["options"]:
         return [f"{path}: computed under other score options than today's"]
+    if stored.get("draws") != FLOOR_DRAWS:
+        return [f"{path}: floors of {stored.get('draws')} draws each, expected {FLOOR_DRAWS}"]
     found = {(r["observation"], r["num_samples"]): r for r in stored["floors"]}
     problems = []
     for row in expected["floors"]:
         key = (row["observation"], row["num_samples"])
-        have = found.get(key, {})
-        bad = [n for n in FLOOR_SCORES if not _same_floor(n, have.get(n), row[n], key[1])]
+        where = f"{path}: observation {key[0]} at {key[1]} samples"
+        have = found.get(key)
+        if have is None:
+            problems.append(f"{where}: missing")
+            continue
+        bad = []
+        for name in FLOOR_SCORES:
+            draws = have["draws"].get(name, [])
+            if len(draws) != FLOOR_DRAWS or (have[name], have[f"{name}_sd"]) != floor_summary(
+                draws
+            ):
+                bad.append(f"{name}'s mean or sd (not those of its {FLOOR_DRAWS} draws)")
+            elif not all(
+                _same_floor(name, a, b, key[1])
+                for a, b in zip(draws, row["draws"][name], strict=False)
+            ):
+                bad.append(name)
         if bad:
-            problems.append(
-                f"{path}: observation {key[0]} at {key[1]} samples: {', '.join(bad)} "
-                "differ from what the card regenerates"
-            )
+            problems.append(f"{where}: {', '.join(bad)} differ from what the card regenerates")
     return problems

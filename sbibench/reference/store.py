@@ -8,9 +8,11 @@ A task's folder ``reference_posteriors/<task>/`` holds
 - ``true_parameters.csv``: columns ``observation`` and the parameter names;
 - ``samples.npz``: arrays ``observation_<k>`` of shape (N, D), float64, exact posterior draws,
   N the card's ``num_reference_samples`` (10,000 unless it says);
-- ``noise_floors.json``: for every observation and each size in ``FLOOR_SIZES``, the scores
+- ``noise_floors.json``: for every observation and each size n in ``FLOOR_SIZES``, the scores
   of ``FLOOR_SCORES`` between the first n reference samples and n fresh exact draws (what a
-  perfect method scores at that sample size), under the options ``SCORE_OPTIONS`` it records;
+  perfect method scores at that sample size), ``FLOOR_DRAWS`` times over independent draws:
+  each score's values (``draws``), their mean (under the score's name) and sd
+  (``<score>_sd``), under the options ``SCORE_OPTIONS`` it records;
 - ``MANIFEST.json``: the card's sha256, versions, the seed, the sha256 of every file above, and
   the exact posterior mean and covariance of every observation.
 
@@ -173,13 +175,17 @@ def _load(folder: Path, names: tuple[str, ...], data_dim: int, rows: int) -> Ref
 
 
 def read_floors(path: Path) -> dict:
+    """A noise-floor table, its structure checked: every row names its observation and size
+    and holds, for each score, a mean, an sd and the list of draws."""
     try:
         table = json.loads(path.read_text())
         rows = table["floors"]
         options = table["options"]
         for row in rows:
             int(row["observation"]), int(row["num_samples"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            for name, values in row["draws"].items():
+                float(row[name]), float(row[f"{name}_sd"]), [float(v) for v in values]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
         raise ReferenceError(f"{path}: not a valid noise-floor table: {error!r}") from None
     if not isinstance(options, dict):
         raise ReferenceError(f"{path}: 'options' must be a table of score options")

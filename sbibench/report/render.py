@@ -81,13 +81,21 @@ def _markdown_table(rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows[1:]]
 
 
+def _legend() -> str:
+    """What the boards' cells mean, for every rendering that has room for it."""
+    return (
+        "Mean ± 95% interval over observations and seeds; floor: the same score of the exact "
+        "posterior at the same sample size (what a perfect method gets, mean over independent "
+        "exact draws); excess (floor sd): (score - floor) / the floor's sd, about N(0, 1) for a "
+        f"perfect method; {tables.directions()}"
+    )
+
+
 def _markdown(page: Page) -> str:
     boards, provenance, figures, times, sections = page.parts()
     out = ["# sbibench leaderboard", ""]
     out += [f"- **{name}**: {value}" for name, value in provenance]
-    out += ["", "Mean ± 95% interval over observations and seeds; *floor*: the same score of "
-            "the exact posterior at the same sample size (what a perfect method gets); "
-            f"{tables.directions()}.", ""]  # fmt: skip
+    out += ["", f"{_legend()}.", ""]
     if page.rule:
         out += [page.rule, ""]
     for title, rows in boards.items():
@@ -139,7 +147,8 @@ def _latex(page: Page) -> str:
     rule = " " + _latex_escape(page.rule) if page.rule else ""
     for task, rows in boards.items():
         out += _latex_table(rows, _latex_escape(task) + r": mean $\pm$ 95\% interval over "
-                            r"observations and seeds; floor: the exact posterior's score." + rule)  # fmt: skip
+                            r"observations and seeds; floor: the exact posterior's score; excess: "
+                            r"(score $-$ floor) / the floor's sd." + rule)  # fmt: skip
     for title, text, rows in sections:
         out += _latex_table(rows, _latex_escape(f"{title}. {text}"))
     return "\n".join(out) + "\n"
@@ -162,7 +171,7 @@ def _html(page: Page) -> str:
         "<h1>sbibench report</h1><ul>",
     ]
     parts += [f"<li><b>{html.escape(n)}</b>: {html.escape(str(v))}</li>" for n, v in provenance]
-    parts.append("</ul>")
+    parts += ["</ul>", f"<p>{html.escape(_legend())}.</p>"]
     if page.rule:
         parts.append(f"<p>{html.escape(page.rule)}</p>")
     for title, rows in boards.items():

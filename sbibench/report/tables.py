@@ -22,6 +22,7 @@ from sbibench.scoring import headline, registered
 __all__ = [
     "dimension_ladders",
     "dimension_table",
+    "floor_excess",
     "directions",
     "interval",
     "leaderboard",
@@ -99,6 +100,17 @@ def noise_sds(table: Any, column: str) -> Any:
     return sds
 
 
+def floor_excess(table: Any, column: str) -> Any:
+    """Each record's excess over its noise floor in units of the floor's sd,
+    (score - floor mean) / floor sd: about N(0, 1) for the exact posterior, so 3 or more
+    is a method measurably off at that sample size. None where the records carry no floor
+    sd (those written before floors were distributions)."""
+    sd = f"{column}_floor_sd"
+    if sd not in table or not table[sd].notna().any():
+        return None
+    return (table[column] - table[f"{column}_floor"]) / table[sd]
+
+
 def _cell(values: Any, noise: Any = None) -> str:
     mean, half = interval(values, noise)
     if math.isnan(mean):
@@ -109,7 +121,9 @@ def _cell(values: Any, noise: Any = None) -> str:
 def leaderboard(table: Any, verdicts: dict[str, Any] | None = None) -> dict[str, list[list[str]]]:
     """Per task, rows [method, budget, runs, failed, metric cells...] (first row: header),
     and a last column "calibration" with each cell's fits' verdicts where ``verdicts``
-    ({job key: verdict}, `sbibench.report.calibration.verdicts`) holds any."""
+    ({job key: verdict}, `sbibench.report.calibration.verdicts`) holds any. A score with a
+    floor is followed by its floor and, where the records carry the floor's sd, by the
+    excess over the floor in floor sds (`floor_excess`)."""
     boards = {}
     ok = table[table["status"] == "ok"]
     for task in sorted(table["task"].unique()):
@@ -120,6 +134,8 @@ def leaderboard(table: Any, verdicts: dict[str, Any] | None = None) -> dict[str,
             header.append(label)
             if floor in table and table[floor].notna().any():
                 header.append(f"{label} floor")
+                if floor_excess(table, column) is not None:
+                    header.append(f"{label} excess (floor sd)")
         if verdicts:
             header.append("calibration")
         rows = [header]
@@ -133,6 +149,8 @@ def leaderboard(table: Any, verdicts: dict[str, Any] | None = None) -> dict[str,
                 floor = f"{column}_floor"
                 if floor in table and table[floor].notna().any():
                     row.append(_cell(good[floor]))
+                    if floor_excess(table, column) is not None:
+                        row.append(_cell(floor_excess(good, column)))
             if verdicts:
                 row.append(cell(group["key"], verdicts))
             rows.append(row)

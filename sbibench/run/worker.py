@@ -146,6 +146,7 @@ def _score(task: Task, k: int, posterior: Any, job: Job) -> dict[str, Any]:
         scores.update(compute(metric, draws))
         if metric.floor:
             scores[f"{metric.name}_floor"] = floors[metric.name]
+            scores[f"{metric.name}_floor_sd"] = floors[f"{metric.name}_sd"]
     scores["time_score"] = time.perf_counter() - start
     return scores
 
