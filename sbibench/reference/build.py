@@ -60,6 +60,7 @@ __all__ = [
     "FLOOR_SIZES",
     "NUM_SAMPLES",
     "build_reference",
+    "floor_excess",
     "exact_moments",
     "floor_cache_dir",
     "floor_summary",
@@ -218,6 +219,19 @@ def noise_floors(task: Task, k: int, n: int, folder: Path | None = None) -> dict
     if row is None:
         row = _computed_floor(task, folder, k, n)
     return {key: row[key] for name in FLOOR_SCORES for key in (name, f"{name}_sd")}
+
+
+def floor_excess(task: Task, k: int, samples: Tensor) -> dict[str, float]:
+    """Each floor score of ``samples`` (n, D) for observation k, as its excess over the floor
+    at n in floor sds, ``(score - floor mean) / floor sd``. For exact-posterior samples (from
+    a generator that is not one of the floors') that is a draw of the floor's own
+    distribution: about Student's t with `FLOOR_DRAWS` - 1 degrees of freedom."""
+    reference = task.reference_samples(k)
+    floors = noise_floors(task, k, len(samples))
+    scores = sample_scores(
+        reference[: len(samples)], samples, FLOOR_SCORES, mmd_bandwidth(reference)
+    )
+    return {name: (scores[name] - floors[name]) / floors[f"{name}_sd"] for name in FLOOR_SCORES}
 
 
 def _manifest(task: Task, reference: Reference, contents: dict[str, bytes]) -> dict:

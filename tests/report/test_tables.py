@@ -29,6 +29,21 @@ def test_leaderboard_cells_are_means_with_intervals(tiny_run):
     assert rows["npe"][header.index("runs")] == "2"
 
 
+def test_the_excess_over_the_floor_is_in_floor_sds(tiny_run):
+    table = load_results(tiny_run)
+    assert table["c2st_floor_sd"].gt(0).all()  # every record carries its floor's spread
+    board = leaderboard(table)["normal_mean"]
+    header, rows = board[0], {row[0]: row for row in board[1:]}
+    column = header.index("C2ST excess (floor sd)")
+    assert header[column - 1] == "C2ST floor"
+    npe = table[(table["task"] == "normal_mean") & (table["method"] == "npe")]
+    excess = (npe["c2st"] - npe["c2st_floor"]) / npe["c2st_floor_sd"]
+    assert rows["npe"][column].startswith(f"{excess.mean():.3g} ± ")
+    # records written before floors had an sd show no excess column
+    older = table.drop(columns=["c2st_floor_sd", "mmd_floor_sd", "wasserstein_floor_sd"])
+    assert "C2ST excess (floor sd)" not in leaderboard(older)["normal_mean"][0]
+
+
 def test_time_table_counts_a_fit_once_and_every_scoring(tiny_run):
     table = load_results(tiny_run)
     times = time_table(table)
