@@ -1,4 +1,5 @@
-"""The ``sbibench`` command: tasks, suites, reference posteriors, runs, reports and CI checks.
+"""The ``sbibench`` command: tasks, suites, reference posteriors, runs, reports and CI checks,
+and methods outside the process (``simulate`` exports simulations, ``score`` reads samples).
 
 Each command's handler imports what it runs when it runs: ``sbibench --help`` and a mistyped
 argument load no torch, pandas or POT (seconds on a cold start).

@@ -184,6 +184,26 @@ def test_per_observation_files_in_any_format(run, exported, tmp_path):
     assert scores["by_file"] == scores["long_csv"] == scores["first"]
 
 
+def test_calibration_from_a_table_and_parquet(run, exported, tmp_path):
+    import pandas as pd
+
+    draws = np.load(exported / "calibration.npz")["samples"]
+    table = pd.DataFrame(draws.reshape(-1, 2), columns=["theta_1", "theta_2"])
+    table.insert(0, "dataset", np.repeat(np.arange(1, L + 1), S))
+    table.to_csv(tmp_path / "calibration.csv", index=False)
+    samples = exported / "samples.npz"
+    assert (
+        _score(run, "csv", samples, extra=["--calibration", str(tmp_path / "calibration.csv")]) == 0
+    )
+    pytest.importorskip("pyarrow")
+    assert (exported / "out" / "train.parquet").is_file()
+    table.to_parquet(tmp_path / "calibration.parquet")
+    extra = ["--calibration", str(tmp_path / "calibration.parquet")]
+    assert _score(run, "parquet", samples, extra=extra) == 0
+    found = {r["method"]: r["sbc_ecdf_p_min"] for r in read_records(run) if r["observation"] == 1}
+    assert found["csv"] == found["parquet"]
+
+
 def _bad(tmp_path, samples):
     path = tmp_path / "bad.npz"
     np.savez(path, samples=samples)
