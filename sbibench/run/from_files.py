@@ -28,7 +28,14 @@ from torch import Tensor
 from sbibench.checks import FILE_NAME_RULE, is_file_name
 from sbibench.methods.base import Timings, same_data
 from sbibench.models import FAMILIES
-from sbibench.records import RunFolder, environment, new_record, read_records, write_job
+from sbibench.records import (
+    RunFolder,
+    environment,
+    new_record,
+    read_records,
+    rebuild_table,
+    write_job,
+)
 from sbibench.run.array_files import read_values
 from sbibench.run.export import check_meta, check_values, read_ledger, withheld
 from sbibench.run.provenance import code_digest, task_digest
@@ -229,8 +236,6 @@ def score_files(
         }  # fmt: skip
         records = [{**fields, **record} for record in records]
         write_job(run, job.key, records, kept)
-        from sbibench.records import rebuild_table
-
         rebuild_table(run)
     return records
 
