@@ -1,4 +1,5 @@
-"""The ``sbibench`` command: tasks, suites, reference posteriors, runs, reports and CI checks.
+"""The ``sbibench`` command: tasks, suites, reference posteriors, runs, reports and CI checks,
+and methods outside the process (``simulate`` exports simulations, ``score`` reads samples).
 
 Each command's handler imports what it runs when it runs: ``sbibench --help`` and a mistyped
 argument load no torch, pandas or POT (seconds on a cold start).
@@ -168,6 +169,57 @@ def _check(args: argparse.Namespace) -> int:
     return verdict.exit_code
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from sbibench.run.export import export, simulate_theta
+
+    if args.theta is not None:
+        if args.suite is not None or args.prior_simulations is not None:
+            raise ValueError("--theta simulates a round of an existing export: no --suite or "
+                             "--prior-simulations with it")  # fmt: skip
+        path = simulate_theta(args.task, args.budget, args.seed, args.run, args.theta, args.out)
+        print(f"wrote {path}")
+    else:
+        path = export(
+            args.task, args.budget, args.seed, args.run, args.out, args.suite,
+            args.prior_simulations,
+        )  # fmt: skip
+        print(f"wrote {args.out}/ (manifest: {path}); withheld data and ledger in {args.run}/")
+    import json
+
+    manifest = json.loads(path.with_name("manifest.json").read_text())
+    used = manifest["simulations"]
+    print(
+        f"{args.task} at budget {args.budget}, seed {args.seed}: {used['used']} simulations "
+        f"handed out, {used['left']} left; answer observations {manifest['observations']} with "
+        f"{manifest['num_posterior_samples']} samples each"
+        + (
+            f", and {manifest['calibration']['num_datasets']} calibration datasets with "
+            f"{manifest['calibration']['num_posterior_samples']} each"
+            if manifest["calibration"]["num_datasets"]
+            else ""
+        )
+    )
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from sbibench.report.calibration import verdicts
+    from sbibench.report.render import summary_table
+    from sbibench.run.from_files import score_files
+
+    records = score_files(
+        args.task, args.budget, args.seed, args.run, args.method, args.samples, args.calibration
+    )
+    print(f"wrote {len(records)} records of {args.method!r} into {args.run}/")
+    print(summary_table(f"{args.run}/results.csv"))
+    for verdict in verdicts(pd.DataFrame(records), args.run).values():
+        print(f"calibration of {args.method!r} on {args.task}: {verdict}")
+    print(f"next: sbibench report {args.run}")
+    return 0
+
+
 def _check_rules() -> str:
     """The check's rules and exit codes, for its --help: `sbibench.report.check`'s docstring, read
     without importing it (it imports pandas)."""
@@ -263,6 +315,60 @@ def _parser() -> argparse.ArgumentParser:
         help="move records made by other code or task data to OUT/stale/ and run them again",
     )  # fmt: skip
     run.set_defaults(handler=_run)
+
+    simulate = commands.add_parser(
+        "simulate", help="export a task's simulations to a method outside sbibench",
+        description="Write the training set that sbibench's methods draw for TASK, BUDGET and "
+        "SEED, the observations to answer and calibration data into OUT (the folder to hand "
+        "to the method), and keep the withheld calibration parameters and a ledger of what "
+        "was handed out in the run folder RUN. With --theta, simulate a round of parameters "
+        "of your choice, counted against the budget. See docs/from-files.md.",
+    )  # fmt: skip
+    simulate.add_argument("task", help="a task's name (`sbibench tasks` lists them)")
+    simulate.add_argument("--budget", type=_at_least_one, required=True,
+                          help="simulations the method may use in all")  # fmt: skip
+    simulate.add_argument("--seed", type=int, default=0, help="the training set's seed (0)")
+    simulate.add_argument("--run", required=True, help="the run folder the scores will go into")
+    simulate.add_argument("--out", required=True, help="the folder to hand to the method")
+    simulate.add_argument(
+        "--suite", help="where RUN has no suite.toml yet: the suite (name or file) whose "
+        "observations, sample sizes and scores to follow",
+    )  # fmt: skip
+    simulate.add_argument(
+        "--prior-simulations", type=_at_least_one, metavar="N",
+        help="draw N of the budget from the prior now (default: all of it), the rest left "
+        "for --theta rounds",
+    )  # fmt: skip
+    simulate.add_argument(
+        "--theta", metavar="FILE",
+        help="simulate these parameters (N, D: .npz with `theta`, .npy, .csv or parquet with "
+        "one column per parameter) as the export's next round, into OUT/round-<r>.npz",
+    )  # fmt: skip
+    simulate.set_defaults(handler=_simulate)
+
+    score = commands.add_parser(
+        "score", help="score posterior samples from files into a run folder",
+        description="Score a method's posterior samples, written by any framework, for an "
+        "export of `sbibench simulate`: the records a run writes, in RUN. See "
+        "docs/from-files.md.",
+    )  # fmt: skip
+    score.add_argument("task", help="the exported task")
+    score.add_argument("--budget", type=_at_least_one, required=True,
+                       help="the budget declared (that of the export)")  # fmt: skip
+    score.add_argument("--seed", type=int, default=0, help="the export's seed (0)")
+    score.add_argument("--run", required=True, help="the run folder holding the export")
+    score.add_argument("--method", required=True, help="the method's name in the records")
+    score.add_argument(
+        "--samples", nargs="+", required=True, metavar="FILE",
+        help="one file per observation (N, D), in the export's order, or one file "
+        "(K, N, D); .npz (array `samples`), .npy, .csv or parquet (a column per parameter, "
+        "and `observation`)",
+    )  # fmt: skip
+    score.add_argument(
+        "--calibration", metavar="FILE",
+        help="samples (L, S, D) for the export's calibration datasets: SBC, coverage, TARP",
+    )  # fmt: skip
+    score.set_defaults(handler=_score)
 
     report = commands.add_parser("report", help="leaderboards and figures from a run folder")
     report.add_argument("folder", help="a run folder written by `sbibench run`")

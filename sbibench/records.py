@@ -6,8 +6,10 @@ A run folder (`RunFolder`) holds ``suite.toml`` (the suite it belongs to),
 ``records/<key>.sbc.npz`` beside it (SBC ranks, where calibrated), and ``results.csv``, the
 tidy table of every record, rebuilt from the record files; ``broken/`` and ``stale/<time>/``
 keep record files set aside, ``.running/`` the jobs' current phases, ``slurm/`` submitit's
-logs. Record files are written to a temporary name, fsynced and renamed, so a killed run
-leaves each record complete or absent, never half-written.
+logs, ``exports/<task>-<budget>-<seed>/`` the ledger and withheld calibration parameters of
+each export to another framework (`sbibench.run.export`). Record files are written to a
+temporary name, fsynced and renamed, so a killed run leaves each record complete or absent,
+never half-written.
 
 A record is a flat dict: the `IDENTITY` columns, every registered score's columns
 (`sbibench.scoring`), then the `TRAILER` columns (timings and provenance). `new_record` makes
@@ -94,8 +96,9 @@ PROVENANCE = ("sbibench_version", "code_digest", "task_digest")
 class RunFolder:
     """Where each file of a run folder lives: ``path`` and, below it, ``records``, ``suite``
     (suite.toml), ``table`` (results.csv), ``broken``, ``stale``, ``running`` (.running),
-    ``lock`` (.lock, held by the run using the folder) and ``slurm``; `record` and `ranks` name
-    a job's files.
+    ``lock`` (.lock, held by the run using the folder), ``slurm`` and ``exports`` (what
+    `sbibench simulate` withholds, `sbibench.run.export`); `record` and `ranks` name a job's
+    files, `export` an export's folder.
 
     Example:
         >>> RunFolder("runs/quick").ranks("ab12")
@@ -110,6 +113,11 @@ class RunFolder:
         self.broken, self.stale = self.path / "broken", self.path / "stale"
         self.running, self.slurm = self.path / ".running", self.path / "slurm"
         self.lock = self.path / ".lock"
+        self.exports = self.path / "exports"
+
+    def export(self, task: str, budget: int, seed: int) -> Path:
+        """Where `sbibench simulate` keeps what it withholds from an export, and its ledger."""
+        return self.exports / f"{task}-{budget}-{seed}"
 
     def record(self, key: str) -> Path:
         return self.records / f"{key}.json"

@@ -4,8 +4,10 @@ Each ```python block of README.md, docs/**/*.md and the files those pages includ
 snippets) is one test: executed in a fresh namespace, as ``__main__``, in an empty working
 directory that sees the repository's ``results/`` (the published runs some examples read).
 A block preceded by a ``<!-- slow -->`` line runs a whole suite: it is marked slow and runs
-under ``pytest -m slow``. Shell and TOML blocks are not run; a fence in any other language is
-an error, so no Python example escapes under another name.
+under ``pytest -m slow``. A block preceded by ``<!-- script: NAME -->`` is a script that a page
+tells the reader to save as NAME and run with arguments: here it is only compiled, and the test
+of its page runs it as a separate process (`script_of`). Shell and TOML blocks are not run; a
+fence in any other language is an error, so no Python example escapes under another name.
 """
 
 import re
@@ -15,6 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOW = "<!-- slow -->"
+SCRIPT = re.compile(r"^<!-- script: (\S+) -->$")
 NOT_RUN = {"bash", "console", "toml", "text", ""}  # shown, not executed
 FENCE = re.compile(r"^(\s*)```\s*([\w+-]*)\s*$")
 SNIPPET = re.compile(r'^--8<--\s+"([^"]+)"\s*$')
@@ -30,6 +33,16 @@ def _pages() -> list[Path]:
             if match:
                 included.append(ROOT / match.group(1))
     return [page for page in [*pages, *included] if page.exists()]
+
+
+def script_of(page: Path, name: str) -> str:
+    """The code of the block of ``page`` marked ``<!-- script: name -->``."""
+    lines = page.read_text().splitlines()
+    for language, line, code, _ in _blocks(page):
+        before = [text.strip() for text in lines[: line - 1] if text.strip()]
+        if language == "python" and before and before[-1] == f"<!-- script: {name} -->":
+            return code
+    raise LookupError(f"{page} has no block marked <!-- script: {name} -->")
 
 
 def _blocks(page: Path) -> list[tuple[str, int, str, bool]]:
@@ -66,6 +79,11 @@ def _examples() -> list:
     return params
 
 
+def _is_script(page: Path, line: int) -> bool:
+    before = [text.strip() for text in page.read_text().splitlines()[: line - 1] if text.strip()]
+    return bool(before) and SCRIPT.match(before[-1]) is not None
+
+
 EXAMPLES = _examples()
 
 
@@ -88,6 +106,10 @@ def test_the_readme_and_the_guides_have_examples():
 
 @pytest.mark.parametrize(("name", "code"), EXAMPLES)
 def test_example_runs_as_written(name, code, tmp_path, monkeypatch):
+    page, line = name.rsplit(":", 1)
+    if _is_script(ROOT / page, int(line)):  # run with its arguments by its page's test
+        compile(code, name, "exec")
+        return
     if (ROOT / "results").exists():
         (tmp_path / "results").symlink_to(ROOT / "results", target_is_directory=True)
     monkeypatch.chdir(tmp_path)

@@ -183,6 +183,18 @@ class SimulationBudget:
         Raises:
             BudgetError: the N simulations would exceed the budget.
         """
+        x = self.simulate_rows(theta)
+        valid = self.task.valid(x)
+        return theta[valid], x[valid]
+
+    def simulate_rows(self, theta: Tensor) -> Tensor:
+        """Simulate (N, D) parameters; returns every row x (N, M), float64, the invalid or
+        failed ones too (NaN), counted as `simulate` counts them. What `simulate` keeps of it
+        is what a method learns from; the whole of it is what `sbibench simulate` exports.
+
+        Raises:
+            BudgetError: the N simulations would exceed the budget.
+        """
         if theta.shape[0] > self.remaining:
             raise BudgetError(
                 f"{theta.shape[0]} simulations requested with {self.remaining} of "
@@ -191,9 +203,8 @@ class SimulationBudget:
         with self.timings.phase("simulate"):
             x = simulate_or_nan(self.task.simulate, theta, self.generator)
         self.used += theta.shape[0]
-        valid = self.task.valid(x)
-        self.invalid += int((~valid).sum())
-        return theta[valid], x[valid]
+        self.invalid += int((~self.task.valid(x)).sum())
+        return x
 
     def prior_predictive(self, n: int) -> tuple[Tensor, Tensor]:
         """Draw n parameters from the prior, simulate them; the valid pairs."""

@@ -54,7 +54,7 @@ from sbibench.run.provenance import job_provenance
 from sbibench.run.suite import Job, Suite
 from sbibench.run.worker import RunStopped, execute
 
-__all__ = ["RunSummary", "prepare_folder", "run_suite"]
+__all__ = ["RunSummary", "folder_held", "prepare_folder", "run_suite"]
 
 
 @dataclass
@@ -153,7 +153,7 @@ def _stopped_by_signals() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _folder_held(out: Path) -> Iterator[None]:
+def folder_held(out: Path) -> Iterator[None]:
     """Hold ``out``'s run lock for the block: a second run into the same folder is refused
     (two runs would compute every job twice, or mix two suites). The lock is the operating
     system's (``flock``), so it goes with the process that held it, however that ends."""
@@ -337,7 +337,7 @@ def run_suite(
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
     jobs = suite.jobs(threads, timeout)
-    with _folder_held(out):
+    with folder_held(out):
         return _run_held(suite, out, jobs, executor, workers, scheduler, progress, rerun_stale)
 
 

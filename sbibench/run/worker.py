@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from sbibench.failures import simulate_or_nan
 from sbibench.methods import HasLogProb, HasSampleBatch, HasUnnormalizedLogProb, get_method
@@ -29,7 +30,19 @@ from sbibench.task import Task, get_task
 if TYPE_CHECKING:
     from sbibench.run.suite import Job
 
-__all__ = ["JobTimeout", "RunStopped", "execute", "failed_records", "run_job"]
+__all__ = [
+    "JobTimeout",
+    "RunStopped",
+    "calibrate",
+    "calibration_data",
+    "execute",
+    "failed_records",
+    "derived_seed",
+    "observation_size",
+    "run_job",
+    "score_observation",
+    "task_facts",
+]
 
 
 class JobTimeout(BaseException):  # noqa: N818 - raised into the job's thread
@@ -105,20 +118,22 @@ def _alarm(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _seed_for(*parts: Any) -> int:
-    """A seed derived from the job's identity, so scores are reproducible per observation."""
+def derived_seed(*parts: Any) -> int:
+    """A seed (0..2**56-1) derived from ``parts`` (a job's key and what it draws for), so that
+    draws are reproducible per job, observation and purpose."""
     import hashlib
 
     digest = hashlib.sha256(repr(parts).encode()).digest()
     return int.from_bytes(digest[:7], "little")
 
 
-def _score(task: Task, k: int, posterior: Any, job: Job) -> dict[str, Any]:
-    """The suite's scores of observation k (`sbibench.scoring`), each floor score's noise
-    floor beside it."""
+def score_observation(task: Task, k: int, posterior: Any, job: Job) -> dict[str, Any]:
+    """The suite's scores of observation k (`sbibench.scoring`) for ``job.num_posterior_samples``
+    draws of ``posterior`` (seeded by the job's key), each floor score's noise floor beside it.
+    The scoring of every record, a run's or one scored from files (`sbibench.run.from_files`)."""
     x = task.observation(k)
     n = job.num_posterior_samples
-    samples = posterior.sample(n, x, seed=_seed_for("sample", job.key, k))
+    samples = posterior.sample(n, x, seed=derived_seed("sample", job.key, k))
     reference = task.reference_samples(k)
     selected = [metric for metric in registered(calibration=False) if metric.name in job.metrics]
     missing = sorted(set(job.metrics) - {metric.name for metric in selected})
@@ -151,19 +166,35 @@ def _score(task: Task, k: int, posterior: Any, job: Job) -> dict[str, Any]:
     return scores
 
 
-def _calibrate(task: Task, posterior: Any, job: Job) -> tuple[dict, dict]:
-    """SBC over ``sbc_datasets`` prior-predictive datasets: every calibration score of the
-    registry (SBC ranks, expected coverage: HPD where the method has a density, TARP
-    otherwise); their summary columns and the arrays to keep."""
-    generator = torch.Generator().manual_seed(_seed_for("sbc", job.key))
-    theta = task.sample_prior(job.sbc_datasets, generator)
+def calibration_data(task: Task, num_datasets: int, seed: int) -> tuple[Tensor, Tensor]:
+    """The valid (theta, x) pairs, (N, D) and (N, M) float64, of ``num_datasets`` draws from
+    the prior predictive, all from one generator seeded with ``seed``: a failing task's failed
+    rows are dropped (N <= ``num_datasets``), padded sets keep their padding."""
+    generator = torch.Generator().manual_seed(seed)
+    theta = task.sample_prior(num_datasets, generator)
     x = simulate_or_nan(task.simulate, theta, generator)  # a failing task's failed rows NaN
-    valid = task.valid(x)  # padded sets keep their padding
-    theta, x = theta[valid], x[valid]
+    valid = task.valid(x)
+    return theta[valid], x[valid]
+
+
+def _calibrate(task: Task, posterior: Any, job: Job) -> tuple[dict, dict]:
+    """SBC over ``sbc_datasets`` prior-predictive datasets (`calibration_data`), by
+    `calibrate`."""
+    theta, x = calibration_data(task, job.sbc_datasets, derived_seed("sbc", job.key))
+    return calibrate(posterior, theta, x, job.sbc_samples, derived_seed("sbc-draws", job.key))
+
+
+def calibrate(
+    posterior: Any, theta: Tensor, x: Tensor, num_samples: int, seed: int
+) -> tuple[dict, dict]:
+    """Every calibration score of the registry (SBC ranks, expected coverage: HPD where the
+    posterior has a density, TARP otherwise) of ``num_samples`` posterior draws for each of
+    the N datasets x (N, M) whose true parameters are theta (N, D); their summary columns and
+    the arrays to keep. The calibration of every record, a run's or one scored from files."""
     # MCMC and ODE posteriors draw for every dataset in one vectorised run (seeded per batch,
     # not per observation): a seeded `sample` would run one MCMC or ODE solve per dataset.
     draw = posterior.sample_batch if isinstance(posterior, HasSampleBatch) else posterior.sample
-    samples = draw(job.sbc_samples, x, seed=_seed_for("sbc-draws", job.key))
+    samples = draw(num_samples, x, seed=seed)
     samples = samples.transpose(0, 1)  # (N, L, D)
     # HPD regions need the density only up to a constant per dataset: an unnormalised one
     # (NLE, NRE: likelihood or ratio times prior) ranks the samples just as well.
@@ -184,9 +215,9 @@ def _calibrate(task: Task, posterior: Any, job: Job) -> tuple[dict, dict]:
         def log_prob(values: torch.Tensor) -> torch.Tensor:
             return torch.stack([density(v, row) for v, row in zip(values, x, strict=True)])
 
-    inputs = Calibration(theta, samples, job.sbc_samples, log_prob)
+    inputs = Calibration(theta, samples, num_samples, log_prob)
     summary: dict[str, Any] = {}
-    kept: dict[str, Any] = {"num_samples": job.sbc_samples}
+    kept: dict[str, Any] = {"num_samples": num_samples}
     for metric in registered(calibration=True):
         values = compute(metric, inputs)
         kept.update(
@@ -298,7 +329,7 @@ def _execute(job: Job, report: Callable[[str], None]) -> tuple[list[dict], dict]
         record = new_record(base, k, observation_size=observation_size(task, k))
         sampled_before = posterior.timings.sample
         try:
-            record.update(_score(task, k, posterior, job))
+            record.update(score_observation(task, k, posterior, job))
         except BaseException as error:  # e.g. NaN samples: the run failed, the grid goes on
             if not _the_jobs(error):
                 raise
