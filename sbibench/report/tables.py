@@ -101,14 +101,19 @@ def noise_sds(table: Any, column: str) -> Any:
 
 
 def floor_excess(table: Any, column: str) -> Any:
-    """Each record's excess over its noise floor in units of the floor's sd,
-    (score - floor mean) / floor sd: about N(0, 1) for the exact posterior, so 3 or more
-    is a method measurably off at that sample size. None where the records carry no floor
-    sd (those written before floors were distributions)."""
+    """Each record's excess over its noise floor in floor sds, (score - floor mean) / sd,
+    the sd the larger of the floor's and the record's own noise sd where the score has one
+    (`sbibench.reference.build.excess_sd`): about N(0, 1) or less for the exact posterior,
+    so 3 or more is a method measurably off at that sample size. None where the records
+    carry no floor sd (those written before floors were distributions)."""
     sd = f"{column}_floor_sd"
     if sd not in table or not table[sd].notna().any():
         return None
-    return (table[column] - table[f"{column}_floor"]) / table[sd]
+    spread = table[sd]
+    noise = noise_sds(table, column)
+    if noise is not None:
+        spread = np.maximum(spread, noise)
+    return (table[column] - table[f"{column}_floor"]) / spread
 
 
 def _cell(values: Any, noise: Any = None) -> str:
