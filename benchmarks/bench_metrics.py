@@ -111,7 +111,7 @@ class MMD:
 class ScoreObservation:
     """Every sample-based score of one observation with its noise floors and moment errors,
     10,000 method samples against the 10,000 reference samples, as a worker process does it
-    (``sbibench.run.worker._score``), on one torch thread. Earlier versions recomputed the floors in
+    (``sbibench.run.worker.score_observation``), on one torch thread. Earlier versions recomputed the floors in
     every worker: their cache is cleared before each call so both versions are timed alike."""
 
     params = (["normal_mean", "normal_mean_variance", "linear_gaussian"],)
@@ -146,7 +146,7 @@ class ScoreObservation:
         floors = getattr(worker, "_floors", None)
         if floors is not None:
             floors.cache_clear()
-        worker._score(self.task, 1, self.posterior, self.job)
+        worker.score_observation(self.task, 1, self.posterior, self.job)
 
 
 class _FixedSamples:
