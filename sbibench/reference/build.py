@@ -60,10 +60,10 @@ __all__ = [
     "FLOOR_SIZES",
     "NUM_SAMPLES",
     "build_reference",
-    "floor_excess",
     "exact_moments",
     "excess_sd",
     "floor_cache_dir",
+    "floor_excess",
     "floor_summary",
     "generate_reference",
     "noise_floors",
@@ -76,7 +76,7 @@ FLOOR_SIZES = (2000, 10_000)  # the scoring sample sizes of the shipped suites, 
 # Independent exact-posterior draws behind each floor. A floor is their mean and sd: with 10,
 # the sd is known to about 1 / sqrt(2 * 9) = 24% and the mean to a third of an sd, enough to
 # tell a method 2 sd above its floor from one at it; each more draw costs as much as a whole
-# floor did when it was one draw (about 10 CPU-minutes over every stored reference).
+# floor did when it was one draw (about 6.5 CPU-minutes over every stored reference).
 FLOOR_DRAWS = 10
 
 
@@ -102,7 +102,8 @@ def generate_reference(
     """Draw a task's observations and exact posterior samples (``num_samples`` per observation,
     default the card's ``num_reference_samples``) from its card's seed, and compute the noise
     floors at the ``FLOOR_SIZES`` it holds (a few seconds per observation and draw) if asked:
-    the first ``floor_draws`` of the `FLOOR_DRAWS` draws (fewer only to verify)."""
+    the first ``floor_draws`` draws (the shipped references hold `FLOOR_DRAWS`; fewer serve
+    verification and quick test builds)."""
     num_samples = task.num_reference_samples if num_samples is None else num_samples
     generator = torch.Generator().manual_seed(task.seed)
     if task.fixed_observations is not None:  # the card's; the generator draws samples only
