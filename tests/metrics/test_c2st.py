@@ -310,8 +310,9 @@ def test_default_recipe_learns_a_curved_boundary_at_ten_thousand():
 
 def test_noise_is_the_larger_of_the_binomial_sd_and_the_folds_standard_error():
     """Folds that agree leave the binomial sd of the 2n held-out points; folds that disagree
-    give the standard error of their mean, sd / sqrt(folds) (not added to the binomial sd,
-    which their spread already holds)."""
+    give Nadeau and Bengio's corrected standard error of their mean, sd sqrt(1 / folds + 1 /
+    (folds - 1)), as the folds share training rows (not added to the binomial sd, which their
+    spread already holds)."""
     from sbibench.metrics.c2st import _noise
 
     agree = _noise(torch.full((5,), 0.7, dtype=torch.float64), 2000)
@@ -319,20 +320,19 @@ def test_noise_is_the_larger_of_the_binomial_sd_and_the_folds_standard_error():
     spread = torch.tensor([0.6, 0.7, 0.8, 0.65, 0.75], dtype=torch.float64)
     apart = _noise(spread, 2000)
     assert apart["fold_std"] == pytest.approx(float(spread.std()))
-    assert apart["noise_std"] == pytest.approx(float(spread.std()) / math.sqrt(5))
+    assert apart["noise_std"] == pytest.approx(float(spread.std()) * math.sqrt(1 / 5 + 1 / 4))
 
 
 def test_recorded_noise_covers_the_spread_over_classifier_seeds():
     """A two_moons posterior against a blurred copy of itself, 500 draws each, fixed: the
     accuracy (about 0.62) moves with the classifier's seed alone by more than the binomial sd
     0.5 / sqrt(1000) = 0.016 (measured 0.021 over these 8 seeds), and the recorded noise sd,
-    averaged over the seeds, is within a factor of 2 of that spread (measured 0.026). The
-    factor: the sd of 8 values has 7 degrees of freedom, so it falls within 0.49-1.45 of the
-    true sd 95% of the time; a recorded noise equal to the true sd is then within 0.69-2.04 of
-    the measured spread. Below 1,000 per set each fold model trains its own 500 steps, so
-    the fold models vary independently and their spread shows the training's noise; from
-    1,000 up all of them stop at one shared epoch, a common factor their spread misses
-    (the documentation's page on scores gives the numbers)."""
+    averaged over the seeds, covers that spread (measured 0.036). The bounds: the sd of 8
+    values has 7 degrees of freedom, so it falls within 0.49-1.45 of the true sd 95% of the
+    time, and a recorded noise equal to the true sd is then within 0.69-2.04 of the measured
+    spread. Below 1,000 per set each fold model trains its own 500 steps, so the fold models
+    vary independently, and there Nadeau and Bengio's correction makes the recorded noise up to
+    sqrt(1/5 + 1/4) / sqrt(1/5) = 1.5 times the truth: an upper bound of 2.04 x 1.5 = 3.1."""
     from sbibench.task import get_task
 
     reference = get_task("two_moons").reference_samples(1)
@@ -346,4 +346,4 @@ def test_recorded_noise_covers_the_spread_over_classifier_seeds():
     binomial = 0.5 / math.sqrt(2 * n)
     assert spread > binomial  # the classifier's training dominates the binomial sd
     assert all(s.details["noise_std"] >= binomial for s in scores)
-    assert 0.5 < noise / spread < 2.0, (noise, spread)
+    assert 0.5 < noise / spread < 3.1, (noise, spread)
