@@ -81,21 +81,26 @@ class MCMCResult:
 def sir_init(
     candidates: Tensor, log_weights: Tensor, num_chains: int, generator: torch.Generator | None
 ) -> Tensor:
-    """Sampling-importance-resampling with replacement.
+    """Sampling-importance-resampling, systematic (with replacement).
 
-    Each starting point is an independent draw from the weighted candidates, so the chains
-    spread over the target's modes in proportion to the modes' mass (up to the importance
-    weights' error, small when `importance_ess` is well above ``num_chains``). Picking the
-    ``num_chains`` best candidates without replacement would not: once the candidates of
-    real weight run out it takes the next best, which flattens the modes' balance towards the
-    proposal's and starts chains at the edges of the modes. A candidate picked twice starts
-    two chains at one point; their first slice sweep separates them.
+    The ``num_chains`` starting points are the candidates at C evenly spaced positions, one
+    uniform offset for all, on the weights' cumulative sum (Kitagawa 1996), in random order.
+    So a set of candidates holding a share w of the weight starts between w C - 1 and w C + 1
+    chains: the chains spread over the target's modes in proportion to the modes' mass, up to
+    the importance weights' error (small when `importance_ess` is well above ``num_chains``)
+    and without the binomial noise of independent draws (sd sqrt(w (1 - w) / C) of the share,
+    0.022 on an even two-mode split at 500 chains). Chains rarely cross between well-separated
+    modes, so that noise stayed in the draws. Picking the ``num_chains`` best candidates without
+    replacement would be worse still: once the candidates of real weight run out it takes the
+    next best, which flattens the modes' balance towards the proposal's and starts chains at
+    the edges of the modes. A candidate picked twice starts two chains at one point; their
+    first slice sweep separates them.
 
     Arguments:
         candidates: (K, D) draws from a proposal, typically the prior; K < 2^24.
         log_weights: (K,) log target - log proposal, up to a constant (NaN counts as -inf).
         num_chains: how many starting points to draw, C >= 1.
-        generator: source of the draws.
+        generator: source of the offset and the order.
 
     Returns:
         (C, D) starting points.
@@ -107,8 +112,12 @@ def sir_init(
     w = torch.nan_to_num(log_weights.double(), nan=-math.inf, posinf=math.inf, neginf=-math.inf)
     if not torch.isfinite(w).any():
         raise ValueError("no candidate has a finite log-weight: cannot start the chains")
-    p = torch.softmax(torch.where(torch.isfinite(w), w, -math.inf), 0)
-    return candidates[torch.multinomial(p, num_chains, replacement=True, generator=generator)]
+    cumulative = torch.softmax(torch.where(torch.isfinite(w), w, -math.inf), 0).cumsum(0)
+    cumulative = cumulative / cumulative[-1]  # the last position (< 1) then falls inside
+    offset = torch.rand(1, generator=generator, dtype=torch.float64)
+    positions = (offset + torch.arange(num_chains, dtype=torch.float64)) / num_chains
+    picked = torch.searchsorted(cumulative, positions)  # first index whose sum reaches each
+    return candidates[picked[torch.randperm(num_chains, generator=generator)]]
 
 
 def importance_ess(log_weights: Tensor) -> Tensor:
