@@ -4,7 +4,7 @@ training (``c2st_noise_sd``, the larger of the binomial sd and the fold accuraci
 error): a script, not asv.
 
     python scripts/c2st_seed_spread.py [--cells two_moons:npe:1000 normal_mean:npe:1000]
-        [--sizes 2000 10000] [--seeds 6] [--patience 20]
+        [--sizes 2000 10000] [--seeds 6] [--patience 5]
 
 Each cell (task:method:simulations) is fitted once (seed 0; a sequential method runs on
 observation 1), and n draws for observation 1 (draw seed 0) are scored against the first n
@@ -12,8 +12,8 @@ reference samples with C2ST seeds 0 .. seeds - 1. Printed per cell and n: the ac
 sd over seeds (measured), the binomial sd 0.5 / sqrt(2 n) (old), the mean over seeds of the
 recorded noise sd (new), and the ratios measured / old and measured / new (at most about 1:
 the recorded noise covers the seed spread). ``--patience`` sets the default recipe's patience
-(epochs without improvement before each learning-rate drop and the stop; default 20, the
-recipe's), to see how much of the spread is training stopped early. One torch thread.
+(epochs without improvement before each learning-rate drop and the stop; default 5), to see
+how much of the spread is training stopped early. One torch thread.
 """
 
 import argparse
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--cells", nargs="+", default=CELLS, help="task:method:simulations")
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 10_000])
     parser.add_argument("--seeds", type=int, default=6)
-    parser.add_argument("--patience", type=int, default=20)
+    parser.add_argument("--patience", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)
     for cell in args.cells:

@@ -12,7 +12,7 @@ folds.
   out a fifth of either set), Glorot-uniform weights, no weight penalty, and a validation
   tenth of each training fold whose best weights each model keeps. From 1,000 samples per
   set: zero biases, minibatches of 256 at Adam's learning rate 5e-3; once every fold model's
-  validation loss has gone 20 epochs without improving by 1e-4, the learning rate drops
+  validation loss has gone 5 epochs without improving by 1e-4, the learning rate drops
   tenfold and the count starts again; the next such stall ends training (at most 1,000
   epochs). Below 1,000 samples per set every model trains exactly 500 Adam steps in
   minibatches of 256 at learning rate 1e-3, whatever ``max_epochs``, with Glorot-uniform
@@ -68,7 +68,7 @@ def c2st(
     null: str | None = None,
     num_permutations: int = 20,
     max_epochs: int = 1000,
-    patience: int = 20,
+    patience: int = 5,
     batch_size: int = 256,
     learning_rate: float = 5e-3,
     num_threads: int | None = 1,
