@@ -9,8 +9,9 @@ reaches the number of chains, so they start spread over the posterior's modes in
 their mass, and advance together, for one observation or a batch of them. Slice chains rarely
 cross between separated modes (two_moons' crescents), so the modes' balance in the draws is
 set at the start: 2,000 chains started systematically (`sbibench.mcmc.sir_init`) instead of
-500 started independently, each keeping every second sweep, bring oracle_mcmc within its noise
-floors on two_moons and gaussian_mixture (docs/methods.md, "The MCMC sampler").
+500 started independently, each keeping every second sweep, brought oracle_mcmc's largest excess
+over its noise floors on two_moons and gaussian_mixture from 7-24 floor sds to 4-15, not yet
+to the floor everywhere (docs/methods.md, "The MCMC sampler").
 
 Calibration (SBC, coverage) needs L draws for each of ~1,000 datasets: `MCMCPosterior.sample_batch`
 runs them all as one slice-sampling run of short, independent chains (see its docstring).
