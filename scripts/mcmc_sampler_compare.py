@@ -11,7 +11,8 @@ on each observation) is sampled twice with the same draw seed as `scripts/floor_
 - ``after``: the defaults (2,000 chains, every second sweep kept, systematic SIR).
 
 Prints CSV rows ``sampler,method,task,observation,size,seconds,<score>...`` with each floor
-score's ``(score - floor mean) / floor sd``, then per task and sampler the largest |excess|.
+score's excess over its floor in floor sds (`sbibench.reference.build.floor_excess`), then per
+task and sampler the largest |excess|.
 Seconds are the sampling alone, on one torch thread; compare them only within one run.
 """
 
