@@ -85,16 +85,18 @@ def sir_init(
 
     The ``num_chains`` starting points are the candidates at C evenly spaced positions, one
     uniform offset for all, on the weights' cumulative sum (Kitagawa 1996), in random order.
-    So a set of candidates holding a share w of the weight starts between w C - 1 and w C + 1
-    chains: the chains spread over the target's modes in proportion to the modes' mass, up to
-    the importance weights' error (small when `importance_ess` is well above ``num_chains``)
-    and without the binomial noise of independent draws (sd sqrt(w (1 - w) / C) of the share,
-    0.022 on an even two-mode split at 500 chains). Chains rarely cross between well-separated
-    modes, so that noise stayed in the draws. Picking the ``num_chains`` best candidates without
-    replacement would be worse still: once the candidates of real weight run out it takes the
-    next best, which flattens the modes' balance towards the proposal's and starts chains at
-    the edges of the modes. A candidate picked twice starts two chains at one point; their
-    first slice sweep separates them.
+    A run of consecutive candidates holding a share w of the weight then starts between w C - 1
+    and w C + 1 chains, so the candidates are first ordered along the leading principal axis of
+    their weighted covariance: modes that lie apart along it become such runs, and each starts
+    its share of the chains up to the importance weights' error (small when `importance_ess`
+    is well above ``num_chains``), without the binomial noise of independent draws (sd
+    sqrt(w (1 - w) / C) of the share, 0.022 on an even two-mode split at 500 chains). In the
+    candidates' own (random) order a mode's count carried about that noise: two_moons'
+    crescents, 2,000 chains, a share 0.4905 for a weight of 0.4977. Picking the ``num_chains``
+    best candidates without replacement would be worse still: once the candidates of real
+    weight run out it takes the next best, which flattens the modes' balance towards the
+    proposal's and starts chains at the edges of the modes. A candidate picked twice starts two
+    chains at one point; their first slice sweep separates them.
 
     Arguments:
         candidates: (K, D) draws from a proposal, typically the prior; K < 2^24.
@@ -112,12 +114,24 @@ def sir_init(
     w = torch.nan_to_num(log_weights.double(), nan=-math.inf, posinf=math.inf, neginf=-math.inf)
     if not torch.isfinite(w).any():
         raise ValueError("no candidate has a finite log-weight: cannot start the chains")
-    cumulative = torch.softmax(torch.where(torch.isfinite(w), w, -math.inf), 0).cumsum(0)
+    p = torch.softmax(torch.where(torch.isfinite(w), w, -math.inf), 0)
+    order = _principal_order(candidates.double(), p)
+    candidates, p = candidates[order], p[order]
+    cumulative = p.cumsum(0)
     cumulative = cumulative / cumulative[-1]  # the last position (< 1) then falls inside
     offset = torch.rand(1, generator=generator, dtype=torch.float64)
     positions = (offset + torch.arange(num_chains, dtype=torch.float64)) / num_chains
     picked = torch.searchsorted(cumulative, positions)  # first index whose sum reaches each
     return candidates[picked[torch.randperm(num_chains, generator=generator)]]
+
+
+def _principal_order(points: Tensor, p: Tensor) -> Tensor:
+    """The order of points (K, D) along the leading principal axis of their p-weighted
+    covariance: modes that lie apart along it become contiguous runs of candidates."""
+    centred = points.reshape(len(points), -1) - p @ points.reshape(len(points), -1)
+    cov = (p[:, None] * centred).T @ centred
+    axis = torch.linalg.eigh(cov).eigenvectors[:, -1]
+    return torch.argsort(centred @ axis, stable=True)
 
 
 def importance_ess(log_weights: Tensor) -> Tensor:

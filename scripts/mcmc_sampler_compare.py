@@ -1,14 +1,20 @@
-"""The shared MCMC sampler before and after its start and chain count changed: a method's draws
-scored in floor sds on two_moons and gaussian_mixture (or the given tasks).
+"""The shared MCMC sampler's start before and after adaptive importance sampling: a method's
+draws scored in floor sds on two_moons and gaussian_mixture (or the given tasks).
 
     python scripts/mcmc_sampler_compare.py METHOD BUDGET SIZE [--tasks T ...] [--observations K ...]
 
 METHOD is ``oracle_mcmc`` (exact likelihood), ``nle``, ``snre`` or any method sampled by
 `sbibench.methods.mcmc_posterior.MCMCPosterior`. Each fit (seed 0; a sequential method is fitted
-on each observation) is sampled twice with the same draw seed as `scripts/floor_spread.py`:
+on each observation) is sampled twice with the same draw seed as `scripts/floor_spread.py`,
 
-- ``before``: 500 chains, every sweep kept, starts drawn independently (multinomial SIR);
-- ``after``: the defaults (2,000 chains, every second sweep kept, systematic SIR).
+
+- ``before``: 2,000 chains, 50 warm-up sweeps, every second sweep kept, started by systematic
+  SIR, in the candidates' own order, from rounds of prior draws (until the weights' effective
+  sample size reaches the chains' number);
+- ``after``: the defaults: one chain per draw, 20 warm-up sweeps, started from rounds of
+  adaptive importance sampling (`sbibench.importance`) until the effective sample size reaches
+  twice the draws, then systematic SIR along the weighted draws' principal axis
+  (`sbibench.mcmc.sir_init`).
 
 Prints CSV rows ``sampler,method,task,observation,size,seconds,<score>...`` with each floor
 score's excess over its floor in floor sds (`sbibench.reference.build.floor_excess`), then per
@@ -23,22 +29,41 @@ import time
 
 import torch
 
+from sbibench import importance
+from sbibench.mcmc import importance_ess
 from sbibench.methods import get_method, mcmc_posterior
 from sbibench.reference.build import floor_excess
 from sbibench.scoring import FLOOR_SCORES
 from sbibench.task import get_task
 
 
-def _multinomial(candidates, log_weights, num_chains, generator):
-    """The start before: independent SIR draws (binomial noise in each mode's share)."""
+def _prior_rounds(log_target, sample_base, log_base, *, draws, target_ess, max_rounds, generator):
+    """The start before: rounds of prior draws until the ESS reaches the chains' number."""
+    chains = 2000
+    u, log_w = [], []
+    for _ in range(max_rounds):
+        new = sample_base(draws).double()
+        u.append(new)
+        log_w.append((log_target(new) - log_base(new)).nan_to_num(-math.inf))
+        if importance_ess(torch.cat(log_w)) >= min(target_ess, chains):
+            break
+    return torch.cat(u), torch.cat(log_w)
+
+
+def _systematic_unsorted(candidates, log_weights, num_chains, generator):
+    """SIR before: systematic positions on the candidates in their own (random) order."""
     w = torch.nan_to_num(log_weights.double(), nan=-math.inf, posinf=math.inf)
-    p = torch.softmax(w, 0)
-    return candidates[torch.multinomial(p, num_chains, replacement=True, generator=generator)]
+    cumulative = torch.softmax(w, 0).cumsum(0)
+    cumulative = cumulative / cumulative[-1]
+    offset = torch.rand(1, generator=generator, dtype=torch.float64)
+    positions = (offset + torch.arange(num_chains, dtype=torch.float64)) / num_chains
+    picked = torch.searchsorted(cumulative, positions)
+    return candidates[picked[torch.randperm(num_chains, generator=generator)]]
 
 
 SAMPLERS = {
-    "before": ({"num_chains": 500, "thin": 1}, _multinomial),
-    "after": ({}, mcmc_posterior.sir_init),
+    "before": (_prior_rounds, _systematic_unsorted, {"num_chains": 2000, "warmup": 50, "thin": 2}),
+    "after": (importance.adaptive_importance, mcmc_posterior.sir_init, {}),
 }
 
 
@@ -63,9 +88,9 @@ def main() -> None:
             if sequential:
                 posterior = method.run(task, x, args.budget, 0)
             defaults = posterior.settings
-            for label, (changes, start) in SAMPLERS.items():
+            for label, (rounds, start, changes) in SAMPLERS.items():
+                mcmc_posterior.adaptive_importance, mcmc_posterior.sir_init = rounds, start
                 posterior.settings = dataclasses.replace(defaults, **changes)
-                mcmc_posterior.sir_init = start
                 begin = time.perf_counter()
                 samples = posterior.sample(args.size, x, seed=7 * k + 1)
                 seconds = time.perf_counter() - begin

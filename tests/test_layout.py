@@ -133,7 +133,14 @@ def test_no_import_cycles():
 # above keeps the imports free of circles.)
 ROOMS = [
     ("sbibench.registry", "sbibench.checks", "sbibench.paths"),
-    ("sbibench.models", "sbibench.metrics", "sbibench.nn", "sbibench.autodiff", "sbibench.mcmc"),
+    (
+        "sbibench.models",
+        "sbibench.metrics",
+        "sbibench.nn",
+        "sbibench.autodiff",
+        "sbibench.mcmc",
+        "sbibench.importance",
+    ),
     ("sbibench.failures", "sbibench.reference.store", "sbibench.reference"),
     ("sbibench.task",),
     ("sbibench.scoring",),

@@ -3,15 +3,16 @@
 A method supplies a potential ``log f(u, x)`` on u = T^-1(theta) (a learned log-likelihood, a
 log-ratio or the exact log-likelihood); the target is log f(u, x) + log p_u(u), with p_u the
 prior pushed to u (its Jacobian included), so chains move freely on R^D and every draw
-T(u) lies in the prior's support. Chains start by systematic sampling-importance-resampling
-from rounds of prior draws (the weights are f itself) until the weights' effective sample size
-reaches the number of chains, so they start spread over the posterior's modes in proportion to
-their mass, and advance together, for one observation or a batch of them. Slice chains rarely
-cross between separated modes (two_moons' crescents), so the modes' balance in the draws is
-set at the start: 2,000 chains started systematically (`sbibench.mcmc.sir_init`) instead of
-500 started independently, each keeping every second sweep, brought oracle_mcmc's largest excess
-over its noise floors on two_moons and gaussian_mixture from 7-24 floor sds to 4-15, not yet
-to the floor everywhere (docs/methods.md, "The MCMC sampler").
+T(u) lies in the prior's support. For n draws of one observation, n slice chains (one draw
+each) start from adaptive importance sampling of the target (`sbibench.importance`: rounds
+until the weights' effective sample size reaches 2 n), resampled systematically along the
+weighted draws' principal axis (`sbibench.mcmc.sir_init`), and keep their state after 20
+warm-up sweeps. Why so: a chain's draws share its mode, and chains cross between modes
+(two_moons' crescents) during warm-up, so the modes' balance in the draws is only that of n
+independent draws with a chain per draw, and only as good as the start's weights. With the
+exact likelihood (oracle_mcmc) the draws' largest excess over the noise floors, on two_moons
+and gaussian_mixture at 2,000 and 10,000 draws, came down from 3.8-14.7 floor sds to 1.6-4.9,
+that of exact draws (docs/methods.md, "The MCMC sampler").
 
 Calibration (SBC, coverage) needs L draws for each of ~1,000 datasets: `MCMCPosterior.sample_batch`
 runs them all as one slice-sampling run of short, independent chains (see its docstring).
@@ -30,7 +31,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from sbibench.mcmc import LogDensity, MCMCResult, importance_ess, sample_mcmc, sir_init
+from sbibench.importance import adaptive_importance
+from sbibench.mcmc import LogDensity, MCMCResult, sample_mcmc, sir_init
 from sbibench.methods.base import Bookkeeping, dim_unconstrained, log_abs_det, unconstrained
 from sbibench.methods.posteriors import BasePosterior
 from sbibench.methods.settings import check_settings, sampler_name, setting, whole
@@ -61,22 +63,26 @@ class MCMCSettings:
 
     Arguments:
         sampler: ``"slice"``, ``"hmc"`` or ``"mala"``.
-        num_chains: chains per observation: many, as each chain stays in the mode it starts
-            in and the modes' balance is only as good as the chains' count (module docstring).
+        num_chains: chains per observation. None (the default): one chain per draw (at least
+            2 D + 1, so the whitening has a full covariance), each keeping one draw after
+            warm-up. A chain's draws share its mode, and chains cross between modes during
+            warm-up, so the modes' balance in the draws is that of independent draws only
+            with a chain per draw (module docstring). A number C: each chain keeps ceil(n / C)
+            draws ``thin`` transitions apart (sbibm's setting: 100 chains).
         warmup: transitions before draws are kept (adaptation happens only then).
-        thin: keep every ``thin``-th transition (2: 10,000 draws from 2,000 chains are 5 per
-            chain, each two slice sweeps from the last).
-        init_candidates: prior draws per observation and round that the chains are
-            resampled from (with replacement, `sbibench.mcmc.sir_init`).
-        init_rounds: most rounds of ``init_candidates`` prior draws: rounds are added until
-            the importance weights' effective sample size (`sbibench.mcmc.importance_ess`)
-            reaches ``num_chains`` for every observation, so that the chains start spread
-            over the modes in proportion to their mass.
+        thin: keep every ``thin``-th transition.
+        init_candidates: draws per observation and round of the importance sampling that the
+            chains start from (`sbibench.importance.adaptive_importance`, then systematic
+            resampling, `sbibench.mcmc.sir_init`).
+        init_rounds: most rounds: rounds are added until the importance weights' effective
+            sample size (`sbibench.mcmc.importance_ess`) reaches twice the draws asked for
+            (and at least the chains' number), so that the chains start spread over the modes
+            in proportion to their mass with an error below the draws' own.
     """
 
     sampler: str = setting("slice", sampler_name)
-    num_chains: int = 2000
-    warmup: int = setting(50, whole(0))
+    num_chains: int | None = None
+    warmup: int = setting(20, whole(0))
     thin: int = 2
     init_candidates: int = setting(10_000, whole(1))
     init_rounds: int = setting(50, whole(1))
@@ -114,24 +120,19 @@ class MCMCPosterior(BasePosterior):
     def sample_u(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
         """(n, B, D) draws in u-space for observations x (B, M), all chains at once."""
         s, b = self.settings, x.shape[0]
-        candidates, log_w = [], []
-        for _ in range(s.init_rounds):  # rounds of prior draws until the weights suffice
-            u = self.transform.inv(self.task.sample_prior(b * s.init_candidates, generator))
-            rows_x = x.repeat_interleave(s.init_candidates, 0)
-            parts = zip(u.split(_CHUNK), rows_x.split(_CHUNK), strict=True)
-            w = torch.cat([self.potential(*part) for part in parts])
-            candidates.append(u.reshape(b, s.init_candidates, -1))
-            log_w.append(w.reshape(b, s.init_candidates))
-            if importance_ess(torch.cat(log_w, 1)).min() >= s.num_chains:
-                break
-        candidates, log_w = torch.cat(candidates, 1), torch.cat(log_w, 1)
-        init = torch.cat(
-            [
-                sir_init(c, w, s.num_chains, generator)
-                for c, w in zip(candidates, log_w, strict=True)
-            ]
-        )
-        groups = torch.arange(b).repeat_interleave(s.num_chains)
+        chains = s.num_chains or max(n, 2 * dim_unconstrained(self.task) + 1)
+        init = []
+        for row in x:  # each observation's start from its own rounds of importance sampling
+            u, log_w = adaptive_importance(
+                lambda u, row=row: self._log_target_rows(u, row),
+                lambda k: self.transform.inv(self.task.sample_prior(k, generator)),
+                self._log_prior_u,
+                draws=s.init_candidates, target_ess=max(chains, 2 * n),
+                max_rounds=s.init_rounds, generator=generator,
+            )  # fmt: skip
+            init.append(sir_init(u, log_w, chains, generator))
+        init = torch.cat(init)
+        groups = torch.arange(b).repeat_interleave(chains)
         result = sample_mcmc(
             self._target(x, groups), init, n, sampler=s.sampler, warmup=s.warmup, thin=s.thin,
             groups=groups, generator=generator,
@@ -139,20 +140,42 @@ class MCMCPosterior(BasePosterior):
         self.last_run = result
         return torch.stack([result.samples(n, g) for g in range(b)], dim=1)
 
+    def _log_prior_u(self, u: Tensor, prior=None) -> Tensor:
+        """log p_u(u), (N,): the prior pushed to u, -inf wherever T(u) overflows or leaves the
+        support (far leapfrog or slice steps, the tails of a fitted proposal)."""
+        prior = self.task.prior if prior is None else prior
+        theta = self.transform(u)
+        ok = (torch.isfinite(theta).all(-1) & prior.support.check(theta)).nonzero().squeeze(1)
+        out = torch.full((u.shape[0],), -math.inf, dtype=torch.float64)
+        if len(ok) == 0:
+            return out
+        u, theta = u[ok], theta[ok]
+        return out.index_put(
+            (ok,), (prior.log_prob(theta) + log_abs_det(self.transform, u, theta)).double()
+        )
+
+    def _log_target_rows(self, u: Tensor, x: Tensor) -> Tensor:
+        """log f(u_i, x) + log p_u(u_i) for rows u (N, D) and one observation x (M,), in
+        chunks: (N,), -inf where T(u) leaves the support (the potential is not called there)."""
+        out = self._log_prior_u(u)
+        ok = torch.isfinite(out).nonzero().squeeze(1)
+        rows = u[ok]
+        potential = [self.potential(part, x.expand(len(part), -1)) for part in rows.split(_CHUNK)]
+        if len(ok):
+            out = out.index_put((ok,), out[ok] + torch.cat(potential).double())
+        return out
+
     def _target(self, x: Tensor, groups: Tensor) -> LogDensity:
         """The log-density on u of every chain: chain i targets observation x[groups[i]]."""
         prior = self.task.prior  # built once: a task builds its prior on every access
 
         def log_prob(u: Tensor, chains: Tensor) -> Tensor:
-            # -inf wherever T(u) overflows or leaves the support (far leapfrog or slice steps)
-            theta = self.transform(u)
-            ok = (torch.isfinite(theta).all(-1) & prior.support.check(theta)).nonzero().squeeze(1)
-            out = torch.full((u.shape[0],), -math.inf, dtype=torch.float64)
+            log_prior = self._log_prior_u(u, prior)
+            ok = torch.isfinite(log_prior).nonzero().squeeze(1)
             if len(ok) == 0:
-                return out + 0 * u.sum(-1)  # keep the graph for gradient-based samplers
-            u, theta = u[ok], theta[ok]
-            log_prior = prior.log_prob(theta) + log_abs_det(self.transform, u, theta)
-            return out.index_put((ok,), self.potential(u, x[groups[chains[ok]]]) + log_prior)
+                return log_prior + 0 * u.sum(-1)  # keep the graph for gradient-based samplers
+            potential = self.potential(u[ok], x[groups[chains[ok]]])
+            return log_prior.index_put((ok,), log_prior[ok] + potential)
 
         return log_prob
 
