@@ -5,8 +5,9 @@ simulations (seed 0). ``time_calibrate`` runs what a suite runs for it
 (`sbibench.run.worker._calibrate`): 1,000 prior-predictive datasets x 100 posterior draws in one
 vectorised MCMC run (`MCMCPosterior.sample_batch`), SBC ranks, and HPD coverage from the
 unnormalised density in batched calls. ``time_seeded_sample_per_dataset`` is the path that
-calibration took before: a seeded ``sample`` of 100 draws for 2 datasets, one full MCMC (500
-chains, 10,000 SIR candidates, 50 warm-up sweeps) each; multiply by 500 for 1,000 datasets.
+calibration took before: a seeded ``sample`` of 100 draws for 2 datasets, one full MCMC each
+(the defaults: one chain per draw, 20 warm-up sweeps, started from rounds of 10,000
+importance draws); multiply by 500 for 1,000 datasets.
 Torch runs on 2 threads (the 2 cores the target of 60 s refers to).
 
 Run under asv, or directly: ``python benchmarks/bench_calibration.py [num_datasets]``.
