@@ -135,8 +135,10 @@ def adaptive_importance(
         centers: kernels in each later proposal, M.
 
     Returns:
-        u (R K, d) and log-weights (R K,) (log target - log of the mixture of all proposals,
-        -inf for NaN), R the rounds drawn.
+        u (R K, d) and log-weights (R K,), R the rounds drawn: each round's log target - log
+        of its own proposal, shifted so the round's weights sum to its effective sample size
+        (`_combine`; -inf for NaN). Self-normalised, they estimate expectations under the
+        target; they do not estimate its normalising constant.
     """
     weights = (defensive, gaussian, 1.0 - defensive - gaussian)
     if min(weights) < 0 or defensive <= 0:
