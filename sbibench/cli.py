@@ -128,11 +128,21 @@ def _run(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite)
     out = args.out or f"runs/{suite.name}"
-    print(f"sbibench: running suite {suite.name!r} into {out}/ (re-running resumes)")
+    only = {
+        field: values
+        for field, values in (
+            ("task", args.tasks),
+            ("method", args.methods),
+            ("budget", args.budgets),
+        )
+        if values
+    }
+    piece = f" ({'; '.join(f'{k}s {v}' for k, v in only.items())})" if only else ""
+    print(f"sbibench: running suite {suite.name!r}{piece} into {out}/ (re-running resumes)")
     summary = run_suite(
         suite, out, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
         progress=not args.no_progress, threads=args.threads, rerun_stale=args.rerun_stale,
-        timeout=args.timeout,
+        timeout=args.timeout, only=only,
     )  # fmt: skip
     for path in summary.broken:
         print(f"sbibench: unreadable record moved aside and its job run again: {path}")
@@ -140,6 +150,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"sbibench: stale records moved to {summary.stale_moved} and run again")
     print(
         f"{summary.jobs} runs: {summary.skipped} already done, {summary.finished} finished, "
+        f"{summary.jobs - summary.skipped - summary.finished} not run yet, "
         f"{summary.failed_records} failed records; table: {summary.table}"
     )
     from sbibench.report.render import summary_table
@@ -314,6 +325,16 @@ def _parser() -> argparse.ArgumentParser:
         "--rerun-stale", action="store_true",
         help="move records made by other code or task data to OUT/stale/ and run them again",
     )  # fmt: skip
+    for flag, kind, what in (
+        ("--tasks", str, "tasks"),
+        ("--methods", str, "methods (the suite's labels)"),
+        ("--budgets", int, "budgets"),
+    ):
+        run.add_argument(
+            flag, nargs="+", type=kind, metavar=flag[2:-1].upper(),
+            help=f"run a piece of the grid: only these {what}; pieces add up to the whole "
+            "grid in one folder",
+        )  # fmt: skip
     run.set_defaults(handler=_run)
 
     simulate = commands.add_parser(

@@ -287,6 +287,7 @@ def run_suite(
     threads: int = 1,
     rerun_stale: bool = False,
     timeout: float | None = None,
+    only: dict[str, list] | None = None,
 ) -> RunSummary:
     """Run every job of ``suite`` not yet done in ``out``; write records; rebuild results.csv.
 
@@ -321,6 +322,11 @@ def run_suite(
         rerun_stale: set stale records aside and run their jobs again.
         timeout: seconds after which a job is stopped and recorded as failed (default: the
             suite's ``timeout`` field, else none).
+        only: run a piece of the grid: the jobs whose ``task``, ``method`` (the suite's label)
+            and ``budget`` are among those listed, e.g. ``{"task": ["two_moons"], "budget":
+            [1000]}``. Records are the same as a whole run's (a job's key does not depend on
+            the piece), so pieces add up to the grid; stale records are checked over the whole
+            folder.
 
     Raises:
         StaleRecordsError: stale records and not ``rerun_stale``; nothing was run.
@@ -337,21 +343,46 @@ def run_suite(
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
     jobs = suite.jobs(threads, timeout)
+    chosen = _piece(suite, jobs, only or {})
     with folder_held(out):
-        return _run_held(suite, out, jobs, executor, workers, scheduler, progress, rerun_stale)
+        return _run_held(
+            suite, out, jobs, chosen, executor, workers, scheduler, progress, rerun_stale
+        )
+
+
+def _piece(suite: Suite, jobs: list[Job], only: dict[str, list]) -> set[str]:
+    """The keys of the jobs in the piece that ``only`` names; ValueError naming a field or a
+    value that the suite does not have."""
+    grid = {"task": suite.tasks, "method": tuple(suite.methods), "budget": suite.budgets}
+    for field, values in only.items():
+        if field not in grid:
+            raise ValueError(f"no field {field!r} to choose a piece by; choose among {list(grid)}")
+        unknown = [value for value in values if value not in grid[field]]
+        if unknown:
+            raise ValueError(
+                f"suite {suite.name!r} has no {field} {unknown[0]!r}; its {field}s: "
+                f"{', '.join(map(str, grid[field]))}"
+            )
+    return {
+        job.key
+        for job in jobs
+        if all(getattr(job, field) in values for field, values in only.items())
+    }
 
 
 def _run_held(
     suite: Suite,
     out: Path,
     jobs: list[Job],
+    chosen: set[str],
     executor: Any,
     workers: int | None,
     scheduler: str | None,
     progress: bool,
     rerun_stale: bool,
 ) -> RunSummary:
-    """`run_suite` once the folder's lock is held: set the folder up, run what is not done."""
+    """`run_suite` once the folder's lock is held: set the folder up, run what is not done
+    among the ``chosen`` keys."""
     prepare_folder(suite, out)
     _check_threads(out, jobs)
     expected = {job.key: _provenance(job.task, job.method_name) for job in jobs}
@@ -361,7 +392,7 @@ def _run_held(
         raise StaleRecordsError(_stale_message(out, state.stale))
     if state.stale:
         stale_moved = set_aside_stale(out, sorted(state.stale))
-    todo = [job for job in jobs if job.key not in state.done]
+    todo = [job for job in jobs if job.key in chosen and job.key not in state.done]
     provenance = {"suite": suite.name, **environment()}
     local = is_local(executor, scheduler)  # remote workers may not share our CPUs or disk
     named = isinstance(executor, str)

@@ -56,6 +56,35 @@ def test_serial_run_writes_one_record_per_observation_and_resumes(tmp_path, make
     assert stamps == {p: p.stat().st_mtime_ns for p in (out / "records").iterdir()}
 
 
+def test_pieces_of_a_grid_add_up_to_the_whole_run(tmp_path, make_suite, suite_file):
+    suite = make_suite(budgets=(200, 300))
+    out = tmp_path / "run"
+    first = run_suite(suite, out, progress=False, only={"method": ["rej_abc"], "budget": [300]})
+    # rej_abc is one job per observation: 2 tasks x 2 observations at budget 300.
+    assert (first.jobs, first.skipped, first.finished) == (16, 0, 4)
+    assert set(load_results(out)["method"]) == {"rej_abc"}
+    second = run_suite(suite, out, progress=False, only={"task": ["poisson_gamma"]})
+    assert (second.skipped, second.finished) == (4, 6)  # 2 of its 8 jobs were in the first
+    rest = run_suite(suite, out, progress=False)
+    assert (rest.skipped, rest.finished) == (10, 6)
+    # The same records as one whole run: a job's key does not depend on the piece it ran in.
+    run_suite(suite, tmp_path / "whole", progress=False)
+    pandas.testing.assert_frame_equal(_results(out), _results(tmp_path / "whole"), check_exact=True)
+    # A piece the suite does not have is refused before any work, naming what it has.
+    for only, named in (({"task": ["two_moons"]}, "no task 'two_moons'"),
+                        ({"budget": [1000]}, "no budget 1000"),
+                        ({"seed": [1]}, "no field 'seed'")):  # fmt: skip
+        with pytest.raises(ValueError, match=named):
+            run_suite(suite, tmp_path / "refused", progress=False, only=only)
+    assert not (tmp_path / "refused").exists()
+    command = [sys.executable, "-m", "sbibench", "run", str(suite_file(budgets=(200, 300))),
+               "--out", str(out), "--no-progress", "--tasks", "normal_mean", "--budgets", "200"]  # fmt: skip
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "(tasks ['normal_mean']; budgets [200])" in again.stdout
+    assert "16 runs: 16 already done, 0 finished, 0 not run yet" in again.stdout
+
+
 def test_a_killed_run_resumes_with_every_record_once_and_intact(tmp_path, suite_file):
     suite_path = suite_file()
     out = tmp_path / "run"
