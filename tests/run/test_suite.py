@@ -7,7 +7,7 @@ from sbibench.methods import get_method
 from sbibench.registry import list_suites
 from sbibench.run.suite import SuiteError, load_suite
 
-SHIPPED = ["frontier", "full", "ladder", "quick", "sbibm", "standard"]
+SHIPPED = ["frontier", "full", "ladder", "quick", "sbi-crosscheck", "sbibm", "standard"]
 
 
 @pytest.mark.parametrize(
