@@ -44,12 +44,14 @@ def mlp(
 
 
 class ResidualNet(nn.Module):
-    """A residual network ``Linear -> blocks -> Linear``, sbi's ``resnet`` classifier body.
+    """A residual network ``Linear -> blocks -> Linear``, as nflows' ``ResidualNet``.
 
     Each block maps h to ``h + W2 act(W1 act(h))`` at the constant width ``hidden``; the
     second layer of a block starts near zero (U(-1e-3, 1e-3)), so every block starts close to
-    the identity (as nflows' ``ResidualNet``, which sbi's ``classifier_nn("resnet")`` builds
-    with 2 blocks of 50 units, no batch norm, no dropout).
+    the identity. With ``context`` features C, the first layer takes the input and the context
+    side by side and each block's output is gated by ``sigmoid(W_c c)`` (nflows' GLU), as in
+    the conditioners of sbi's neural spline flow; without, it is sbi's ``resnet`` classifier
+    body (2 blocks of 50 units, no batch norm, no dropout).
 
     Arguments:
         in_features: Input features.
@@ -57,10 +59,13 @@ class ResidualNet(nn.Module):
         hidden: Width of every block.
         blocks: Number of residual blocks.
         activation: Activation module class.
+        context: Context features C (0: none).
 
     Example:
         >>> ResidualNet(3, 1, hidden=8, blocks=2)(torch.zeros(5, 3)).shape
         torch.Size([5, 1])
+        >>> ResidualNet(3, 4, context=2)(torch.zeros(5, 3), torch.zeros(5, 2)).shape
+        torch.Size([5, 4])
     """
 
     def __init__(
@@ -70,11 +75,13 @@ class ResidualNet(nn.Module):
         hidden: int = 50,
         blocks: int = 2,
         activation: type[nn.Module] = nn.ReLU,
+        context: int = 0,
     ) -> None:
         super().__init__()
         if hidden < 1 or blocks < 1:
             raise ValueError(f"need hidden >= 1 and blocks >= 1, got {hidden} and {blocks}")
-        self.first = nn.Linear(in_features, hidden)
+        self.hidden = hidden
+        self.first = nn.Linear(in_features + context, hidden)
         self.blocks = nn.ModuleList(
             nn.Sequential(
                 activation(), nn.Linear(hidden, hidden), activation(), nn.Linear(hidden, hidden)
@@ -84,13 +91,19 @@ class ResidualNet(nn.Module):
         for block in self.blocks:
             nn.init.uniform_(block[-1].weight, -1e-3, 1e-3)
             nn.init.uniform_(block[-1].bias, -1e-3, 1e-3)
+        self.gates = nn.ModuleList(
+            nn.Linear(context, hidden) for _ in range(blocks if context else 0)
+        )
         self.last = nn.Linear(hidden, out_features)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``(..., in_features)`` -> ``(..., out_features)``."""
-        h = self.first(x)
-        for block in self.blocks:
-            h = h + block(h)
+    def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
+        """``(N, in_features)`` and, with a context, ``(N, C)`` -> ``(N, out_features)``."""
+        h = self.first(x if c is None else torch.cat((x, c), dim=-1))
+        for i, block in enumerate(self.blocks):
+            step = block(h)
+            if c is not None:
+                step = step * torch.sigmoid(self.gates[i](c))
+            h = h + step
         return self.last(h)
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Estimator, _broadcast, prepare_context, standard_normal_log_prob
-from .transforms import Affine, Autoregressive, Coupling, Spline
+from .transforms import Affine, Autoregressive, Coupling, LULinear, Spline
 
 __all__ = ["MAF", "NSF", "CouplingNSF", "Flow", "RealNVP"]
 
@@ -164,16 +164,14 @@ def NSF(
     bound: float = 5.0,
     hidden_features: Sequence[int] = (50, 50),
     activation: type[nn.Module] = nn.ReLU,
-    coupling: bool = False,
     randperm: bool = False,
     embedding: nn.Module | None = None,
 ) -> Flow:
-    r"""Neural spline flow (Durkan et al., 2019): rational-quadratic spline layers.
+    r"""Neural spline flow (Durkan et al., 2019): autoregressive rational-quadratic spline
+    layers (MADE conditioners, the order reversed from one layer to the next).
 
     Splines act on :math:`[-B, B]` of the standardised parameters, identity outside.
-    ``coupling=False`` gives autoregressive layers (MADE conditioners, the order
-    reversed from one layer to the next); ``coupling=True`` gives coupling layers alternating which
-    half is kept (one pass each way, sampling as fast as density evaluation).
+    :func:`CouplingNSF` is the coupling variant that sbi builds.
 
     Arguments:
         features: Parameter dimension :math:`D`.
@@ -183,30 +181,71 @@ def NSF(
         bound: Spline interval half-width :math:`B`, in standardised units.
         hidden_features: Hidden widths of each conditioner.
         activation: Activation module class.
-        coupling: Coupling instead of autoregressive layers.
-        randperm: Autoregressive only: random orders instead of alternating ones.
+        randperm: Random orders instead of alternating ones.
         embedding: Optional embedding net for raw contexts.
 
     Example:
-        >>> NSF(2, 1, coupling=True).log_prob(torch.randn(3, 2), torch.randn(3, 1)).shape
+        >>> NSF(2, 1).log_prob(torch.randn(3, 2), torch.randn(3, 1)).shape
         torch.Size([3])
     """
-    spline = Spline(bins, bound)
-    if not coupling:
-        return _autoregressive(
-            spline, features, context, transforms, hidden_features, activation, randperm,
-            embedding,
-        )  # fmt: skip
-    layers = [
-        Coupling(features, context, spline, i % 2 == 1, hidden_features, activation)
-        for i in range(transforms)
-    ]
+    return _autoregressive(
+        Spline(bins, bound), features, context, transforms, hidden_features, activation,
+        randperm, embedding,
+    )  # fmt: skip
+
+
+def CouplingNSF(
+    features: int,
+    context: int = 0,
+    transforms: int = 5,
+    bins: int = 10,
+    bound: float = 3.0,
+    hidden_features: Sequence[int] = (50, 50),
+    embedding: nn.Module | None = None,
+) -> Flow:
+    r"""The neural spline flow of sbi (``density_estimator="nsf"``, built on nflows), layer for
+    layer: rational-quadratic spline coupling layers that map the even and the odd features
+    in turn, each followed by an :class:`~sbibench.nn.transforms.LULinear` layer (D > 1).
+
+    Each conditioner is a residual net of ``blocks`` blocks of ``hidden`` units whose blocks
+    the context gates (:class:`~sbibench.nn.base.ResidualNet`); the splines' raw widths and
+    heights are divided by :math:`\sqrt{\text{hidden}}`, as nflows does. Splines act on
+    :math:`[-B, B]` of the standardised parameters, identity outside. With D = 1 the
+    conditioner sees the context only.
+
+    Arguments:
+        features: Parameter dimension :math:`D`.
+        context: Context dimension :math:`C` after embedding (0: unconditional).
+        transforms: Number of coupling layers.
+        bins: Number of spline bins :math:`K`.
+        bound: Spline interval half-width :math:`B`, in standardised units.
+        hidden_features: One equal width per residual block of each conditioner.
+        embedding: Optional embedding net for raw contexts.
+
+    Example:
+        >>> CouplingNSF(2, 1).log_prob(torch.randn(3, 2), torch.randn(3, 1)).shape
+        torch.Size([3])
+    """
+    hidden, blocks = hidden_features[0], len(hidden_features)
+    if any(width != hidden for width in hidden_features):
+        raise ValueError(f"a residual net keeps one width; got hidden_features {hidden_features}")
+    spline = Spline(bins, bound, raw_scale=hidden**-0.5)
+    layers: list[nn.Module] = []
+    for i in range(transforms):
+        mapped = range(i % 2, features, 2) if features > 1 else [0]
+        layers.append(
+            Coupling(
+                features,
+                context,
+                spline,
+                hidden_features=(hidden,),
+                mapped=mapped,
+                residual_blocks=blocks,
+            )  # fmt: skip
+        )
+        if features > 1:
+            layers.append(LULinear(features))
     return Flow(layers, features, context, embedding)
-
-
-def CouplingNSF(features: int, context: int = 0, **options: object) -> Flow:
-    """:func:`NSF` with coupling layers (``coupling=True``); same options."""
-    return NSF(features, context, coupling=True, **options)  # type: ignore[arg-type]
 
 
 def RealNVP(

@@ -1,4 +1,5 @@
-"""Bijections for flows: univariate affine and spline maps, permutations, autoregressive and coupling layers.
+"""Bijections for flows: univariate affine and spline maps, permutations, autoregressive and
+coupling layers, and an LU-factored linear layer.
 
 Every layer maps data towards noise: ``forward(x, c) -> (y, ladj)`` and
 ``inverse(y, c) -> (x, ladj)``, where ``ladj`` ``(N,)`` is always
@@ -16,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import mlp
+from .base import ResidualNet, mlp
 from .made import MADE, split_params
 
-__all__ = ["Affine", "Autoregressive", "Coupling", "Permutation", "Spline"]
+__all__ = ["Affine", "Autoregressive", "Coupling", "LULinear", "Permutation", "Spline"]
 
 
 class Affine(nn.Module):
@@ -62,6 +63,9 @@ class Spline(nn.Module):
         bound: Half-width :math:`B` of the spline's interval.
         min_width: Smallest bin width and height, as a fraction of :math:`2B`.
         min_derivative: Smallest knot derivative.
+        raw_scale: Factor on the raw widths and heights before the softmax (nflows' coupling
+            splines divide them by the square root of the conditioner's width, which keeps
+            the first bins near uniform and slows their training).
 
     References:
         Neural Spline Flows (Durkan et al., 2019), https://arxiv.org/abs/1906.04032
@@ -73,12 +77,14 @@ class Spline(nn.Module):
         bound: float = 5.0,
         min_width: float = 1e-3,
         min_derivative: float = 1e-3,
+        raw_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if bins < 2 or bins * min_width >= 1:
             raise ValueError(f"need bins >= 2 and bins * min_width < 1, got {bins}, {min_width}")
         self.bins, self.bound = bins, bound
         self.min_width, self.min_derivative = min_width, min_derivative
+        self.raw_scale = raw_scale
         # softplus(0 + offset) + min_derivative == 1: a raw 0 gives the identity slope
         self._offset = math.log(math.expm1(1 - min_derivative))
         self.shapes = (bins, bins, bins - 1)
@@ -95,7 +101,10 @@ class Spline(nn.Module):
 
     def _knots(self, p: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor]:
         d = F.softplus(p[2] + self._offset) + self.min_derivative
-        return self._edges(p[0]), self._edges(p[1]), F.pad(d, (1, 1), value=1.0)
+        widths, heights = p[0], p[1]
+        if self.raw_scale != 1.0:
+            widths, heights = widths * self.raw_scale, heights * self.raw_scale
+        return self._edges(widths), self._edges(heights), F.pad(d, (1, 1), value=1.0)
 
     def _bin(self, knots: Tensor, v: Tensor, xs: Tensor, ys: Tensor, d: Tensor) -> tuple:
         k = (v[..., None] >= knots[..., 1:-1]).sum(-1, keepdim=True)
@@ -212,20 +221,25 @@ class Autoregressive(nn.Module):
 
 
 class Coupling(nn.Module):
-    r"""Coupling layer (Dinh et al., 2017): one block of features conditions the other.
+    r"""Coupling layer (Dinh et al., 2017): one set of features conditions the map of the rest.
 
-    With ``k = D // 2``, the first ``k`` features are kept and condition the map of
-    the last ``D - k`` (``reverse=True``: the last ``k`` are kept and condition the
-    first ``D - k``). With ``D = 1`` the single feature is mapped conditioned on the
-    context only.
+    By default, with ``k = D // 2``, the first ``k`` features are kept and condition the map
+    of the last ``D - k`` (``reverse=True``: the last ``k`` are kept and condition the first
+    ``D - k``). ``mapped`` names the mapped features instead (nflows alternates even and odd
+    ones). With ``D = 1`` the single feature is mapped conditioned on the context only.
 
     Arguments:
         features: Number of features :math:`D`.
         context: Number of context features.
         univariate: The univariate map (:class:`Affine` gives RealNVP).
-        reverse: Which block is kept.
-        hidden_features: Hidden widths of the conditioner MLP.
+        reverse: Which half is kept (when ``mapped`` is None).
+        hidden_features: Hidden widths of the conditioner MLP; with ``residual_blocks``, its
+            first entry is the residual net's width.
         activation: Activation module class.
+        mapped: Indices of the mapped features (None: the halves above).
+        residual_blocks: 0 for an MLP on the kept features and the context side by side; else
+            a :class:`~sbibench.nn.base.ResidualNet` of that many blocks whose blocks the
+            context gates (the conditioner of sbi's neural spline flow).
     """
 
     def __init__(
@@ -236,25 +250,41 @@ class Coupling(nn.Module):
         reverse: bool = False,
         hidden_features: Sequence[int] = (50, 50),
         activation: type[nn.Module] = nn.ReLU,
+        mapped: Sequence[int] | None = None,
+        residual_blocks: int = 0,
     ) -> None:
         super().__init__()
-        k = features // 2
-        self.univariate, self.reverse = univariate, reverse
-        self.kept, self.mapped = k, features - k
+        if mapped is None:
+            k = features // 2
+            mapped = range(features - k) if reverse else range(k, features)
+        mapped_index = torch.as_tensor(sorted(mapped), dtype=torch.long)
+        taken = set(mapped_index.tolist())
+        kept = torch.tensor([i for i in range(features) if i not in taken], dtype=torch.long)
+        self.register_buffer("mapped_index", mapped_index, persistent=False)
+        self.register_buffer("kept_index", kept, persistent=False)
+        self.register_buffer("order", torch.cat((kept, mapped_index)).argsort(), persistent=False)
+        self.univariate = univariate
+        self.mapped = len(mapped_index)
         out = self.mapped * sum(univariate.shapes)
-        self.net = mlp(k + context, out, hidden_features, activation)
+        self.residual = residual_blocks > 0
+        if self.residual:
+            hidden = hidden_features[0]
+            self.net = ResidualNet(len(kept), out, hidden, residual_blocks, activation, context)
+        else:
+            self.net = mlp(len(kept) + context, out, hidden_features, activation)
 
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if self.reverse:
-            return x[:, self.mapped :], x[:, : self.mapped]
-        return x[:, : self.kept], x[:, self.kept :]
+        return x[:, self.kept_index], x[:, self.mapped_index]
 
     def _join(self, kept: Tensor, mapped: Tensor) -> Tensor:
-        return torch.cat((mapped, kept) if self.reverse else (kept, mapped), dim=-1)
+        return torch.cat((kept, mapped), dim=-1)[:, self.order]
 
     def _params(self, kept: Tensor, c: Tensor | None) -> tuple[Tensor, ...]:
-        h = kept if c is None else torch.cat((kept, c), dim=-1)
-        return split_params(self.net(h), self.mapped, self.univariate.shapes)
+        if self.residual:
+            h = self.net(kept, c)
+        else:
+            h = self.net(kept if c is None else torch.cat((kept, c), dim=-1))
+        return split_params(h, self.mapped, self.univariate.shapes)
 
     def forward(self, x: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
         kept, mapped = self._split(x)
@@ -265,3 +295,42 @@ class Coupling(nn.Module):
         kept, mapped = self._split(y)
         x, ladj = self.univariate.inverse(mapped, self._params(kept, c))
         return self._join(kept, x), ladj.sum(-1)
+
+
+class LULinear(nn.Module):
+    r"""An invertible linear map :math:`y = L U x + b`, starting as the identity (nflows'
+    ``LULinear``, which sbi's neural spline flow puts after every coupling layer so that each
+    layer mixes the features).
+
+    :math:`L` is unit lower triangular, :math:`U` upper triangular with diagonal
+    :math:`\operatorname{softplus}(r) + 10^{-3}`, so :math:`\log|\det| = \sum \log U_{ii}`.
+
+    Arguments:
+        features: Number of features :math:`D`.
+    """
+
+    def __init__(self, features: int, min_diagonal: float = 1e-3) -> None:
+        super().__init__()
+        self.min_diagonal = min_diagonal
+        self.lower = nn.Parameter(torch.zeros(features, features))  # strictly lower part used
+        self.upper = nn.Parameter(torch.zeros(features, features))  # strictly upper part used
+        # softplus(r) + min_diagonal == 1 at the start
+        self.raw_diagonal = nn.Parameter(
+            torch.full((features,), math.log(math.expm1(1 - min_diagonal)))
+        )
+        self.bias = nn.Parameter(torch.zeros(features))
+
+    def _factors(self) -> tuple[Tensor, Tensor, Tensor]:
+        diagonal = F.softplus(self.raw_diagonal) + self.min_diagonal
+        lower = self.lower.tril(-1) + torch.eye(len(diagonal), dtype=diagonal.dtype)
+        upper = self.upper.triu(1) + torch.diag(diagonal)
+        return lower, upper, diagonal.log().sum()
+
+    def forward(self, x: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        lower, upper, ladj = self._factors()
+        return x @ upper.T @ lower.T + self.bias, ladj.expand(x.shape[0])
+
+    def inverse(self, y: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        lower, upper, ladj = self._factors()
+        z = torch.linalg.solve_triangular(lower, (y - self.bias).T, upper=False, unitriangular=True)
+        return torch.linalg.solve_triangular(upper, z, upper=True).T, ladj.expand(y.shape[0])
