@@ -13,13 +13,14 @@ batch with the failed rows NaN, for the method to drop like any invalid simulati
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution
+from torch.distributions import Distribution, constraints
 
 from sbibench.failures import simulate_or_nan
 from sbibench.methods.base import (
@@ -169,6 +170,25 @@ def _annotate(posterior: Any, task: Task, timings: Timings) -> None:
             setattr(posterior, attribute, value)
 
 
+def float32_constraint(constraint: Any) -> Any:
+    """``constraint`` with its bounds in float32: sbi builds its transform from the support
+    and checks it on float32 draws, which float64 bounds would turn into float64. Constraints
+    without bounds come back as they are."""
+    if isinstance(constraint, constraints.independent):
+        base = float32_constraint(constraint.base_constraint)
+        return constraints.independent(base, constraint.reinterpreted_batch_ndims)
+    bounds = {
+        name: getattr(constraint, name).float()
+        for name in ("lower_bound", "upper_bound")
+        if isinstance(getattr(constraint, name, None), Tensor)
+    }
+    if not bounds:
+        return constraint
+    fresh = copy.copy(constraint)  # interval, half-open interval, greater/less than: same kind
+    fresh.__dict__.update(bounds)
+    return fresh
+
+
 class Float32Prior(Distribution):
     """A task's float64 prior seen in float32, as the sbi package and sbibm expect."""
 
@@ -178,7 +198,7 @@ class Float32Prior(Distribution):
 
     @property
     def support(self) -> Any:
-        return self.base.support
+        return float32_constraint(self.base.support)
 
     @property
     def mean(self) -> Tensor:

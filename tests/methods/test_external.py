@@ -126,3 +126,20 @@ def test_the_sbi_packages_npe_through_the_adapter():
     # Each observation's draws are exactly those it gets on its own.
     assert torch.equal(batch[:, 1], posterior.sample(200, task.observation(2), seed=4))
     assert posterior.log_prob(batch[:5, 0], task.observation(1)).shape == (5,)
+
+
+@pytest.mark.parametrize("task_name", ["two_moons", "gaussian_mixture"])
+def test_the_sbi_adapter_takes_a_box_prior(task_name):
+    """A box prior's bounds reach sbi in float32: sbi builds its transform from the support
+    and checks it on float32 draws, which float64 bounds turned into a dtype error."""
+    pytest.importorskip("sbi", reason="the sbi adapter needs the optional sbi package")
+    task = get_task(task_name)
+    method = get_method("sbi", inference="NPE", training={"max_num_epochs": 5})
+    posterior = method.fit(task, 300, seed=0)
+    samples = posterior.sample(100, task.observation(1), seed=0)
+    low, high = (
+        task.prior.support.base_constraint.lower_bound,
+        task.prior.support.base_constraint.upper_bound,
+    )
+    assert samples.dtype == torch.float64 and samples.shape == (100, 2)
+    assert ((samples >= low) & (samples <= high)).all()
