@@ -549,8 +549,9 @@ def _sbibm_cross_validate(
             if not len(active):
                 break
             weights, optimizer = _models_kept(weights, optimizer, keep)
-    for f, w in zip(final, weights, strict=True):  # models that ran out of epochs
-        f[active] = w.detach()
+    if len(active):  # models that ran out of epochs (none left where the last ones stopped)
+        for f, w in zip(final, weights, strict=True):
+            f[active] = w.detach()
     accuracies, correct = [], 0
     with torch.no_grad():
         for m, test in enumerate(tests):

@@ -157,6 +157,17 @@ def test_sbibm_recipe_scores_the_bayes_accuracy_and_stops_on_its_training_loss()
         c2st(_normal(50, 1, 1), _normal(50, 1, 2), recipe="sbibm", null="permutation")
 
 
+def test_sbibm_recipe_survives_its_last_models_stopping_in_the_same_epoch():
+    """On these 40 vs 40 draws the last two fold models stop in the same epoch; the recipe
+    once then copied weights of two models into none and failed (a two_moons REJ-ABC score
+    of the sbibm suite did)."""
+    g = torch.Generator().manual_seed(49)
+    x = torch.randn(40, 1, generator=g, dtype=torch.float64)
+    y = torch.randn(40, 1, generator=g, dtype=torch.float64) + 1
+    score = c2st(x, y, seed=0, recipe="sbibm")
+    assert 0.5 <= score.value <= 1.0 and score.details["epochs"] < 10_000
+
+
 def _sklearn_sbibm_c2st(x, y, seed):
     """sbibm 1.1.0's ``c2st`` (sbibm/metrics/c2st.py) in substance, on scikit-learn itself."""
     import numpy as np
