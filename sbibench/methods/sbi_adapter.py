@@ -16,6 +16,7 @@ log|det dT/du| taken off): what sbibm's automatic transforms do. Other priors go
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, ClassVar
 
 import torch
@@ -34,7 +35,7 @@ from sbibench.methods.posteriors import BasePosterior
 from sbibench.methods.training import prior_simulations
 from sbibench.task import Task
 
-__all__ = ["Sbi", "SbiPosterior", "sbi_prior"]
+__all__ = ["Sbi", "SbiDensityPosterior", "SbiPosterior", "SbiPotentialPosterior", "sbi_prior"]
 
 INFERENCE = ("NPE", "NLE", "NRE", "FMPE")
 
@@ -73,8 +74,8 @@ class SbiPosterior(BasePosterior):
         samples = samples.double()
         return samples if self.transform is None else self.transform(samples)
 
-    def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
-        """(N, D) and (M,) -> (N,), sbi's (normalised where sbi normalises)."""
+    def _log_q(self, theta: Tensor, x: Tensor) -> Tensor:
+        """sbi's log-density of theta (N, D) at x (M,), Jacobian of ``transform`` included."""
         x = self.check(x)
         if self.transform is None:
             return self.posterior.log_prob(theta.float(), x=x.float().unsqueeze(0)).double()
@@ -82,6 +83,27 @@ class SbiPosterior(BasePosterior):
         u = self.transform.inv(theta)
         log_q = self.posterior.log_prob(u.float(), x=x.float().unsqueeze(0)).double()
         return log_q - log_abs_det(self.transform, u, theta)
+
+
+class SbiDensityPosterior(SbiPosterior):
+    """An sbi posterior whose density sbi normalises (NPE, FMPE)."""
+
+    def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
+        """(N, D) and (M,) -> (N,)."""
+        return self._log_q(theta, x)
+
+
+class SbiPotentialPosterior(SbiPosterior):
+    """An sbi posterior sampled by MCMC (NLE, NRE), whose density sbi knows only up to a
+    constant per observation: no NLL is scored from it, as for sbibench's own NLE and NRE."""
+
+    def unnormalized_log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
+        """(N, D) and x (M,) or (N, M) -> (N,), up to a constant per observation."""
+        if x.ndim == 2:  # rows paired with theta's, as calibration asks
+            return torch.cat([self._log_q(t[None], row) for t, row in zip(theta, x, strict=True)])
+        with warnings.catch_warnings():  # sbi warns that it is unnormalised: we know
+            warnings.filterwarnings("ignore", "The log-probability is unnormalized")
+            return self._log_q(theta, x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,4 +148,5 @@ class Sbi:
             inference.append_simulations(theta.float(), run.x.float())
             inference.train(**self.training)
             posterior = inference.build_posterior(**self.posterior)
-        return SbiPosterior(posterior, task, run.bookkeeping, transform)
+        kind = SbiPotentialPosterior if self.inference in ("NLE", "NRE") else SbiDensityPosterior
+        return kind(posterior, task, run.bookkeeping, transform)

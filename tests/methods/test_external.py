@@ -143,3 +143,19 @@ def test_the_sbi_adapter_takes_a_box_prior(task_name):
     )
     assert samples.dtype == torch.float64 and samples.shape == (100, 2)
     assert ((samples >= low) & (samples <= high)).all()
+
+
+def test_the_sbi_adapter_offers_no_normalised_density_for_nle():
+    """sbi's NLE and NRE posteriors are sampled by MCMC and their log_prob is unnormalised, so
+    the adapter offers only an unnormalised density: no NLL is scored from it."""
+    pytest.importorskip("sbi", reason="the sbi adapter needs the optional sbi package")
+    from sbibench.methods.base import HasLogProb, HasUnnormalizedLogProb
+
+    task = get_task("normal_mean")
+    posterior = get_method("sbi", inference="NLE", training={"max_num_epochs": 3}).fit(task, 300, 0)
+    assert not isinstance(posterior, HasLogProb)
+    assert isinstance(posterior, HasUnnormalizedLogProb)
+    theta = task.sample_prior(5, torch.Generator().manual_seed(0))
+    assert posterior.unnormalized_log_prob(theta, task.observation(1)).shape == (5,)
+    npe = get_method("sbi", inference="NPE", training={"max_num_epochs": 3}).fit(task, 300, 0)
+    assert isinstance(npe, HasLogProb)
