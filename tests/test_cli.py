@@ -14,7 +14,7 @@ from sbibench.cli import main
 from sbibench.paths import data_dir
 from sbibench.records import completed_keys
 
-SHIPPED = ["frontier", "full", "ladder", "quick", "sbibm", "standard"]
+SHIPPED = ["frontier", "full", "ladder", "quick", "sbi-crosscheck", "sbibm", "standard"]
 
 
 def sbibench_command(*args, env=None):

@@ -79,8 +79,16 @@ def test_without_entry_points_the_table_is_the_builtin_one():
     assert set(table) == {"a"} | installed
 
 
-def test_list_suites_names_the_six_shipped_suites():
-    assert list_suites() == ["frontier", "full", "ladder", "quick", "sbibm", "standard"]
+def test_list_suites_names_the_seven_shipped_suites():
+    assert list_suites() == [
+        "frontier",
+        "full",
+        "ladder",
+        "quick",
+        "sbi-crosscheck",
+        "sbibm",
+        "standard",
+    ]
     assert all((SUITES_DIR / f"{name}.toml").is_file() for name in list_suites())
 
 
