@@ -40,7 +40,7 @@ for a spline flow), sbi's training settings, and slice sampling with 100 chains.
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -121,8 +121,10 @@ def _estimator(config: NLE | SNLE, task: Task, u: Tensor, data: Tensor) -> Estim
     return estimator.standardize_(data + centre, u)
 
 
-def _train(config: NLE | SNLE, estimator: Estimator, u: Tensor, data: Tensor, seed: int,
-           task: Task) -> None:  # fmt: skip
+def _train(config: NLE | SNLE, estimator: Estimator, u: Tensor, data: Tensor,
+           settings: dict[str, Any], task: Task) -> None:  # fmt: skip
+    """Fit ``estimator`` to the data given u with the training ``settings``
+    (`TrainingSettings.fit_settings`)."""
     dequantise = _dequantised(task, config.summary)
     if task.padded_sets:  # every present element, paired with its set's parameters
         data, u, _ = set_elements(u, data)
@@ -133,7 +135,7 @@ def _train(config: NLE | SNLE, estimator: Estimator, u: Tensor, data: Tensor, se
             data_ = data_ + torch.rand(data_.shape, generator=generator)
         return -estimator.log_prob(data_, u_).mean()
 
-    train(estimator, loss, (data, u), **config.fit_settings(seed))
+    train(estimator, loss, (data, u), **settings)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,7 +155,7 @@ class NLE(EstimatorSettings, MCMCSettings, TrainingSettings):
         with prior_simulations(task, num_simulations, seed) as run:
             u, data = run.u, _data(self, task, run.x)
             estimator = _estimator(self, task, u, data)
-            _train(self, estimator, u, data, seed, task)
+            _train(self, estimator, u, data, self.fit_settings(seed), task)
         potential = likelihood_potential(estimator, task, self.summary)
         return MCMCPosterior(potential, task, self, run.bookkeeping)
 
@@ -177,7 +179,8 @@ class SNLE(EstimatorSettings, MCMCSettings, RoundsSettings, TrainingSettings):
                 estimators.append(_estimator(self, task, u, data))
             estimator = estimators[0]
             estimator.train().requires_grad_(True)
-            _train(self, estimator, u, data, seed + r, task)
+            settings = self.round_fit_settings(seed + r, num_simulations)
+            _train(self, estimator, u, data, settings, task)
             return likelihood_potential(estimator, task, self.summary)
 
         def data(x: Tensor) -> Tensor:

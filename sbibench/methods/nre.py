@@ -124,13 +124,17 @@ def sre(config: NRE_B | SNRE_B, classifier: Classifier, u: Tensor, x: Tensor) ->
 Ratio = Any  # ClassifierSettings, MCMCSettings and TrainingSettings, with a loss
 
 
-def _train(config: Ratio, classifier: Classifier, u: Tensor, x: Tensor, seed: int) -> None:
+def _train(
+    config: Ratio, classifier: Classifier, u: Tensor, x: Tensor, settings: dict[str, Any]
+) -> None:
+    """Train ``classifier`` on (u, x) with ``config.loss`` and the training ``settings``
+    (`TrainingSettings.fit_settings`)."""
     classifier.train().requires_grad_(True)
     train(
         classifier,
         lambda u_, x_: config.loss(classifier, u_, x_),
         (u, x),
-        **config.fit_settings(seed),
+        **settings,
         min_batch_size=2,  # a row's contrasts are other rows of its minibatch
     )
 
@@ -141,7 +145,7 @@ def _fit(config: Ratio, task: Task, num_simulations: int, seed: int) -> MCMCPost
     with prior_simulations(task, num_simulations, seed) as run:
         u, x = run.u, run.x.float()
         classifier = config.build(task, u, x)
-        _train(config, classifier, u, x, seed)
+        _train(config, classifier, u, x, config.fit_settings(seed))
     return MCMCPosterior(ratio_potential(classifier), task, config, run.bookkeeping)
 
 
@@ -156,7 +160,8 @@ def _run(
     def learn(r: int, u: Tensor, x: Tensor) -> Potential:
         if r == 0:
             classifiers.append(config.build(task, u, x))
-        _train(config, classifiers[0], u, x, seed + r)
+        settings = config.round_fit_settings(seed + r, num_simulations)
+        _train(config, classifiers[0], u, x, settings)
         return ratio_potential(classifiers[0])
 
     return mcmc_rounds(task, observation, config, num_simulations, config.rounds, seed, learn)

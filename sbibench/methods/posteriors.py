@@ -5,7 +5,8 @@
   method, the observation it was trained for; it checks every observation (and refuses any
   other than its own), times the ``sample`` phase and draws for one observation or a batch
   (`sample_observations`). A posterior supplies only its draws for one observation.
-- `NeuralPosterior` (NPE, SNPE-B/C, any estimator with ``sample`` and ``log_prob``) and
+- `NeuralPosterior` (NPE, SNPE-B/C, any estimator with ``sample`` and ``log_prob``),
+  `TruncatedPosterior` (the same fitted on theta itself, leakage rejected) and
   `ODEPosterior` (FMPE, NPSE).
 - `ParticlePosterior`, `scaled_distance` and `cv_bandwidth`: the weighted-particle posterior
   and distance of the ABC methods (rejection ABC, SMC-ABC).
@@ -39,6 +40,7 @@ __all__ = [
     "NeuralPosterior",
     "ODEPosterior",
     "ParticlePosterior",
+    "TruncatedPosterior",
     "cv_bandwidth",
     "estimator_density",
     "sample_observations",
@@ -184,6 +186,77 @@ class NeuralPosterior(BasePosterior):
         """log q(theta | x): theta (N, D) and x (M,) -> (N,), Jacobian included."""
         log_q, _, log_det = estimator_density(self.estimator, self.transform, theta, self.check(x))
         return log_q - log_det
+
+
+class TruncatedPosterior(BasePosterior):
+    """q(theta | x) restricted to the prior's support: an estimator of theta itself whose draws
+    outside the support are rejected, and whose density is divided by its mass inside
+    (amortized, unless given the ``observation`` of a sequential method). sbi's leakage
+    correction; NPE and SNPE-C with ``space = "constrained"``.
+
+    ``sample(n, x, seed)``: x (M,) -> (n, D) float64, every draw inside the support.
+    ``log_prob(theta, x)``: (N, D) and (M,) -> (N,), -inf outside the support.
+    ``acceptance(x)``: the estimator's mass inside the support, from ``leakage_draws`` draws.
+    """
+
+    batch = True
+    leakage_draws: ClassVar[int] = 10_000
+    min_acceptance: ClassVar[float] = 1e-4  # below it, sampling would take too long: refused
+
+    def __init__(
+        self,
+        estimator: Estimator,
+        task: Task,
+        bookkeeping: Bookkeeping,
+        observation: Tensor | None = None,
+    ) -> None:
+        self.estimator = estimator.eval()
+        super().__init__(task, bookkeeping, observation)
+
+    def _inside(self, theta: Tensor) -> Tensor:
+        return self.task.prior.support.check(theta)
+
+    @torch.no_grad()
+    def _draw(self, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        kept: list[Tensor] = []
+        found, drawn = 0, 0
+        while found < n:
+            # ask for what is missing over the acceptance so far, a fifth more, at least 1,000
+            rate = found / drawn if drawn else 1.0
+            if drawn >= self.leakage_draws and rate < self.min_acceptance:
+                raise RuntimeError(self._leaking(x, rate))
+            size = max(1000, math.ceil(1.2 * (n - found) / max(rate, self.min_acceptance)))
+            size = min(size, 1_000_000)
+            theta = self.estimator.sample(size, x.float(), generator=generator).double()
+            inside = theta[self._inside(theta)]
+            kept.append(inside)
+            found, drawn = found + len(inside), drawn + size
+        return torch.cat(kept)[:n]
+
+    def _leaking(self, x: Tensor, rate: float) -> str:
+        return (
+            f"task {self.task.name!r}: only {rate:.2e} of the estimator's draws fall inside the "
+            f"prior's support for x = {x.tolist()}; fit with space = 'unconstrained'"
+        )
+
+    @torch.no_grad()
+    def acceptance(self, x: Tensor) -> float:
+        """The share of the estimator's draws for x (M,) that fall inside the support."""
+        x = self.check(x)
+        gen = torch.Generator().manual_seed(0)  # the same estimate on every call
+        theta = self.estimator.sample(self.leakage_draws, x.float(), generator=gen).double()
+        return float(self._inside(theta).double().mean())
+
+    @torch.no_grad()
+    def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
+        """log q(theta | x) - log P_q(support | x): theta (N, D) and x (M,) -> (N,)."""
+        x = self.check(x)
+        theta = theta.double()
+        accepted = self.acceptance(x)
+        if accepted < self.min_acceptance:
+            raise RuntimeError(self._leaking(x, accepted))
+        log_q = self.estimator.log_prob(theta.float(), x.float()).double() - math.log(accepted)
+        return torch.where(self._inside(theta), log_q, -math.inf)
 
 
 def estimator_density(

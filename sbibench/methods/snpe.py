@@ -17,7 +17,10 @@ they undo the proposal (u = T^-1(theta) throughout, the prior pushed to u-space)
 - ``snpe_c`` (Greenberg et al. 2019, "APT", atomic loss): for each pair (u_i, x_i) in a batch
   and ``num_atoms - 1`` other parameters of the batch, minimise
   -log softmax_j [log q(u_j | x_i) - log p(u_j)] at j = i; round 1 uses maximum likelihood.
-  Proposals are the current posterior estimate.
+  Proposals are the current posterior estimate. ``space = "constrained"`` fits theta itself,
+  as sbi and sbibm's SNPE-C do: proposals and the posterior reject the estimator's draws
+  outside the prior's support, the atoms' prior density is p(theta), and the posterior's
+  density is divided by its mass inside the support (`TruncatedPosterior`).
 """
 
 from __future__ import annotations
@@ -39,11 +42,17 @@ from sbibench.methods.base import (
     other_rows,
     unconstrained,
 )
-from sbibench.methods.posteriors import BasePosterior, NeuralPosterior, estimator_density
+from sbibench.methods.posteriors import (
+    BasePosterior,
+    NeuralPosterior,
+    TruncatedPosterior,
+    estimator_density,
+)
 from sbibench.methods.settings import estimator_name, setting
 from sbibench.methods.training import (
     EstimatorSettings,
     RoundsSettings,
+    SpaceSettings,
     TrainingSettings,
     run_rounds,
     validation_noise,
@@ -81,18 +90,38 @@ def _flow_density(estimator: Estimator, observation: Tensor) -> LogDensity:
     return log_density
 
 
+def _constrained(config: Any, task: Task) -> bool:
+    """Whether the variant fits theta itself (SNPE-C's ``space``); the others fit u."""
+    return isinstance(config, SpaceSettings) and config.constrained(task)
+
+
+def _log_prior(config: Any, task: Task, u: Tensor) -> Tensor:
+    """(N, D) -> (N,) float64: the prior's log-density where the estimator works (on theta
+    itself when constrained, else pushed to u = T^-1(theta))."""
+    if _constrained(config, task):
+        return task.prior.log_prob(u.double()).double()
+    return log_prior_unconstrained(task, u)
+
+
 def _max_likelihood(config, estimator, task, u, x, mixture, first):
     return (lambda u_, x_: -estimator.log_prob(u_, x_).mean()), (u, x)
 
 
 def _flow_proposal(config, estimator, task, observation, size, mixture, generator):
-    """Draw ``size`` u ~ the current posterior estimate; its log-density."""
+    """Draw ``size`` u ~ the current posterior estimate (inside the support when constrained);
+    its log-density."""
+    if _constrained(config, task):
+        truncated = TruncatedPosterior(copy.deepcopy(estimator), task, Bookkeeping(), observation)
+        u = truncated._draw(size, observation, generator)
+        return u, lambda u_: truncated.log_prob(u_, observation)
     with torch.no_grad():
         u = estimator.sample(size, observation.float(), generator=generator).double()
     return u, _flow_density(estimator, observation)
 
 
 def _neural_result(config, estimator, task, observation, bookkeeping, mixture, generator):
+    if _constrained(config, task):
+        return TruncatedPosterior(estimator, task, bookkeeping, observation)
     return NeuralPosterior(estimator, task, bookkeeping, observation=observation)
 
 
@@ -117,19 +146,22 @@ def _sequential(
 
     def learn(r: int, size: int, u: Tensor, x: Tensor) -> None:
         if r == 0:  # z-scoring from the prior's round, as sbi does
-            mixture.add(size, lambda u_: log_prior_unconstrained(task, u_))
+            mixture.add(size, lambda u_: _log_prior(config, task, u_))
             fitted.append(config.build(task, u, x))
         step, tensors = config._loss(fitted[0], task, u, x, mixture, first=r == 0)
-        settings = config.fit_settings(seed + r)
+        settings = config.round_fit_settings(seed + r, num_simulations)
         train(fitted[0], step, tensors, **settings, min_batch_size=config.min_batch_size)
 
-    run = run_rounds(task, num_simulations, config.rounds, seed, propose, learn)
+    constrained = _constrained(config, task)
+    run = run_rounds(
+        task, num_simulations, config.rounds, seed, propose, learn, constrained=constrained
+    )
     return config._result(fitted[0], task, observation, run.bookkeeping, mixture, run.generator)
 
 
 @dataclasses.dataclass(frozen=True)
-class SNPEC(EstimatorSettings, RoundsSettings, TrainingSettings):
-    """APT with the atomic loss; see the module docstring."""
+class SNPEC(EstimatorSettings, SpaceSettings, RoundsSettings, TrainingSettings):
+    """APT with the atomic loss; see the module docstring (``space``: `SpaceSettings`)."""
 
     name: ClassVar[str] = "snpe_c"
     min_batch_size: ClassVar[int] = 2  # an atom set needs another row of the minibatch
@@ -142,7 +174,7 @@ class SNPEC(EstimatorSettings, RoundsSettings, TrainingSettings):
             return _max_likelihood(self, estimator, task, u, x, mixture, first)
         atoms = self.num_atoms
         # The prior's log-density of every row, once per round: an atom is a row of the batch.
-        log_prior = log_prior_unconstrained(task, u.double()).float()
+        log_prior = _log_prior(self, task, u).float()
 
         def atomic(u_: Tensor, x_: Tensor, log_p_: Tensor) -> Tensor:
             batch = u_.shape[0]

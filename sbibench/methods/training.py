@@ -8,6 +8,8 @@ the rest from here:
   arguments of `train`.
 - `EstimatorSettings`: a density estimator with its embedding (NPE, SNPE, NLE), listed beside
   `TrainingSettings`; `build` makes the estimator of the parameters given the data.
+- `SpaceSettings`: where a posterior estimator fits the parameters (NPE, SNPE-C): on
+  u = T^-1(theta), or on theta itself as sbi does.
 - `prior_simulations`: the preamble of an amortized fit (timings, seeding, the budgeted
   simulator, the whole budget from the prior predictive, the validity filter, the train phase,
   the unconstrained parameters u = T^-1(theta)).
@@ -27,6 +29,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from torch.distributions.transforms import identity_transform
 
 from sbibench.methods.base import (
     Bookkeeping,
@@ -46,6 +49,7 @@ from sbibench.task import Task
 __all__ = [
     "RoundsSettings",
     "ClassifierSettings",
+    "SpaceSettings",
     "EstimatorSettings",
     "Simulations",
     "TrainingSettings",
@@ -130,16 +134,54 @@ build = EstimatorSettings.build  # build(config, task, u, x)
 
 
 @dataclasses.dataclass(frozen=True)
+class SpaceSettings:
+    """Where a posterior estimator fits the parameters.
+
+    Arguments:
+        space: ``"unconstrained"`` (u = T^-1(theta) on R^d: every draw inside the prior's
+            support), or ``"constrained"`` (theta itself, as sbi and sbibm's NPE and SNPE do:
+            draws outside the support are rejected and the density divided by the mass
+            inside, `TruncatedPosterior`).
+    """
+
+    space: str = setting("unconstrained", one_of("unconstrained", "constrained"))
+
+    def constrained(self, task: Task) -> bool:
+        """Whether to fit theta itself; a ValueError for a prior on the simplex, which has no
+        density in D dimensions."""
+        if self.space == "constrained" and dim_unconstrained(task) != task.dim_parameters:
+            raise ValueError(
+                f"task {task.name!r}: a prior on the simplex has no density in "
+                f"{task.dim_parameters} dimensions; use space = 'unconstrained' there"
+            )
+        return self.space == "constrained"
+
+
+@dataclasses.dataclass(frozen=True)
 class RoundsSettings:
     """A sequential method: one run per observation, in ``rounds`` equal parts of the budget,
     each simulated from the proposal the last one learnt (`run_rounds`, `mcmc_rounds`).
 
     Arguments:
         rounds: how many rounds.
+        round_batches: batches of at most one round's share of the budget (num_simulations //
+            rounds, at least 2), as sbibm's sequential methods train: sbibm lowers its
+            training batch size to that share, so its 10,000 means 100 rows at 10^3
+            simulations in 10 rounds.
     """
 
     amortized: ClassVar[bool] = False
     rounds: int = 10
+    round_batches: bool = False
+
+    def round_fit_settings(self, seed: int, num_simulations: int) -> dict[str, Any]:
+        """`fit_settings` (the config's `TrainingSettings`) of one round's training run, the
+        batch size capped by ``round_batches``."""
+        settings = self.fit_settings(seed)  # type: ignore[attr-defined]
+        if self.round_batches:
+            share = max(2, num_simulations // self.rounds)
+            settings["batch_size"] = min(settings["batch_size"], share)
+        return settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,6 +337,7 @@ def run_rounds(
     propose: Propose,
     learn: Learn,
     data: Callable[[Tensor], Tensor] = _float,
+    constrained: bool = False,
 ) -> Simulations:
     """The round loop of a sequential method, under `seeded` (seed).
 
@@ -302,13 +345,14 @@ def run_rounds(
     prior draws; round r > 1 simulates T(u) for ``propose(size, generator)`` (timed as the
     propose phase). After each round ``learn(r, size, u, data)`` (r from 0, timed as the
     train phase) sees every valid simulation so far: u (N, D) float32 and ``data(x)`` (N, ...)
-    (float32 x unless the method models something else, such as summaries).
+    (float32 x unless the method models something else, such as summaries). With
+    ``constrained``, u is theta itself (T the identity; proposals must lie in the support).
 
     Returns:
         The run's `Simulations`; its ``theta`` and ``x`` are those of the last round.
     """
     timings = Timings()
-    transform = unconstrained(task)
+    transform = identity_transform if constrained else unconstrained(task)
     with seeded(seed) as generator:
         budget = SimulationBudget(task, num_simulations, generator, timings)
         us, datas = [], []

@@ -77,7 +77,8 @@ def test_nle_dequantises_counts(name):
         return log_prob(data, u_)
 
     estimator.log_prob = recording
-    _train(get_method("nle", max_epochs=2), estimator, u, x, 0, task)
+    config = get_method("nle", max_epochs=2)
+    _train(config, estimator, u, x, config.fit_settings(0), task)
     training = torch.cat([data for mode, data in seen if mode])
     validation = [data for mode, data in seen if not mode]
     assert len(validation) == 2 and torch.equal(validation[0], validation[1])

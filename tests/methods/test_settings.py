@@ -76,3 +76,35 @@ def test_the_base_posterior_checks_times_and_keeps_the_bookkeeping():
         amortized.check_batch(x_1)
     with pytest.raises(TypeError, match="bookkeeping must be a Bookkeeping"):
         Constant(task, None)
+
+
+@pytest.mark.parametrize("round_batches", [True, False])
+@pytest.mark.parametrize("name", ["snpe_c", "snle", "snre_b"])
+def test_round_batches_caps_every_round_at_one_round_of_simulations(name, round_batches):
+    """sbibm lowers a sequential method's batch size to one round's share of the budget: with
+    ``round_batches``, 300 simulations in 3 rounds train on minibatches of at most 100 rows
+    (round 3 pools 270 training rows: 100, 100, 70); without, batches of 10,000 take all 270."""
+    import sbibench.methods.nle as nle
+    import sbibench.methods.nre as nre
+    import sbibench.methods.snpe as snpe
+
+    module = {"snpe_c": snpe, "snle": nle, "snre_b": nre}[name]
+    sizes: list[int] = []
+    train = module.train
+
+    def recording_train(net, loss_fn, tensors, **settings):
+        def loss(*batch):
+            if net.training:
+                sizes.append(len(batch[0]))
+            return loss_fn(*batch)
+
+        return train(net, loss, tensors, **settings)
+
+    task = get_task("two_moons")
+    method = get_method(
+        name, rounds=3, batch_size=10_000, round_batches=round_batches, max_epochs=1
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "train", recording_train)
+        method.run(task, task.observation(1), 300, 0)
+    assert max(sizes) == (100 if round_batches else 270)
