@@ -142,7 +142,7 @@ def _run(args: argparse.Namespace) -> int:
     summary = run_suite(
         suite, out, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
         progress=not args.no_progress, threads=args.threads, rerun_stale=args.rerun_stale,
-        timeout=args.timeout, only=only,
+        timeout=args.timeout, only=only, allow_dirty=args.allow_dirty,
     )  # fmt: skip
     for path in summary.broken:
         print(f"sbibench: unreadable record moved aside and its job run again: {path}")
@@ -324,6 +324,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--rerun-stale", action="store_true",
         help="move records made by other code or task data to OUT/stale/ and run them again",
+    )  # fmt: skip
+    run.add_argument(
+        "--allow-dirty", action="store_true",
+        help="run although sbibench's package (in its source checkout) has uncommitted "
+        "changes; the records then name the revision <commit>-dirty (default: refuse)",
     )  # fmt: skip
     for flag, kind, what in (
         ("--tasks", str, "tasks"),

@@ -37,6 +37,7 @@ from sbibench.scoring import registered, score_columns
 __all__ = [
     "IDENTITY",
     "PROVENANCE",
+    "DirtyPackageError",
     "TRAILER",
     "FolderState",
     "RecordError",
@@ -45,6 +46,7 @@ __all__ = [
     "completed_keys",
     "environment",
     "load_results",
+    "package_changes",
     "new_record",
     "read_job",
     "read_ranks",
@@ -81,7 +83,8 @@ TRAILER: dict[str, type] = {
     # what must equal today's for a record to be reused (`PROVENANCE`)
     "sbibench_version": str, "code_digest": str, "task_digest": str,
     # where and how it ran (`environment`), and the CPU of the worker that ran it
-    "torch_version": str, "python_version": str, "git_revision": str, "project_revision": str,
+    "torch_version": str, "numpy_version": str, "scipy_version": str, "python_version": str,
+    "git_revision": str, "project_revision": str,
     "machine": str, "cores": int, "threads": int, "timestamp": str, "cpu": str,
     "key": str,
 }  # fmt: skip
@@ -95,7 +98,7 @@ PROVENANCE = ("sbibench_version", "code_digest", "task_digest")
 
 class RunFolder:
     """Where each file of a run folder lives: ``path`` and, below it, ``records``, ``suite``
-    (suite.toml), ``table`` (results.csv), ``broken``, ``stale``, ``running`` (.running),
+    (suite.toml), ``table`` (results.csv) and ``parquet`` (its copy), ``broken``, ``stale``, ``running`` (.running),
     ``lock`` (.lock, held by the run using the folder), ``slurm`` and ``exports`` (what
     `sbibench simulate` withholds, `sbibench.run.export`); `record` and `ranks` name a job's
     files, `export` an export's folder.
@@ -110,6 +113,7 @@ class RunFolder:
         self.records = self.path / "records"
         self.suite = self.path / "suite.toml"
         self.table = self.path / "results.csv"
+        self.parquet = self.path / "results.parquet"
         self.broken, self.stale = self.path / "broken", self.path / "stale"
         self.running, self.slurm = self.path / ".running", self.path / "slurm"
         self.lock = self.path / ".lock"
@@ -182,6 +186,11 @@ class RecordError(ValueError):
 
 class StaleRecordsError(RecordError):
     """Records made by other code or data than today's; the message names them."""
+
+
+class DirtyPackageError(RecordError):
+    """A run from a checkout whose package files have uncommitted changes (`package_changes`):
+    its records could not be traced to a commit; the message names the files."""
 
 
 @dataclasses.dataclass
@@ -318,13 +327,21 @@ def read_records(folder: Path) -> list[dict]:
 
 
 def rebuild_table(folder: Path) -> Path:
-    """Rebuild ``folder/results.csv`` from the record files; returns its path."""
+    """Rebuild ``folder/results.csv`` from the record files, and its copy ``results.parquet``
+    where pyarrow is installed (where it is not, an earlier copy is removed: it would be
+    stale); returns the csv's path."""
     import pandas as pd
 
     table = _ordered(pd.DataFrame(read_records(folder)))
-    path = RunFolder(folder).table
-    write_atomic(path, table.to_csv(index=False).encode())
-    return path
+    files = RunFolder(folder)
+    write_atomic(files.table, table.to_csv(index=False).encode())
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        files.parquet.unlink(missing_ok=True)
+    else:
+        write_atomic(files.parquet, table.to_parquet(index=False))
+    return files.table
 
 
 # What a record stands for in a folder: two records of one (task, method label, budget, seed,
@@ -398,31 +415,54 @@ def _revision(folder: Path) -> str:
     return revision
 
 
-def sbibench_revision() -> str:
-    """sbibench's own commit: from its source checkout when it runs from one (the package
-    folder sits at the top of a git work tree beside sbibench's pyproject.toml), else the
-    commit its wheel was built from (``_data/REVISION``, written at build time); "" when
-    neither is known. An installed copy inside someone else's repository never records
-    their commit."""
-    package = Path(__file__).resolve().parent
-    root = package.parent
+def _checkout() -> Path | None:
+    """The git work tree sbibench runs from (the package folder at its top, beside sbibench's
+    pyproject.toml); None for an installed copy, even one inside another repository."""
+    root = Path(__file__).resolve().parent.parent
     pyproject = root / "pyproject.toml"
     if pyproject.is_file() and 'name = "sbibench"' in pyproject.read_text():
         top = _git(root, "rev-parse", "--show-toplevel")
         if top and Path(top).resolve() == root:
-            return _revision(root)
-    built = package / "_data" / "REVISION"
+            return root
+    return None
+
+
+def package_changes() -> list[str]:
+    """The paths (relative to the checkout) of the sbibench package's files that differ from
+    its commit: changed, added, removed, or new and not ignored; [] for an installed copy.
+    Only the package counts: results, docs and tests written beside it do not change the
+    numbers it computes."""
+    root = _checkout()
+    if root is None:
+        return []
+    status = _git(root, "status", "--porcelain", "--untracked-files=all", "--", "sbibench")
+    return [line[2:].strip() for line in status.splitlines()]  # "XY path", X may be cut
+
+
+def sbibench_revision() -> str:
+    """sbibench's own commit: from its source checkout when it runs from one, with "-dirty"
+    where the package's files differ from it (`package_changes`), else the commit its wheel
+    was built from (``_data/REVISION``, written at build time); "" when neither is known. An
+    installed copy inside someone else's repository never records their commit."""
+    root = _checkout()
+    if root is not None:
+        revision = _git(root, "rev-parse", "--short", "HEAD")
+        return revision + "-dirty" if revision and package_changes() else revision
+    built = Path(__file__).resolve().parent / "_data" / "REVISION"
     return built.read_text().strip() if built.is_file() else ""
 
 
 def environment() -> dict[str, Any]:
     """Provenance written into every record: versions, sbibench's git revision (from its source
     checkout only), the revision of the project the run was started in, machine, time."""
+    import scipy
     import torch  # lazy: reading records (the report, check) needs no torch
 
     return {
         "sbibench_version": __version__,
         "torch_version": torch.__version__.split("+")[0],
+        "numpy_version": np.__version__,
+        "scipy_version": scipy.__version__,
         "python_version": platform.python_version(),
         "git_revision": sbibench_revision(),
         "project_revision": _revision(Path.cwd()),  # the repository the run was started in

@@ -103,7 +103,12 @@ def test_a_users_module_in_the_working_directory_runs_and_a_typo_stops_the_suite
     (tmp_path / "typo.toml").write_text(suite.replace("mymethods:good", "mymethods:goood"))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     # the console script, not `python -m` (which puts the working directory on the path itself)
-    command = [os.path.join(os.path.dirname(sys.executable), "sbibench"), "run", "--no-progress"]
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "sbibench"),
+        "run",
+        "--no-progress",
+        "--allow-dirty",
+    ]
     for executor in ("serial", "processes"):
         ran = subprocess.run(
             [*command, "mine.toml", "--executor", executor, "--out", f"out-{executor}"],
@@ -184,7 +189,7 @@ def test_run_exits_non_zero_after_finishing_when_a_run_failed(tmp_path, suite_fi
         text + '[methods.broken]\nmethod = "external"\nfunction = "broken_cli:explode"\n'
     )
     result = sbibench_command(
-        "run", str(path), "--out", str(tmp_path / "o"), "--no-progress",
+        "run", "--allow-dirty", str(path), "--out", str(tmp_path / "o"), "--no-progress",
         env={"PYTHONPATH": str(tmp_path)},
     )  # fmt: skip
     assert result.returncode == 1

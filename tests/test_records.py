@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy
 
 from sbibench.records import (
     IDENTITY,
@@ -19,6 +20,7 @@ from sbibench.records import (
     new_record,
     read_job,
     read_ranks,
+    rebuild_table,
     record_columns,
     write_job,
 )
@@ -132,6 +134,8 @@ def test_records_are_whole_json_files_with_provenance(tiny_run):
         for record in content["records"]:
             assert record["suite"] == "tiny" and record["sbibench_version"]
             assert record["torch_version"] and record["timestamp"] and record["cores"] >= 1
+            assert record["numpy_version"] == np.__version__
+            assert record["scipy_version"] == scipy.__version__
             assert record["threads"] == 1
             assert record["cpu"] == cpu_name()  # stamped in the worker that ran the job
 
@@ -160,3 +164,21 @@ def test_revisions_are_sbibenchs_only_from_its_checkout_and_the_projects_by_name
     built = project / "site" / "sbibench" / "_data" / "REVISION"
     assert out[0].strip() == (built.read_text().strip() if built.is_file() else "")
     assert out[1].strip() == user_commit
+
+
+def test_the_table_has_a_parquet_copy_where_pyarrow_is_installed(tiny_run, tmp_path, monkeypatch):
+    """results.parquet holds what results.csv holds; without pyarrow an earlier copy, which
+    would be stale, is removed."""
+    import shutil
+
+    import pandas as pd
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    table = rebuild_table(run)
+    csv, parquet = pd.read_csv(table), pd.read_parquet(run / "results.parquet")
+    assert list(parquet.columns) == list(csv.columns) and len(parquet) == len(csv) > 0
+    for column in ("c2st", "key", "git_revision", "numpy_version"):
+        assert parquet[column].astype(str).tolist() == csv[column].astype(str).tolist()
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # `import pyarrow` now fails
+    rebuild_table(run)
+    assert (run / "results.csv").is_file() and not (run / "results.parquet").exists()

@@ -30,11 +30,13 @@ from typing import Any
 from sbibench.checks import whole
 from sbibench.paths import write_atomic
 from sbibench.records import (
+    DirtyPackageError,
     RecordError,
     RunFolder,
     StaleRecordsError,
     completed_keys,
     environment,
+    package_changes,
     read_job,
     rebuild_table,
     record_columns,
@@ -288,6 +290,7 @@ def run_suite(
     rerun_stale: bool = False,
     timeout: float | None = None,
     only: dict[str, list] | None = None,
+    allow_dirty: bool = True,
 ) -> RunSummary:
     """Run every job of ``suite`` not yet done in ``out``; write records; rebuild results.csv.
 
@@ -342,12 +345,28 @@ def run_suite(
         whole(workers, "workers", 1)
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    if not allow_dirty:
+        _refuse_dirty_package(out)
     jobs = suite.jobs(threads, timeout)
     chosen = _piece(suite, jobs, only or {})
     with folder_held(out):
         return _run_held(
             suite, out, jobs, chosen, executor, workers, scheduler, progress, rerun_stale
         )
+
+
+def _refuse_dirty_package(out: Path) -> None:
+    """DirtyPackageError naming the package's uncommitted changes, if it has any."""
+    changes = package_changes()
+    if not changes:
+        return
+    shown = ", ".join(changes[:5])
+    more = f" and {len(changes) - 5} more" if len(changes) > 5 else ""
+    raise DirtyPackageError(
+        f"{out}: sbibench runs from a checkout whose package has uncommitted changes "
+        f"({shown}{more}), so its records could not be traced to a commit; commit or stash "
+        "them, or pass --allow-dirty (the records then name the revision '<commit>-dirty')"
+    )
 
 
 def _piece(suite: Suite, jobs: list[Job], only: dict[str, list]) -> set[str]:

@@ -91,7 +91,7 @@ def _wait_for(condition, seconds=120):
 
 
 def _run_command(suite_path, out, *options):
-    command = [sys.executable, "-m", "sbibench", "run", str(suite_path), "--out", str(out),
+    command = [sys.executable, "-m", "sbibench", "run", "--allow-dirty", str(suite_path), "--out", str(out),
                "--no-progress", *options]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -116,7 +116,8 @@ def test_a_second_run_into_a_busy_folder_is_refused_until_the_first_ends(tmp_pat
     first = _run_command(suite_path, tmp_path / "run", "--workers", "1")
     assert _wait_for(lambda: any((tmp_path / "pids").iterdir()) or first.poll() is not None)
     second = subprocess.run(
-        [sys.executable, "-m", "sbibench", "run", str(suite_path), "--out", str(tmp_path / "run")],
+        [sys.executable, "-m", "sbibench", "run", "--allow-dirty", str(suite_path),
+         "--out", str(tmp_path / "run")],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert second.returncode == 2
@@ -147,7 +148,7 @@ def test_a_write_that_fails_stops_the_run_naming_it_and_keeps_the_written_record
     suite_path = small.file("sabotage")
     out = tmp_path / "run"
     run = subprocess.run(
-        [sys.executable, "-m", "sbibench", "run", str(suite_path), "--out", str(out),
+        [sys.executable, "-m", "sbibench", "run", "--allow-dirty", str(suite_path), "--out", str(out),
          "--no-progress", "--workers", "1"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip

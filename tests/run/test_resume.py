@@ -71,7 +71,7 @@ def test_the_exit_code_reflects_the_whole_folder(tmp_path, small):
     and prints each failure's reason and record file."""
     suite = small("flaky")
     run_suite(suite, tmp_path / "run", progress=False)
-    command = [sys.executable, "-m", "sbibench", "run", str(tmp_path / "small.toml"),
+    command = [sys.executable, "-m", "sbibench", "run", "--allow-dirty", str(tmp_path / "small.toml"),
                "--out", str(tmp_path / "run"), "--no-progress"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)

@@ -77,7 +77,7 @@ def test_pieces_of_a_grid_add_up_to_the_whole_run(tmp_path, make_suite, suite_fi
         with pytest.raises(ValueError, match=named):
             run_suite(suite, tmp_path / "refused", progress=False, only=only)
     assert not (tmp_path / "refused").exists()
-    command = [sys.executable, "-m", "sbibench", "run", str(suite_file(budgets=(200, 300))),
+    command = [sys.executable, "-m", "sbibench", "run", "--allow-dirty", str(suite_file(budgets=(200, 300))),
                "--out", str(out), "--no-progress", "--tasks", "normal_mean", "--budgets", "200"]  # fmt: skip
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
@@ -93,6 +93,7 @@ def test_a_killed_run_resumes_with_every_record_once_and_intact(tmp_path, suite_
         "-m",
         "sbibench",
         "run",
+        "--allow-dirty",
         str(suite_path),
         "--out",
         str(out),
@@ -195,7 +196,7 @@ def test_sigterm_stops_the_run_and_its_workers_and_keeps_finished_records(tmp_pa
     goes on computing, and a re-run resumes."""
     suite_path = suite_file()
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "sbibench", "run", str(suite_path), "--out", str(out),
+    command = [sys.executable, "-m", "sbibench", "run", "--allow-dirty", str(suite_path), "--out", str(out),
                "--no-progress", "--executor", "processes", "--workers", "2"]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 240
