@@ -165,9 +165,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from sbibench.report.render import write_report
+    if args.format == "sbibm":
+        from sbibench.report.sbibm_format import write_sbibm
 
-    for path in write_report(args.folder, args.out):
+        paths = [write_sbibm(args.folder, args.out)]
+    else:
+        from sbibench.report.render import write_report
+
+        paths = write_report(args.folder, args.out)
+    for path in paths:
         print(f"wrote {path}")
     return 0
 
@@ -399,6 +405,12 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="leaderboards and figures from a run folder")
     report.add_argument("folder", help="a run folder written by `sbibench run`")
     report.add_argument("--out", help="where to write (default: the run folder)")
+    report.add_argument(
+        "--format", choices=("report", "sbibm"), default="report",
+        help="report (default): LEADERBOARD.md, report.html and leaderboard.tex; sbibm: "
+        "sbibm.csv, one row per record in sbibm's results columns (task, num_simulations, "
+        "num_observation, algorithm, C2ST, ...), to merge with sbibm's published tables",
+    )  # fmt: skip
     report.set_defaults(handler=_report)
 
     check = commands.add_parser(

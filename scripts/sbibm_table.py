@@ -20,12 +20,8 @@ from pathlib import Path
 import pandas
 
 from sbibench.records import load_results
+from sbibench.report.sbibm_format import ALGORITHMS
 
-# sbibench label -> sbibm's algorithm name, in sbibm's table order
-ALGORITHMS = {
-    "rej_abc": "REJ-ABC", "smc_abc": "SMC-ABC", "npe": "NPE", "snpe_c": "SNPE",
-    "nle": "NLE", "snle": "SNLE", "nre_b": "NRE", "snre_b": "SNRE",
-}  # fmt: skip
 PUBLISHED = Path(__file__).resolve().parent.parent / "benchmarks/peers/sbibm_published.csv"
 
 

@@ -87,7 +87,9 @@ def _legend() -> str:
         "Mean ± 95% interval over observations and seeds; floor: the same score of the exact "
         "posterior at the same sample size (what a perfect method gets, mean over independent "
         "exact draws); excess (floor sd): (score - floor) / the floor's sd, about N(0, 1) for a "
-        f"perfect method; {tables.directions()}"
+        f"perfect method; {tables.directions()}; provenance (where shown): dirty, some records "
+        "were made by code with uncommitted changes; stale, by other code or task data than "
+        "today's"
     )
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "directions",
     "interval",
     "leaderboard",
+    "marks",
     "misspecification_table",
     "noise_sds",
     "provenance",
@@ -123,13 +124,53 @@ def _cell(values: Any, noise: Any = None) -> str:
     return f"{mean:.3g}" if math.isnan(half) else f"{mean:.3g} ± {half:.2g}"
 
 
+def marks(table: Any) -> Any:
+    """Per record, what may make its numbers untraceable or out of date: "dirty" where the
+    code that made it had uncommitted changes (its ``git_revision`` ends in "-dirty"),
+    "stale" where today's code or task data differ from those that made it (the provenance
+    the runner checks before reusing a record, `sbibench.run.provenance`), both joined by
+    ", ", or "". A record whose method or task is not known here (a method registered only
+    in the run's own process) is not marked stale: that cannot be told."""
+    import pandas as pd
+
+    from sbibench.records import PROVENANCE
+    from sbibench.run.provenance import job_provenance
+
+    today: dict[tuple[str, str], dict | None] = {}
+    for task, name in table[["task", "method_name"]].drop_duplicates().itertuples(index=False):
+        if not isinstance(name, str):  # a record from before the method's name was kept
+            continue
+        try:
+            today[task, name] = job_provenance(task, name)
+        except (KeyError, ValueError, LookupError, OSError):
+            today[task, name] = None
+
+    def mark(record: Any) -> str:
+        found = []
+        if str(record.get("git_revision", "")).endswith("-dirty"):
+            found.append("dirty")
+        now = today.get((record["task"], record["method_name"]))
+        if now is not None and any(
+            isinstance(record.get(f), str) and record.get(f) != now[f] for f in PROVENANCE
+        ):
+            found.append("stale")
+        return ", ".join(found)
+
+    if table.empty:
+        return pd.Series([], dtype=str)
+    return table.apply(mark, axis=1)
+
+
 def leaderboard(table: Any, verdicts: dict[str, Any] | None = None) -> dict[str, list[list[str]]]:
     """Per task, rows [method, budget, runs, failed, metric cells...] (first row: header),
     and a last column "calibration" with each cell's fits' verdicts where ``verdicts``
     ({job key: verdict}, `sbibench.report.calibration.verdicts`) holds any. A score with a
     floor is followed by its floor and, where the records carry the floor's sd, by the
-    excess over the floor in floor sds (`floor_excess`)."""
+    excess over the floor in floor sds (`floor_excess`). Where any record is dirty or stale
+    (`marks`), a last column "provenance" names which of each row's records are."""
     boards = {}
+    marked = marks(table)
+    any_marked = bool((marked != "").any())
     ok = table[table["status"] == "ok"]
     for task in sorted(table["task"].unique()):
         header = ["method", "budget", "runs", "failed"]
@@ -143,6 +184,8 @@ def leaderboard(table: Any, verdicts: dict[str, Any] | None = None) -> dict[str,
                     header.append(f"{label} excess (floor sd)")
         if verdicts:
             header.append("calibration")
+        if any_marked:
+            header.append("provenance")
         rows = [header]
         groups = table[table["task"] == task].groupby(["method", "budget"], sort=True)
         for (method, budget), group in groups:
@@ -158,6 +201,9 @@ def leaderboard(table: Any, verdicts: dict[str, Any] | None = None) -> dict[str,
                         row.append(_cell(floor_excess(good, column)))
             if verdicts:
                 row.append(cell(group["key"], verdicts))
+            if any_marked:
+                kinds = sorted({kind for m in marked[group.index] if m for kind in m.split(", ")})
+                row.append(", ".join(kinds))
             rows.append(row)
         boards[task] = rows
     return boards
@@ -374,7 +420,8 @@ def provenance(table: Any) -> list[tuple[str, str]]:
         numbers = all(isinstance(v, int | float | np.integer | np.floating) for v in found)
         return ", ".join(str(v) for v in sorted(found, key=None if numbers else str))
 
-    return [
+    marked = marks(table)
+    lines = [
         ("suite", values("suite")),
         ("sbibench", values("sbibench_version")),
         ("git revision", values("git_revision") or "–"),
@@ -391,6 +438,14 @@ def provenance(table: Any) -> list[tuple[str, str]]:
             else "–",
         ),
     ]
+    for kind, what in (
+        ("dirty", "made by code with uncommitted changes (a '-dirty' revision): not traceable"),
+        ("stale", "made by other code or task data than today's: `sbibench run` would redo them"),
+    ):
+        count = int(marked.str.contains(kind).sum())
+        if count:
+            lines.append((f"{kind} records", f"{count} of {len(table)}, {what}"))
+    return lines
 
 
 _MISSPECIFIED = (

@@ -209,3 +209,31 @@ def test_intervals_are_at_least_the_recorded_noise():
     assert noise_sds(both, "c2st").tolist() == [0.02, 0.01]
     assert noise_sds(both.drop(columns="c2st_noise_sd"), "c2st").tolist() == [0.01, 0.01]
     assert noise_sds(both, "mmd") is None
+
+
+def test_dirty_and_stale_records_are_marked(tiny_run):
+    """A record made by uncommitted code, or by other code than today's, is named in the
+    provenance and marks its method on the board; today's records are not marked."""
+    from sbibench.report.tables import marks, provenance
+
+    table = load_results(tiny_run)
+    table["git_revision"] = "abc1234"  # committed code (the fixture's is the checkout's own)
+    assert set(marks(table)) == {""}  # the fixture's run was made by today's code
+    assert not [name for name, _ in provenance(table) if name.endswith("records")]
+    assert "provenance" not in leaderboard(table)["normal_mean"][0]
+    npe = table.index[(table["method"] == "npe") & (table["task"] == "normal_mean")]
+    exact = table.index[table["method"] == "exact"]
+    table.loc[npe, "git_revision"] = "abc1234-dirty"
+    table.loc[exact[:1], "code_digest"] = "0" * 16  # made by other code
+    found = marks(table)
+    assert set(found[npe]) == {"dirty"} and found[exact[0]] == "stale"
+    assert (found.drop([*npe, exact[0]]) == "").all()
+    lines = dict(provenance(table))
+    assert lines["dirty records"].startswith(f"{len(npe)} of {len(table)}, made by code with")
+    assert lines["stale records"].startswith(f"1 of {len(table)}, made by other code")
+    board = leaderboard(table)
+    column = {task: rows[0].index("provenance") for task, rows in board.items()}
+    marked = {(task, row[0]): row[column[task]] for task, rows in board.items() for row in rows[1:]}
+    assert marked["normal_mean", "npe"] == "dirty" and marked["poisson_gamma", "npe"] == ""
+    exact_task = table.loc[exact[0], "task"]
+    assert marked[exact_task, "exact"] == "stale"
