@@ -63,6 +63,8 @@ class Page:
         sections: (title, what it shows, rows with a header first) beside the boards.
         rule: the calibration verdicts' rule (`sbibench.metrics.verdict.RULE`) where the
             boards show verdicts, else empty.
+        ranks: (title, what it shows, rows with a header first) of the ranks per budget
+            (`sbibench.report.tables.rank_sections`), shown first.
     """
 
     boards: dict[str, list[list[str]]]
@@ -71,6 +73,7 @@ class Page:
     times: list[list[str]]
     sections: list[tuple[str, str, list[list[str]]]]
     rule: str = ""
+    ranks: list[tuple[str, str, list[list[str]]]] = dataclasses.field(default_factory=list)
 
     def parts(self) -> tuple:
         return self.boards, self.provenance, self.figures, self.times, self.sections
@@ -100,6 +103,8 @@ def _markdown(page: Page) -> str:
     out += ["", f"{_legend()}.", ""]
     if page.rule:
         out += [page.rule, ""]
+    for title, text, rows in page.ranks:
+        out += [f"## {title}", "", text, "", *_markdown_table(rows), ""]
     for title, rows in boards.items():
         out += [f"## {title}", "", *_markdown_table(rows), ""]
     for title, text, rows in sections:
@@ -147,6 +152,8 @@ def _latex(page: Page) -> str:
     boards, provenance, _, _, sections = page.parts()
     out = ["% sbibench leaderboard; " + "; ".join(f"{n}: {v}" for n, v in provenance)]
     rule = " " + _latex_escape(page.rule) if page.rule else ""
+    for title, text, rows in page.ranks:
+        out += _latex_table(rows, _latex_escape(f"{title}. {text}"))
     for task, rows in boards.items():
         out += _latex_table(rows, _latex_escape(task) + r": mean $\pm$ 95\% interval over "
                             r"observations and seeds; floor: the exact posterior's score; excess: "
@@ -176,6 +183,9 @@ def _html(page: Page) -> str:
     parts += ["</ul>", f"<p>{html.escape(_legend())}.</p>"]
     if page.rule:
         parts.append(f"<p>{html.escape(page.rule)}</p>")
+    for title, text, rows in page.ranks:
+        parts += [f"<h2>{html.escape(title)}</h2>", f"<p>{html.escape(text)}</p>"]
+        parts += _html_table(rows)
     for title, rows in boards.items():
         parts += [f"<h2>{html.escape(title)}</h2>", *_html_table(rows)]
     for title, text, rows in sections:
@@ -230,6 +240,7 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> list[Path
         times=tables.time_table(table),
         sections=tables.sections(table),
         rule=RULE if verdicts else "",
+        ranks=tables.rank_sections(table),
     )
     paths = [out / "LEADERBOARD.md", out / "report.html", out / "leaderboard.tex"]
     for path, render in zip(paths, (_markdown, _html, _latex), strict=True):

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from sbibench.report.calibration import cell
+from sbibench.report.ranks import REFERENCES, Ranking, rank_methods
 from sbibench.scoring import headline, registered
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "misspecification_table",
     "noise_sds",
     "provenance",
+    "rank_sections",
     "sections",
     "set_size_table",
     "time_table",
@@ -169,11 +171,12 @@ def leaderboard(table: Any, verdicts: dict[str, Any] | None = None) -> dict[str,
     excess over the floor in floor sds (`floor_excess`). Where any record is dirty or stale
     (`marks`), a last column "provenance" names which of each row's records are."""
     boards = {}
+    ranked = _task_ranks(table)
     marked = marks(table)
     any_marked = bool((marked != "").any())
     ok = table[table["status"] == "ok"]
     for task in sorted(table["task"].unique()):
-        header = ["method", "budget", "runs", "failed"]
+        header = ["method", "budget", "runs", "failed", "rank"]
         present = [m for m in _reported() if m[0] in table and table[m[0]].notna().any()]
         for column, label, _ in present:
             floor = f"{column}_floor"
@@ -191,6 +194,7 @@ def leaderboard(table: Any, verdicts: dict[str, Any] | None = None) -> dict[str,
         for (method, budget), group in groups:
             good = ok[(ok["task"] == task) & (ok["method"] == method) & (ok["budget"] == budget)]
             row = [str(method), str(budget), str(len(group)), str((group["status"] != "ok").sum())]
+            row.append(ranked.get((task, budget, method), "–"))
             for column, _, per_job in present:
                 values = good.drop_duplicates("key") if per_job else good
                 row.append(_cell(values[column], noise_sds(values, column)))
@@ -207,6 +211,79 @@ def leaderboard(table: Any, verdicts: dict[str, Any] | None = None) -> dict[str,
             rows.append(row)
         boards[task] = rows
     return boards
+
+
+def _headline_ranking(table: Any) -> Ranking | None:
+    """`rank_methods` of ``table`` (one budget) by the headline score, in its direction."""
+    column = headline().columns[0]
+    if column.name not in table:
+        return None
+    return rank_methods(table, column.name, lower_better=column.better != "higher")
+
+
+def _rank_cell(ranking: Ranking, i: int) -> str:
+    return f"{ranking.mean_rank[i]:.1f} [{ranking.low[i]:.1f}, {ranking.high[i]:.1f}]"
+
+
+def _task_ranks(table: Any) -> dict[tuple, str]:
+    """(task, budget, method) -> its mean rank and bootstrap interval among the competing
+    methods on that task and budget ("reference" for a reference, `REFERENCES`)."""
+    cells = {}
+    for (task, budget), records in table.groupby(["task", "budget"]):
+        ranking = _headline_ranking(records)
+        if ranking is not None:
+            for i, method in enumerate(ranking.methods):
+                cells[task, budget, method] = _rank_cell(ranking, i)
+        for method in records.loc[records["method_name"].isin(REFERENCES), "method"].unique():
+            cells[task, budget, method] = "reference"
+    return cells
+
+
+_RANKS = (
+    "The competing methods by mean rank of {label} over every task's observations at this "
+    "budget (1 is best; a failed or missing run ranks last), with a 95% bootstrap interval "
+    "(observations resampled within each task, seeds within each observation). {test} "
+    "References, which use the exact posterior or likelihood, are listed after, unranked."
+)
+
+
+def rank_sections(table: Any) -> list[tuple[str, str, list[list[str]]]]:
+    """Per budget, the headline ranks (`sbibench.report.ranks`): (title, what it shows, rows
+    [method, mean rank, 95% interval, group, mean score] with a header first), for budgets
+    with at least two competing methods."""
+    column = headline().columns[0]
+    label = column.label or column.name
+    out = []
+    for budget, records in table.groupby("budget"):
+        ranking = _headline_ranking(records)
+        if ranking is None:
+            continue
+        if ranking.friedman_p < 0.05:
+            test = (
+                f"Friedman's test rejects equal ranks (p = {ranking.friedman_p:.2g}, "
+                f"{ranking.blocks} observations); methods sharing a group letter differ by "
+                f"less than Nemenyi's critical difference ({ranking.cd:.2f}) and cannot be "
+                "told apart."
+            )
+        else:
+            test = (
+                f"Friedman's test does not reject equal ranks (p = {ranking.friedman_p:.2g}, "
+                f"{ranking.blocks} observations): the data cannot order these methods, so "
+                "all are one group."
+            )
+        rows = [["method", "mean rank", "95% interval", "group", f"mean {label}"]]
+        for i, method in enumerate(ranking.methods):
+            rows.append([
+                method, f"{ranking.mean_rank[i]:.1f}",
+                f"{ranking.low[i]:.1f} – {ranking.high[i]:.1f}", ranking.groups[i],
+                f"{ranking.score[i]:.3f}",
+            ])  # fmt: skip
+        good = records[records["status"] == "ok"]
+        for method, group in good[good["method_name"].isin(REFERENCES)].groupby("method"):
+            rows.append([method, "reference", "", "", f"{group[column.name].mean():.3f}"])
+        title = f"Ranks at {budget:,} simulations"
+        out.append((title, _RANKS.format(label=label, test=test), rows))
+    return out
 
 
 def _carried(table: Any) -> Any:

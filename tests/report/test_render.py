@@ -28,7 +28,9 @@ def test_report_files_hold_tables_figures_and_provenance(tiny_run, tmp_path):
     assert all(base64.b64decode(image)[:8] == b"\x89PNG\r\n\x1a\n" for image in images)
     assert "src='http" not in html  # self-contained
     latex = paths[2].read_text()
-    assert latex.count(r"\begin{tabular}") == 2 and r"$\pm$" in latex
+    # the ranks at the run's one budget, then one board per task
+    assert latex.count(r"\begin{tabular}") == 3 and r"$\pm$" in latex
+    assert markdown.index("## Ranks at 200 simulations") < markdown.index("## normal_mean")
 
 
 def test_summary_table_and_cli(tiny_run, tmp_path):
