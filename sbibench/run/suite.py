@@ -21,9 +21,12 @@ checked up front and expanded into jobs.
     method = "npe"
     estimator = "nsf"
     tasks = ["normal_mean"]                       # optional: only these of the suite's tasks
+    seeds = [0, 1, 2]                             # optional: these seeds, not the suite's
 
 An amortized method is fitted once per (task, method, budget, seed): one job scores every
-observation and runs SBC. A sequential method runs one job per observation.
+observation and runs SBC, so its seeds are its training seeds (a method's own ``seeds`` gives
+an amortized method several fits where a sequential one, fitted anew for each observation,
+keeps one). A sequential method runs one job per observation and seed.
 """
 
 from __future__ import annotations
@@ -125,6 +128,8 @@ class Suite:
     # task -> the observations it scores, where `task_observations` names it (a task with fewer
     # observations than the others, such as a high rung of the dimension ladder)
     task_observations: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+    # label -> its seeds, where its table names them; a label not here runs the suite's
+    method_seeds: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
 
     def observations_of(self, task: str) -> tuple[int, ...]:
         """The observation numbers (1-based) that ``task`` scores in this suite."""
@@ -144,7 +149,7 @@ class Suite:
                 observed = self.observations_of(task)
                 groups = [observed] if amortized else [(k,) for k in observed]
                 for budget in self.budgets:
-                    for seed in self.seeds:
+                    for seed in self.method_seeds.get(label, self.seeds):
                         for observations in groups:
                             jobs.append(
                                 Job(
@@ -189,13 +194,13 @@ def _distinct(path: Path, key: str, value: list) -> None:
             raise SuiteError(f"{path}: field {key!r} lists {item!r} twice; list each once")
 
 
-def _seeds(path: Path, value: Any) -> tuple[int, ...]:
+def _seeds(path: Path, value: Any, key: str = "seeds") -> tuple[int, ...]:
     """The seeds: distinct whole numbers in 0..MAX_SEED (`sbibench.checks.MAX_SEED` says why)."""
-    seeds = _whole_numbers(path, "seeds", value, 0)
+    seeds = _whole_numbers(path, key, value, 0)
     for seed in seeds:
         if not is_seed(seed):
             raise SuiteError(
-                f"{path}: field 'seeds' holds {seed!r}; need whole numbers in 0..2**63-1 "
+                f"{path}: field {key!r} holds {seed!r}; need whole numbers in 0..2**63-1 "
                 f"({MAX_SEED})"
             )
     return seeds
@@ -217,13 +222,12 @@ def _task_observations(path: Path, value: Any, tasks: list[str]) -> dict[str, tu
     }
 
 
-def _methods(
-    path: Path, value: Any, tasks: list[str]
-) -> tuple[dict[str, tuple[str, dict]], dict[str, tuple[str, ...]]]:
-    """(label -> (method name, config), label -> its ``tasks`` where the table names them)."""
+def _methods(path: Path, value: Any, tasks: list[str]) -> tuple[dict, dict, dict]:
+    """(label -> (method name, config), label -> its ``tasks``, label -> its ``seeds``), the
+    last two where the table names them."""
     if not isinstance(value, dict) or not value:
         raise SuiteError(f"{path}: [methods] must hold at least one method table")
-    methods, method_tasks = {}, {}
+    methods, method_tasks, method_seeds = {}, {}, {}
     for label, table in value.items():
         if not is_file_name(label):  # part of each record's file name
             raise SuiteError(
@@ -242,12 +246,14 @@ def _methods(
                     f"tasks ({', '.join(tasks)}), got {only!r}"
                 )
             method_tasks[label] = tuple(only)
+        if "seeds" in config:
+            method_seeds[label] = _seeds(path, config.pop("seeds"), f"methods.{label}.seeds")
         try:
             get_method(name, **config)
         except (ValueError, TypeError) as error:
             raise SuiteError(f"{path}: methods.{label}: {error}") from None
         methods[label] = (name, config)
-    return methods, method_tasks
+    return methods, method_tasks, method_seeds
 
 
 def _load(path: Path, text: str) -> Suite:
@@ -314,7 +320,7 @@ def _load(path: Path, text: str) -> Suite:
         raise SuiteError(
             f"{path}: field 'timeout' must be a number of seconds > 0, got {timeout!r}"
         )
-    methods, method_tasks = _methods(path, raw["methods"], tasks)
+    methods, method_tasks, method_seeds = _methods(path, raw["methods"], tasks)
     return Suite(
         name=raw["name"],
         description=str(raw.get("description", "")),
@@ -332,6 +338,7 @@ def _load(path: Path, text: str) -> Suite:
         timeout=float(timeout) if timeout is not None else None,
         method_tasks=method_tasks,
         task_observations=task_observations,
+        method_seeds=method_seeds,
     )
 
 

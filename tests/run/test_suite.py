@@ -111,6 +111,23 @@ def test_a_method_table_may_name_the_tasks_it_runs_on(make_suite, tiny_suite):
         make_suite(bad)
 
 
+def test_a_method_table_may_name_its_own_seeds(make_suite, tiny_suite):
+    """`seeds` in a method's table gives it those seeds instead of the suite's (training
+    seeds of an amortized method: one fit each); its seed-0 job is the same job as without
+    the field, so records made before it was added are reused. Bad seeds name the table."""
+    plain = make_suite(tiny_suite)
+    suite = make_suite(tiny_suite.replace("[methods.npe]\n", "[methods.npe]\nseeds = [0, 1, 2]\n"))
+    npe = [job for job in suite.jobs() if job.method == "npe"]
+    assert sorted({job.seed for job in npe}) == [0, 1, 2]
+    assert len(npe) == 3 * len(suite.tasks)  # amortized: one fit per (task, seed)
+    assert {job.seed for job in suite.jobs() if job.method != "npe"} == {0}
+    assert {j.key for j in plain.jobs()} < {j.key for j in suite.jobs()}
+    for bad, why in (("[]", "non-empty list"), ("[1, 1]", "lists 1 twice"), ("[-1]", ">= 0")):
+        text = tiny_suite.replace("[methods.npe]\n", f"[methods.npe]\nseeds = {bad}\n")
+        with pytest.raises(SuiteError, match=f"methods.npe.seeds.*{why}"):
+            make_suite(text)
+
+
 def test_a_task_may_score_fewer_observations_than_the_others(make_suite):
     """`task_observations` gives one task its own observations (a ladder rung with five beside
     tasks with ten); the other tasks keep the suite's, and each is checked against its task."""
