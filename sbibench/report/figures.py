@@ -2,8 +2,9 @@
 dimension (a dimension ladder), SBC ECDF bands, coverage.
 
 Each figure has one panel per task and one legend for the whole figure (below the panels), and
-a method has the same colour in every figure: colours are given out over the sorted method
-names of the whole table, so a leaderboard with seventeen methods stays readable. Panels are
+a method has the same style in every figure (`method_styles`): its family (ABC, posterior,
+likelihood or ratio estimation, references, others) gives the colour, and within a family each
+method has its own shade, marker and line style, so nineteen methods stay apart. Panels are
 laid out by matplotlib's constrained layout, which keeps titles, tick labels and axis labels
 of neighbouring panels apart (`overlapping_text` checks that it did).
 """
@@ -19,7 +20,20 @@ from sbibench.records import read_ranks
 from sbibench.report.tables import dimension_ladders
 from sbibench.scoring import headline
 
-__all__ = ["all_figures", "method_colours", "overlapping_text"]
+__all__ = ["FAMILIES", "all_figures", "method_styles", "overlapping_text"]
+
+# Method families (by method name, not label) and their colours: tab10's blue, orange, green,
+# red, grey; anything else (a user's method, the sbi package's) is purple.
+FAMILIES = {
+    "posterior estimation": (("npe", "snpe_a", "snpe_b", "snpe_c", "fmpe", "npse"), 0),
+    "likelihood estimation": (("nle", "snle"), 2),
+    "ratio estimation": (("nre", "nre_b", "nre_c", "bnre", "snre", "snre_b"), 3),
+    "ABC": (("rej_abc", "smc_abc"), 1),
+    "references": (("exact", "oracle_mcmc", "amortized_vi"), 7),
+}
+_OTHER = ("others", 4)
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+_LINES = ("-", "--", "-.", ":")
 
 
 def _pyplot() -> Any:
@@ -33,13 +47,45 @@ def _pyplot() -> Any:
     return plt
 
 
-def method_colours(methods: Any) -> dict[str, Any]:
-    """A fixed colour per method name (sorted), from a palette of up to 20 distinct colours."""
+def family_of(name: str) -> tuple[str, int]:
+    """(family, tab10 colour index) of a method name (`FAMILIES`)."""
+    for family, (names, colour) in FAMILIES.items():
+        if name in names:
+            return family, colour
+    return _OTHER
+
+
+def method_styles(table: Any) -> dict[str, dict[str, Any]]:
+    """Per method label of ``table``, its matplotlib style (``color``, ``marker``,
+    ``linestyle``): the family's colour (by the label's method name) in a shade of its own,
+    and a marker and line style of its own within the family. Labels are taken in family
+    order, then sorted, so the legend groups each family."""
     import seaborn as sns
 
-    names = sorted({str(m) for m in methods})
-    palette = sns.color_palette("tab10" if len(names) <= 10 else "tab20", len(names))
-    return dict(zip(names, palette, strict=True))
+    names = table.drop_duplicates("method").set_index("method")["method_name"]
+    labels = sorted(names.index.astype(str))
+    order = {family: i for i, family in enumerate([*FAMILIES, _OTHER[0]])}
+    by_family: dict[str, list[str]] = {}
+    for label in labels:
+        family, _ = family_of(str(names.get(label, label)))
+        by_family.setdefault(family, []).append(label)
+    base = sns.color_palette("tab10", 10)
+    styles = {}
+    for family in sorted(by_family, key=order.get):
+        members = by_family[family]
+        _, index = family_of(str(names.get(members[0], members[0])))
+        shades = sns.blend_palette(
+            [sns.dark_palette(base[index], 4)[1], base[index], sns.light_palette(base[index], 4)[2]],
+            max(len(members), 2),
+        )  # fmt: skip
+        spread = np.linspace(0, len(shades) - 1, len(members)).round().astype(int)
+        for i, label in enumerate(members):
+            styles[label] = {
+                "color": tuple(shades[spread[i]]),
+                "marker": _MARKERS[i % len(_MARKERS)],
+                "linestyle": _LINES[i % len(_LINES)],
+            }
+    return styles
 
 
 def _grid(count: int, width: float = 3.6, height: float = 3.0) -> tuple[Any, np.ndarray]:
@@ -56,14 +102,12 @@ def _grid(count: int, width: float = 3.6, height: float = 3.0) -> tuple[Any, np.
 
 
 def _legend(
-    figure: Any, colours: dict[str, Any], shown: set[str], extra: list | None = None
+    figure: Any, styles: dict[str, dict], shown: set[str], extra: list | None = None
 ) -> None:
-    """One legend for the figure, below the panels: the methods it shows, in colour order."""
+    """One legend for the figure, below the panels: the methods it shows, by family."""
     from matplotlib.lines import Line2D
 
-    handles = [
-        Line2D([], [], color=c, marker="o", label=m) for m, c in colours.items() if m in shown
-    ]
+    handles = [Line2D([], [], label=m, **style) for m, style in styles.items() if m in shown]
     handles += extra or []
     figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6),
                   fontsize=8, frameon=False)  # fmt: skip
@@ -75,7 +119,7 @@ def _headline() -> tuple[str, str]:
     return column.name, column.label or column.name
 
 
-def score_by_budget(table: Any, colours: dict[str, Any]) -> Any:
+def score_by_budget(table: Any, styles: dict[str, dict]) -> Any:
     """The headline score against the simulation budget per task, one line per method, its
     floor dashed."""
     from matplotlib.lines import Line2D
@@ -88,16 +132,16 @@ def score_by_budget(table: Any, colours: dict[str, Any]) -> Any:
         data = ok[ok["task"] == task]
         for method, group in data.groupby("method"):
             means = group.groupby("budget")[column].mean()
-            axis.plot(means.index, means.values, marker="o", color=colours[str(method)])
+            axis.plot(means.index, means.values, **styles[str(method)])
         if f"{column}_floor" in data:
             axis.axhline(data[f"{column}_floor"].mean(), color="grey", linestyle="--")
         axis.set(xscale="log", title=task, xlabel="simulations", ylabel=label)
     floor = Line2D([], [], color="grey", linestyle="--", label="exact posterior's floor")
-    _legend(figure, colours, set(ok["method"].astype(str)), [floor])
+    _legend(figure, styles, set(ok["method"].astype(str)), [floor])
     return figure
 
 
-def accuracy_by_time(table: Any, colours: dict[str, Any]) -> Any:
+def accuracy_by_time(table: Any, styles: dict[str, dict]) -> Any:
     """The headline score against wall time (simulate + train + propose + sample) per task."""
     column, label = _headline()
     ok = table[table["status"] == "ok"].copy()
@@ -112,9 +156,11 @@ def accuracy_by_time(table: Any, colours: dict[str, Any]) -> Any:
     for axis, task in zip(axes, tasks, strict=False):
         data = ok[ok["task"] == task]
         for method, group in data.groupby("method"):
-            axis.scatter(group["seconds"], group[column], s=10, color=colours[str(method)])
+            style = styles[str(method)]
+            axis.scatter(group["seconds"], group[column], s=12, color=style["color"],
+                         marker=style["marker"])  # fmt: skip
         axis.set(xscale="log", title=task, xlabel="wall time (s)", ylabel=label)
-    _legend(figure, colours, set(ok["method"].astype(str)))
+    _legend(figure, styles, set(ok["method"].astype(str)))
     return figure
 
 
@@ -124,7 +170,7 @@ _TIME_PANELS = (
 )
 
 
-def by_dimension(table: Any, colours: dict[str, Any], ladders: dict[str, dict[str, int]]) -> Any:
+def by_dimension(table: Any, styles: dict[str, dict], ladders: dict[str, dict[str, int]]) -> Any:
     """Along each dimension ladder (``{family: {task: D}}``): the headline score (floor
     dashed), training and sampling seconds per observation against the parameter dimension D, one line per
     method, mean over the rung's records; D and the seconds log-scaled."""
@@ -143,7 +189,7 @@ def by_dimension(table: Any, colours: dict[str, Any], ladders: dict[str, dict[st
             means = group.groupby("dimension")[column].mean()
             if column != score[0]:
                 means = means.clip(lower=1e-2)  # on a log axis; ABC's "training" is zero
-            axis.plot(means.index, means.values, marker="o", color=colours[str(method)])
+            axis.plot(means.index, means.values, **styles[str(method)])
         axis.set(xscale="log", title=f"{family}: {label}", xlabel="parameter dimension D",
                  ylabel=label)  # fmt: skip
         rungs = sorted(set(ladders[family].values()))
@@ -156,7 +202,7 @@ def by_dimension(table: Any, colours: dict[str, Any], ladders: dict[str, dict[st
         else:
             axis.set_yscale("log")
     floor = Line2D([], [], color="grey", linestyle="--", label="exact posterior's floor")
-    _legend(figure, colours, set(ok["method"].astype(str)), [floor])
+    _legend(figure, styles, set(ok["method"].astype(str)), [floor])
     return figure
 
 
@@ -175,10 +221,11 @@ def _calibrated(table: Any, folder: Path) -> list[tuple[str, str, dict]]:
     return found
 
 
-def sbc_ecdf(calibrated: list, colours: dict[str, Any]) -> Any:
+def sbc_ecdf(calibrated: list, styles: dict[str, dict]) -> Any:
     """Per task, each method's SBC rank ECDF minus the uniform CDF in its worst coordinate,
-    with the simultaneous 95% band of Säilynoja et al. (2022) for one coordinate: a calibrated
-    method stays inside the grey band."""
+    with the simultaneous band of Säilynoja et al. (2022) at level 1 - 0.05 / D for D
+    coordinates (Bonferroni, as the calibration verdict combines them): a calibrated method's
+    worst coordinate leaves the grey band with probability at most 5%."""
     from sbibench.metrics import ecdf_uniformity  # torch: only for a run with calibration
 
     tasks = sorted({task for task, _, _ in calibrated})
@@ -187,52 +234,66 @@ def sbc_ecdf(calibrated: list, colours: dict[str, Any]) -> Any:
         for name, method, kept in calibrated:
             if name != task:
                 continue
-            test = ecdf_uniformity(kept["ranks"], int(kept["num_samples"]))
+            ranks = np.asarray(kept["ranks"])
+            ranks = ranks[:, None] if ranks.ndim == 1 else ranks
+            test = ecdf_uniformity(ranks, int(kept["num_samples"]), alpha=0.05 / ranks.shape[1])
             z = test.points
             worst = np.abs(test.ecdf - z[:, None]).max(0).argmax()
-            axis.plot(z, test.ecdf[:, worst] - z, linewidth=1, color=colours[method])
+            style = styles[method]
+            axis.plot(z, test.ecdf[:, worst] - z, linewidth=1, color=style["color"],
+                      linestyle=style["linestyle"])  # fmt: skip
         axis.fill_between(z, test.lower - z, test.upper - z, color="grey", alpha=0.3)
         axis.set(title=task, xlabel="fractional rank", ylabel="ECDF − uniform")
-    _legend(figure, colours, {method for _, method, _ in calibrated})
+    _legend(figure, styles, {method for _, method, _ in calibrated})
     return figure
 
 
-def coverage_curves(calibrated: list, colours: dict[str, Any]) -> Any:
-    """Expected coverage against credibility level (HPD or TARP), one line per method."""
+def coverage_curves(calibrated: list, styles: dict[str, dict]) -> Any:
+    """Expected coverage against credibility level (HPD or TARP), one line per method, with
+    the simultaneous 95% band of a calibrated method's curve (the curve is the ECDF of its
+    coverage ranks: the SBC band of Säilynoja et al., 2022, for one coordinate)."""
+    from sbibench.metrics import ecdf_uniformity  # torch: only for a run with calibration
+
     tasks = sorted({task for task, _, _ in calibrated})
     figure, axes = _grid(len(tasks))
     levels = np.linspace(0, 1, 101)
     for axis, task in zip(axes, tasks, strict=False):
+        band = None
         for name, method, kept in calibrated:
-            if name != task:
+            if name != task or "coverage_ranks" not in kept:
                 continue
-            ranks = np.asarray(kept["coverage_ranks"])
+            ranks = np.asarray(kept["coverage_ranks"]).reshape(-1)
             total = int(kept["num_samples"]) + 1
             coverage = (ranks[None, :] < levels[:, None] * total).mean(1)
-            axis.plot(levels, coverage, color=colours[method], linewidth=1)
+            style = styles[method]
+            axis.plot(levels, coverage, color=style["color"], linestyle=style["linestyle"],
+                      linewidth=1)  # fmt: skip
+            if band is None:  # the same for every method of the task: the suite's SBC size
+                band = ecdf_uniformity(ranks[:, None], int(kept["num_samples"]))
+        if band is not None:
+            axis.fill_between(band.points, band.lower, band.upper, color="grey", alpha=0.3)
         axis.plot([0, 1], [0, 1], color="grey", linestyle="--")
         axis.set(title=task, xlabel="credibility level", ylabel="expected coverage")
-    _legend(figure, colours, {method for _, method, _ in calibrated})
+    _legend(figure, styles, {method for _, method, _ in calibrated})
     return figure
 
 
 def all_figures(table: Any, folder: Path) -> list[tuple[str, Any]]:
     """Every figure the report shows, titled (those of the headline score where the suite
     scored it)."""
-    colours = method_colours(table["method"])
+    styles = method_styles(table)
     figures = []
     column, label = _headline()
     if column in table and table[column].notna().any():
-        figures += [
-            (f"{label} against simulation budget", score_by_budget(table, colours)),
-            (f"{label} against wall time", accuracy_by_time(table, colours)),
-        ]
+        if table["budget"].nunique() > 1:  # one budget: nothing to draw against it
+            figures.append((f"{label} against simulation budget", score_by_budget(table, styles)))
+        figures.append((f"{label} against wall time", accuracy_by_time(table, styles)))
         ladders = dimension_ladders(table)
         if ladders:
             figures.append(
                 (
                     f"{label}, training and sampling time against the parameter dimension",
-                    by_dimension(table, colours, ladders),
+                    by_dimension(table, styles, ladders),
                 )
             )
     calibrated = _calibrated(table, Path(folder))
@@ -240,12 +301,15 @@ def all_figures(table: Any, folder: Path) -> list[tuple[str, Any]]:
         figures.append(
             (
                 "SBC at the largest budget: rank ECDF minus uniform in each method's worst "
-                "coordinate, with the 95% simultaneous band",
-                sbc_ecdf(calibrated, colours),
+                "coordinate, with the 95% band over all coordinates",
+                sbc_ecdf(calibrated, styles),
             )
         )
         figures.append(
-            ("Expected coverage at the largest budget", coverage_curves(calibrated, colours))
+            (
+                "Expected coverage at the largest budget, with a calibrated method's 95% band",
+                coverage_curves(calibrated, styles),
+            )
         )
     return figures
 

@@ -24,7 +24,7 @@ def test_report_files_hold_tables_figures_and_provenance(tiny_run, tmp_path):
         assert text in markdown, text
     html = paths[1].read_text()
     images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
-    assert len(images) == 4  # budget, wall time, SBC ECDF bands, coverage
+    assert len(images) == 3  # wall time, SBC ECDF bands, coverage (one budget: no budget figure)
     assert all(base64.b64decode(image)[:8] == b"\x89PNG\r\n\x1a\n" for image in images)
     assert "src='http" not in html  # self-contained
     latex = paths[2].read_text()
@@ -90,7 +90,7 @@ def test_the_report_renders_in_a_real_browser(tiny_run, tmp_path):
     found = re.search(r'data-check="([^"]*)"', dom)
     assert found, dom[-2000:]
     check = json.loads(found.group(1).replace("&quot;", '"'))
-    assert check["images"] == 4 and check["broken"] == [] and check["overlaps"] == []
+    assert check["images"] == 3 and check["broken"] == [] and check["overlaps"] == []
     assert min(check["widths"]) > 300
 
 
