@@ -119,6 +119,59 @@ def _headline() -> tuple[str, str]:
     return column.name, column.label or column.name
 
 
+def overview(table: Any) -> Any:
+    """One panel per budget: a methods x tasks grid of the mean headline score, coloured by its
+    excess over the exact posterior's floor (the score where no floor is recorded); the
+    competing methods by mean rank (`sbibench.report.ranks`), then the references."""
+    from sbibench.report.ranks import REFERENCES, rank_methods
+
+    plt = _pyplot()
+    import seaborn as sns
+
+    column, label = _headline()
+    ok = table[table["status"] == "ok"]
+    budgets = sorted(ok["budget"].unique())
+    tasks = sorted(ok["task"].unique())
+    methods_of = ok.drop_duplicates("method").set_index("method")["method_name"]
+    rows_of = {}
+    for budget in budgets:
+        records = table[table["budget"] == budget]
+        ranking = rank_methods(
+            records, column, lower_better=headline().columns[0].better != "higher"
+        )
+        ranked = ranking.methods if ranking is not None else []
+        references = sorted(m for m in records["method"].unique()
+                            if methods_of.get(m) in REFERENCES)  # fmt: skip
+        others = sorted(set(records["method"].unique()) - set(ranked) - set(references))
+        rows_of[budget] = [*ranked, *others, *references]
+    height = max(len(rows) for rows in rows_of.values())
+    figure, axes = plt.subplots(
+        1, len(budgets), figsize=(max(0.75 * len(tasks) + 2.4, 4.5) * len(budgets), 0.3 * height + 2.2),
+        squeeze=False, layout="constrained",
+    )  # fmt: skip
+    floor = f"{column}_floor"
+    grids = {}
+    for budget in budgets:
+        data = ok[ok["budget"] == budget]
+        means = data.pivot_table(index="method", columns="task", values=column, aggfunc="mean")
+        means = means.reindex(index=rows_of[budget], columns=tasks)
+        colour = means
+        if floor in data and data[floor].notna().any():
+            floors = data.groupby("task")[floor].mean().reindex(tasks)
+            colour = means - floors.to_numpy()[None, :]
+        grids[budget] = (means, colour)
+    top = max(float(np.nanmax(c.to_numpy())) for _, c in grids.values())  # one scale for all
+    for axis, budget in zip(axes.flat, budgets, strict=True):
+        means, colour = grids[budget]
+        sns.heatmap(colour, ax=axis, annot=means, fmt=".2f", cmap="rocket_r", vmin=0,
+                    vmax=max(top, 1e-3), cbar=axis is axes.flat[-1], annot_kws={"fontsize": 7},
+                    cbar_kws={"label": f"{label} minus the exact posterior's floor"})  # fmt: skip
+        axis.set(title=f"{budget:,} simulations", xlabel="", ylabel="")
+        axis.tick_params(axis="x", labelrotation=45, labelsize=8)
+        axis.tick_params(axis="y", labelsize=8)
+    return figure
+
+
 def score_by_budget(table: Any, styles: dict[str, dict]) -> Any:
     """The headline score against the simulation budget per task, one line per method, its
     floor dashed."""
@@ -285,6 +338,10 @@ def all_figures(table: Any, folder: Path) -> list[tuple[str, Any]]:
     figures = []
     column, label = _headline()
     if column in table and table[column].notna().any():
+        figures.append(
+            (f"Overview: mean {label} per method and task, coloured by its excess over the "
+             "exact posterior's floor; methods by mean rank, references last", overview(table))
+        )  # fmt: skip
         if table["budget"].nunique() > 1:  # one budget: nothing to draw against it
             figures.append((f"{label} against simulation budget", score_by_budget(table, styles)))
         figures.append((f"{label} against wall time", accuracy_by_time(table, styles)))

@@ -163,39 +163,88 @@ def _latex(page: Page) -> str:
     return "\n".join(out) + "\n"
 
 
-def _html_table(rows: list[list[str]]) -> list[str]:
+def _html_table(rows: list[list[str]], best: set[int] | None = None) -> list[str]:
+    """A table (first row the header); rows whose index is in ``best`` are bold."""
     parts = ["<table><tr>", *(f"<th>{html.escape(c)}</th>" for c in rows[0]), "</tr>"]
-    for row in rows[1:]:
-        parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+    for i, row in enumerate(rows[1:], start=1):
+        cells = "".join(f"<td>{html.escape(c)}</td>" for c in row)
+        parts.append(
+            f"<tr class='best'>{cells}</tr>" if best and i in best else f"<tr>{cells}</tr>"
+        )
     return [*parts, "</table>"]
 
 
+def best_rows(rows: list[list[str]]) -> set[int]:
+    """Indices of a board's rows (first row the header) with the best mean rank among the
+    competing methods at their budget (the rank column's first number; references and rows
+    without a rank are never best)."""
+    if "rank" not in rows[0] or "budget" not in rows[0]:
+        return set()
+    rank, budget = rows[0].index("rank"), rows[0].index("budget")
+    best: dict[str, tuple[float, set[int]]] = {}
+    for i, row in enumerate(rows[1:], start=1):
+        try:
+            value = float(row[rank].split()[0])
+        except (ValueError, IndexError):  # "reference", "–"
+            continue
+        low, found = best.get(row[budget], (math.inf, set()))
+        if value < low:
+            best[row[budget]] = (value, {i})
+        elif value == low:
+            found.add(i)
+    return {i for _, found in best.values() for i in found}
+
+
+_STYLE = (
+    "<style>body{font-family:sans-serif;max-width:1280px;margin:auto;padding:0 1em}"
+    "table{border-collapse:collapse;margin:0.5em 0 1em}td,th{border:1px solid #ccc;"
+    "padding:2px 8px;text-align:right}td:first-child{text-align:left}"
+    "tr.best td{font-weight:bold;background:#eef6ee}img{max-width:100%}"
+    "details{margin:0.3em 0}summary{cursor:pointer;font-size:1.15em;font-weight:bold}"
+    ".legend{font-size:0.9em;color:#333}</style>"
+)
+
+
 def _html(page: Page) -> str:
+    """The page opens on the overview (a methods x tasks grid per budget) and the ranks;
+    the score against budget follows, then each task's board (collapsed, best row bold), the
+    sections, the time, the remaining figures, and the run's provenance (collapsed)."""
     boards, provenance, figures, times, sections = page.parts()
+    first = [f for f in figures if f[0].startswith("Overview")]
+    budget = [f for f in figures if "against simulation budget" in f[0]]
+    rest = [f for f in figures if f not in first and f not in budget]
+
+    def image(title: str, png: str) -> str:
+        return (f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
+                f"src='data:image/png;base64,{png}'>")  # fmt: skip
+
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>sbibench report</title>",
-        "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
-        "padding:2px 8px;text-align:right}td:first-child{text-align:left}</style></head><body>",
-        "<h1>sbibench report</h1><ul>",
+        _STYLE + "</head><body>",
+        "<h1>sbibench report: " + html.escape(dict(provenance).get("suite", "")) + "</h1>",
     ]
-    parts += [f"<li><b>{html.escape(n)}</b>: {html.escape(str(v))}</li>" for n, v in provenance]
-    parts += ["</ul>", f"<p>{html.escape(_legend())}.</p>"]
-    if page.rule:
-        parts.append(f"<p>{html.escape(page.rule)}</p>")
+    warnings = [(n, v) for n, v in provenance if n in ("dirty records", "stale records")]
+    parts += [f"<p><b>{html.escape(n)}</b>: {html.escape(v)}</p>" for n, v in warnings]
+    parts += [image(title, png) for title, png in first]
+    parts.append(f"<p class='legend'>{html.escape(_legend())}.</p>")
     for title, text, rows in page.ranks:
-        parts += [f"<h2>{html.escape(title)}</h2>", f"<p>{html.escape(text)}</p>"]
-        parts += _html_table(rows)
+        parts += [f"<h2>{html.escape(title)}</h2>", f"<p class='legend'>{html.escape(text)}</p>"]
+        parts += _html_table(rows, {1})
+    parts += [image(title, png) for title, png in budget]
+    parts.append("<h2>Per task</h2>")
+    if page.rule:
+        parts.append(f"<p class='legend'>{html.escape(page.rule)}</p>")
     for title, rows in boards.items():
-        parts += [f"<h2>{html.escape(title)}</h2>", *_html_table(rows)]
+        parts += [f"<details><summary>{html.escape(title)}</summary>"]
+        parts += [*_html_table(rows, best_rows(rows)), "</details>"]
     for title, text, rows in sections:
         parts += [f"<h2>{html.escape(title)}</h2>", f"<p>{html.escape(text)}</p>"]
         parts += _html_table(rows)
     parts += ["<h2>Where the time went (worker seconds)</h2>", *_html_table(times)]
-    for title, png in figures:
-        parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
-                     f"src='data:image/png;base64,{png}' style='max-width:100%'>")  # fmt: skip
-    parts.append("</body></html>")
+    parts += [image(title, png) for title, png in rest]
+    parts += ["<details><summary>The run: suite, code, versions, machine, dates</summary><ul>"]
+    parts += [f"<li><b>{html.escape(n)}</b>: {html.escape(str(v))}</li>" for n, v in provenance]
+    parts += ["</ul></details>", "</body></html>"]
     return "\n".join(parts)
 
 

@@ -33,6 +33,10 @@ def test_figures_stay_legible_with_seventeen_methods(tiny_run):
     colours = {}
     for title, figure in all_figures(_many_methods(tiny_run), tiny_run):
         assert overlapping_text(figure) == [], title
+        if title.startswith("Overview"):  # a grid with a colour bar: no method legend
+            assert not figure.legends and len(figure.axes[0].get_yticklabels()) == 51
+            plt.close(figure)
+            continue
         assert len(figure.legends) == 1 and all(not a.get_legend() for a in figure.axes)
         for handle in figure.legends[0].legend_handles:
             style = (tuple(handle.get_color()), handle.get_marker(), handle.get_linestyle())

@@ -24,7 +24,8 @@ def test_report_files_hold_tables_figures_and_provenance(tiny_run, tmp_path):
         assert text in markdown, text
     html = paths[1].read_text()
     images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
-    assert len(images) == 3  # wall time, SBC ECDF bands, coverage (one budget: no budget figure)
+    # overview, wall time, SBC ECDF bands, coverage (one budget: no against-budget figure)
+    assert len(images) == 4
     assert all(base64.b64decode(image)[:8] == b"\x89PNG\r\n\x1a\n" for image in images)
     assert "src='http" not in html  # self-contained
     latex = paths[2].read_text()
@@ -47,6 +48,8 @@ CHECK_PAGE = """
 <script>
 window.addEventListener("load", () => {
   const images = [...document.images];
+  const firstBox = images[0].getBoundingClientRect();  // before anything is opened
+  document.querySelectorAll("details").forEach((d) => { d.open = true; });  // check them open
   const broken = images.filter((i) => !(i.complete && i.naturalWidth > 0)).map((i) => i.alt);
   const blocks = [...document.querySelectorAll("h1, h2, ul, table, img")];
   const overlaps = [];
@@ -59,7 +62,8 @@ window.addEventListener("load", () => {
     }
   }
   const widths = images.map((i) => i.getBoundingClientRect().width);
-  document.body.setAttribute("data-check", JSON.stringify({images: images.length, broken, overlaps, widths}));
+  const first = {alt: images[0].alt, top: firstBox.top, bottom: firstBox.bottom};
+  document.body.setAttribute("data-check", JSON.stringify({images: images.length, broken, overlaps, widths, first}));
 });
 </script>
 """
@@ -67,7 +71,9 @@ window.addEventListener("load", () => {
 
 def test_the_report_renders_in_a_real_browser(tiny_run, tmp_path):
     """report.html in headless Chromium (Debian's package; CI installs it): every embedded
-    figure loads and is laid out, and no heading, list, table or figure overlaps another."""
+    figure loads and is laid out, no heading, list, table or figure overlaps another (with
+    every collapsed section opened), and the overview figure is the first, within the first
+    screen (1280 x 1000)."""
     import json
     import os
     import shutil
@@ -90,7 +96,8 @@ def test_the_report_renders_in_a_real_browser(tiny_run, tmp_path):
     found = re.search(r'data-check="([^"]*)"', dom)
     assert found, dom[-2000:]
     check = json.loads(found.group(1).replace("&quot;", '"'))
-    assert check["images"] == 3 and check["broken"] == [] and check["overlaps"] == []
+    assert check["images"] == 4 and check["broken"] == [] and check["overlaps"] == []
+    assert check["first"]["alt"].startswith("Overview") and check["first"]["top"] < 1000
     assert min(check["widths"]) > 300
 
 
@@ -153,3 +160,18 @@ def test_a_report_written_elsewhere_reads_a_read_only_run_folder(tiny_run, tmp_p
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "cli" / "LEADERBOARD.md").is_file()
     assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
+
+
+def test_the_best_row_of_each_budget_is_marked():
+    """The competing method with the lowest mean rank at each budget; references never."""
+    from sbibench.report.render import best_rows
+
+    rows = [["method", "budget", "runs", "failed", "rank", "C2ST"],
+            ["exact", "1000", "2", "0", "reference", "0.5"],
+            ["npe", "1000", "2", "0", "1.5 [1.0, 2.0]", "0.6"],
+            ["rej_abc", "1000", "2", "0", "1.5 [1.0, 2.0]", "0.7"],
+            ["nle", "1000", "2", "0", "2.0 [2.0, 2.0]", "0.8"],
+            ["npe", "2000", "2", "0", "2.0 [1.0, 2.0]", "0.6"],
+            ["nle", "2000", "2", "0", "1.0 [1.0, 2.0]", "0.7"]]  # fmt: skip
+    assert best_rows(rows) == {2, 3, 6}
+    assert best_rows([["method", "C2ST"], ["npe", "0.6"]]) == set()
