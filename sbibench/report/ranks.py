@@ -2,9 +2,11 @@
 bootstrap interval, and the groups of methods the data cannot tell apart.
 
 A *block* is one (task, budget, observation): on each block the competing methods are ranked
-by their score (1 is best; ties share the mean rank; a method with no ok record on the block,
-failed or missing, ranks last), the score of a method fitted with several seeds being its
-mean over them. A method's mean rank is over the blocks of the tasks asked for.
+by their score (1 is best; ties share the mean rank; a method whose run on the block failed
+or left no record ranks last), the score of a method fitted with several seeds being its
+mean over them. A method's mean rank is over the blocks of the tasks asked for. Only methods
+run on every task are ranked: a method the suite runs on some tasks only (a set embedding)
+would otherwise rank last where it was never meant to run; it is listed apart (`partial`).
 
 - **Interval**: 95% percentile bootstrap, resampling the observations of each task (so
   each task keeps its weight) and, within each, each method's seeds, then ranking again. A
@@ -52,6 +54,7 @@ class Ranking:
         blocks: N, the blocks ranked on.
         friedman_p: Friedman's test p-value (NaN for fewer than 2 methods or blocks).
         cd: Nemenyi's critical difference (NaN where not computed).
+        partial: competing methods not run on every task, left out of the ranks.
     """
 
     methods: list[str]
@@ -63,6 +66,7 @@ class Ranking:
     blocks: int
     friedman_p: float
     cd: float
+    partial: list[str] = dataclasses.field(default_factory=list)
 
 
 def critical_difference(k: int, n: int, alpha: float = 0.05) -> float:
@@ -126,8 +130,12 @@ def rank_methods(
         lower_better: the score's direction.
         seed: the bootstrap's seed.
     """
-    ok = table[(table["status"] == "ok") & ~table["method_name"].isin(REFERENCES)]
-    methods = sorted(table.loc[~table["method_name"].isin(REFERENCES), "method"].unique())
+    competing = table[~table["method_name"].isin(REFERENCES)]
+    tasks = set(table["task"])
+    ran = competing.groupby("method")["task"].agg(set)
+    methods = sorted(m for m, on in ran.items() if on == tasks)
+    partial = sorted(m for m, on in ran.items() if on != tasks)
+    ok = competing[(competing["status"] == "ok") & competing["method"].isin(methods)]
     if len(methods) < 2 or ok.empty:
         return None
     per_seed = ok.groupby(["task", "observation", "method", "seed"])[column].mean()
@@ -157,7 +165,7 @@ def rank_methods(
     return Ranking(
         methods=[methods[j] for j in order], mean_rank=mean_rank[order], low=low[order],
         high=high[order], score=score[order], groups=letters, blocks=n,
-        friedman_p=friedman_p, cd=cd,
+        friedman_p=friedman_p, cd=cd, partial=partial,
     )  # fmt: skip
 
 

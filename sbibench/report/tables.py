@@ -243,7 +243,8 @@ _RANKS = (
     "The competing methods by mean rank of {label} over every task's observations at this "
     "budget (1 is best; a failed or missing run ranks last), with a 95% bootstrap interval "
     "(observations resampled within each task, seeds within each observation). {test} "
-    "References, which use the exact posterior or likelihood, are listed after, unranked."
+    "Methods run on some tasks only are listed after them, unranked, with their mean over "
+    "those tasks; references, which use the exact posterior or likelihood, last."
 )
 
 
@@ -279,6 +280,10 @@ def rank_sections(table: Any) -> list[tuple[str, str, list[list[str]]]]:
                 f"{ranking.score[i]:.3f}",
             ])  # fmt: skip
         good = records[records["status"] == "ok"]
+        for method in ranking.partial:
+            on = good.loc[good["method"] == method]
+            rows.append([method, f"on {on['task'].nunique()} of {records['task'].nunique()} "
+                         "tasks", "", "", f"{on[column.name].mean():.3f}"])  # fmt: skip
         for method, group in good[good["method_name"].isin(REFERENCES)].groupby("method"):
             rows.append([method, "reference", "", "", f"{group[column.name].mean():.3f}"])
         title = f"Ranks at {budget:,} simulations"

@@ -98,3 +98,15 @@ def test_the_report_ranks_first_and_each_board_has_a_rank_column(tiny_run):
     rank = board[0].index("rank")
     cells = {row[0]: row[rank] for row in board[1:]}
     assert cells["exact"] == "reference" and cells["npe"].count("[") == 1
+
+
+def test_a_method_run_on_some_tasks_only_is_listed_apart_not_ranked_last():
+    """c (run on t1 only, as a set embedding runs on set tasks) would rank last on t2's
+    blocks where it never ran: it is left out of the ranks and named as partial."""
+    table = pd.concat([_records({"a": [[0.6]] * 3, "b": [[0.7]] * 3}),
+                       _records({"c": [[0.55]] * 3}, tasks=("t1",))])  # fmt: skip
+    ranking = rank_methods(table, "c2st")
+    assert ranking.methods == ["a", "b"] and ranking.partial == ["c"]
+    assert list(ranking.mean_rank) == [1.0, 2.0]
+    (section,) = rank_sections(table)
+    assert ["c", "on 1 of 2 tasks", "", "", "0.550"] in section[2]
